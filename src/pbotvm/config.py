@@ -1,0 +1,257 @@
+"""Configuration: the ``PBOTVM_*`` environment variables and the machines file.
+
+Precedence (the original let the file win, contrary to its docs): an operator-allowed
+``-vm-*`` option > the environment > the machines file > built-in defaults. The environment
+describes the default machine; a machine picked by name with ``-vm=`` is used as its entry says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pbotvm.protocol import Framing
+
+DEFAULT_ADDR = "127.0.0.1"
+DEFAULT_SERVER_PORT = 9000
+DEFAULT_SERIAL = 5555
+DEFAULT_HEART = 5556
+DEFAULT_CID = 7
+DEFAULT_VPORT = 5555
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_DOMAIN = "pbot-vm"
+DEFAULT_OUTPUT_LIMIT = 1024 * 1024
+DEFAULT_STDIN_COMMAND = "fortune -u -s"
+
+# The original's shipped host/config/vm-exec.json, used when no machines file exists.
+BUILTIN_MACHINES = {
+    "machines": {
+        "pbot-vm": {"serial": 5555, "heart": 5556, "cid": 7, "vport": 5555},
+        "pbot-test-vm": {"serial": 7777, "heart": 7778, "cid": 42, "vport": 5555},
+    },
+    "aliases": {"fedora-amd64": "pbot-vm", "test": "pbot-test-vm"},
+    "default-machine": "fedora-amd64",
+}
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message names the variable or file and what is wrong."""
+
+
+class UnknownMachine(LookupError):
+    def __init__(self, name: str, available: list[str]) -> None:
+        names = ", ".join(available)
+        super().__init__(f"Unknown machine '{name}'; available machines are: {names}")
+
+
+def flag(value: str | None) -> bool:
+    """An on/off variable: set, non-empty and not "0" means on (as the original's Perl truth)."""
+    return bool(value) and value != "0"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int = 0, hi: int = 65535) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} is out of range {lo}..{hi}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return value
+
+
+def _argv(env: Mapping[str, str], name: str, default: str | None) -> list[str] | None:
+    raw = env.get(name, default)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return shlex.split(raw)
+    except ValueError as e:
+        raise ConfigError(f"{name}: {e}") from None
+
+
+@dataclass(frozen=True)
+class Machine:
+    name: str
+    serial: int = DEFAULT_SERIAL
+    heart: int = DEFAULT_HEART
+    cid: int = DEFAULT_CID
+    vport: int = DEFAULT_VPORT
+    addr: str = DEFAULT_ADDR
+    framing: Framing = Framing.V2023
+    domain: str = DEFAULT_DOMAIN
+
+
+@dataclass(frozen=True)
+class Machines:
+    machines: dict[str, Machine]
+    aliases: dict[str, str]
+    default: str
+
+    def names(self) -> list[str]:
+        """What the unknown-machine message lists: the aliases, as the original did."""
+        return sorted(self.aliases) or sorted(self.machines)
+
+    def resolve(self, name: str | None = None) -> Machine:
+        wanted = self.default if name is None else name
+        machine = self.machines.get(self.aliases.get(wanted, wanted))
+        if machine is None:
+            raise UnknownMachine(wanted, self.names())
+        return machine
+
+    @classmethod
+    def parse(cls, data: object, where: str, env: Mapping[str, str]) -> Machines:
+        """The vm-exec.json schema, plus optional ``addr``, ``framing`` and ``domain`` keys."""
+        if not isinstance(data, dict) or not isinstance(data.get("machines"), dict):
+            raise ConfigError(f"{where}: expected an object with a 'machines' object")
+        aliases = data.get("aliases", {})
+        if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
+            raise ConfigError(f"{where}: 'aliases' must map names to machine names")
+        default = data.get("default-machine", next(iter(data["machines"]), ""))
+        default_name = aliases.get(default, default)
+        machines = {}
+        for name, entry in data["machines"].items():
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{where}: machine {name!r} must be an object")
+            machine = _machine(name, entry, f"{where}: machine {name!r}")
+            if name == default_name:
+                machine = _apply_env(machine, env)
+            machines[name] = machine
+        return cls(machines, dict(aliases), default)
+
+
+def _machine(name: str, entry: dict[str, object], where: str) -> Machine:
+    values: dict[str, object] = {"name": name, "domain": name}
+    for key in ("serial", "heart", "cid", "vport"):
+        if key in entry:
+            value = entry[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+                raise ConfigError(f"{where}: {key!r} must be a port or CID number")
+            values[key] = value
+    for key in ("addr", "domain"):
+        if key in entry:
+            if not isinstance(entry[key], str) or not entry[key]:
+                raise ConfigError(f"{where}: {key!r} must be a non-empty string")
+            values[key] = entry[key]
+    if "framing" in entry:
+        try:
+            values["framing"] = Framing(str(entry["framing"]))
+        except ValueError:
+            raise ConfigError(f"{where}: 'framing' must be '2023' or 'head'") from None
+    return Machine(**values)  # type: ignore[arg-type]
+
+
+def _apply_env(machine: Machine, env: Mapping[str, str]) -> Machine:
+    changes: dict[str, object] = {"domain": env.get("PBOTVM_DOMAIN") or DEFAULT_DOMAIN}
+    for key, var in (("serial", "PBOTVM_SERIAL"), ("heart", "PBOTVM_HEART"),
+                     ("vport", "PBOTVM_VPORT")):
+        if env.get(var, "").strip():
+            changes[key] = _int(env, var, 0, 1)
+    if env.get("PBOTVM_CID", "").strip():
+        changes["cid"] = _int(env, "PBOTVM_CID", 0, 0, 2**32 - 1)
+    if env.get("PBOTVM_FRAMING", "").strip():
+        try:
+            changes["framing"] = Framing(env["PBOTVM_FRAMING"].strip())
+        except ValueError:
+            raise ConfigError("PBOTVM_FRAMING must be '2023' or 'head'") from None
+    return replace(machine, **changes)  # type: ignore[arg-type]
+
+
+def machines_path(env: Mapping[str, str]) -> Path:
+    if env.get("PBOTVM_MACHINES"):
+        return Path(env["PBOTVM_MACHINES"])
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "pbotvm" / "vm-exec.json"
+
+
+def load_machines(env: Mapping[str, str]) -> Machines:
+    path = machines_path(env)
+    explicit = bool(env.get("PBOTVM_MACHINES"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"PBOTVM_MACHINES: {path} does not exist") from None
+        return Machines.parse(BUILTIN_MACHINES, "built-in machines", env)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    return Machines.parse(data, str(path), env)
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """Everything vm-server and vm-exec read from their environment."""
+
+    addr: str
+    port: int
+    timeout: float
+    norevert: bool
+    libvirt_uri: str
+    snapshot: str
+    revert_command: list[str] | None
+    output_limit: int
+    stdin_command: list[str] | None
+    allow_overrides: bool
+    state_dir: Path
+    machines: Machines
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> HostSettings:
+        env = os.environ if env is None else env
+        state = env.get("PBOTVM_STATE_DIR") or str(
+            Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pbotvm")
+        return cls(
+            addr=env.get("PBOTVM_ADDR", "").strip() or DEFAULT_ADDR,
+            port=_int(env, "PBOTVM_SERVER", DEFAULT_SERVER_PORT, 1),
+            timeout=_float(env, "PBOTVM_TIMEOUT", DEFAULT_TIMEOUT),
+            norevert=flag(env.get("PBOTVM_NOREVERT")),
+            libvirt_uri=env.get("PBOTVM_LIBVIRT_URI", "").strip() or "qemu:///system",
+            snapshot=env.get("PBOTVM_SNAPSHOT", "").strip() or "1",
+            revert_command=_argv(env, "PBOTVM_REVERT_COMMAND", None),
+            output_limit=_int(env, "PBOTVM_OUTPUT_LIMIT", DEFAULT_OUTPUT_LIMIT, 1024, 2**31),
+            stdin_command=_argv(env, "PBOTVM_STDIN_COMMAND", DEFAULT_STDIN_COMMAND),
+            allow_overrides=flag(env.get("PBOTVM_ALLOW_OVERRIDES")),
+            state_dir=Path(state),
+            machines=load_machines(env),
+        )
+
+
+@dataclass(frozen=True)
+class GuestSettings:
+    serial: str
+    heart: str
+    user: str
+    vport: int
+    output_limit: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GuestSettings:
+        env = os.environ if env is None else env
+        return cls(
+            serial=env.get("PBOTVM_GUEST_SERIAL", "").strip() or "/dev/ttyS2",
+            heart=env.get("PBOTVM_GUEST_HEART", "").strip() or "/dev/ttyS3",
+            user=env.get("PBOTVM_GUEST_USER", "").strip() or "vm",
+            vport=_int(env, "PBOTVM_VPORT", DEFAULT_VPORT, 1),
+            output_limit=_int(env, "PBOTVM_OUTPUT_LIMIT", DEFAULT_OUTPUT_LIMIT, 1024, 2**31),
+        )

@@ -1,0 +1,264 @@
+"""The host <-> guest wire format, used by both sides.
+
+Request (host -> guest): a JSON object, framed one of two ways:
+  * 2023 (the documented original): the JSON text, then ``\\n:end:\\n``, written in chunks;
+  * head (upstream HEAD): the JSON cut into 4000-byte lines, then an empty line.
+The guest accepts both on the same stream; a machine entry chooses what the host sends.
+
+Reply (guest -> host): ``result:{json}`` line(s), then ``result:end``. Our guest adds the
+request ``id`` and a machine-readable status; the original's fields are kept so an original
+host still understands us, and unknown fields are ignored both ways.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pbotvm.text import decode_text
+
+END_2023 = b"\n:end:\n"
+CHUNK_2023 = 16383
+CHUNK_HEAD = 4000  # stays under the 4096-byte canonical tty line limit
+RESULT_PREFIX = b"result:"
+RESULT_END = b"result:end"
+
+# `:end:` alone on its line (whitespace allowed), as the original guest matched it.
+_END_RE = re.compile(rb"(?:^|\n)[ \t\r]*:end:[ \t\r]*(?:\n|$)")
+_PERSIST_KEY_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class Framing(StrEnum):
+    V2023 = "2023"
+    HEAD = "head"
+
+
+class ProtocolError(ValueError):
+    """A request or reply that cannot be understood; the message is shown to the user."""
+
+
+@dataclass
+class Request:
+    lang: str
+    sourcefile: str
+    execfile: str
+    cmdline: str
+    code: str
+    input: str | None = ""
+    arguments: str = ""
+    date: int = 0
+    factoid: str | None = None
+    persist_key: str | None = None
+    id: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        obj: dict[str, object] = {
+            "lang": self.lang,
+            "sourcefile": self.sourcefile,
+            "execfile": self.execfile,
+            "cmdline": self.cmdline,
+            "input": self.input,
+            "date": self.date,
+            "arguments": self.arguments,
+            "code": self.code,
+        }
+        if self.factoid:
+            obj["factoid"] = self.factoid
+        if self.persist_key:
+            obj["persist-key"] = self.persist_key
+        if self.id is not None:
+            obj["id"] = self.id
+        return obj
+
+    @classmethod
+    def from_json(cls, obj: object) -> Request:
+        if not isinstance(obj, dict):
+            raise ProtocolError("request is not a JSON object")
+
+        def text(key: str, default: str | None = None, *, required: bool = False) -> str | None:
+            value = obj.get(key, default)
+            if value is None:
+                if required:
+                    raise ProtocolError(f"request has no {key!r}")
+                return default
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return str(value)
+            if not isinstance(value, str):
+                raise ProtocolError(f"request field {key!r} must be a string")
+            return value
+
+        date = obj.get("date", 0)
+        if isinstance(date, str) and date.strip().lstrip("-").isdigit():
+            date = int(date)
+        if not isinstance(date, int) or isinstance(date, bool):
+            raise ProtocolError("request field 'date' must be an integer")
+        persist_key = text("persist-key") or None
+        if persist_key is not None and not _PERSIST_KEY_RE.fullmatch(persist_key):
+            raise ProtocolError("request field 'persist-key' must match [A-Za-z0-9._-]{1,64}")
+        sourcefile = text("sourcefile", "prog.sh") or "prog.sh"
+        execfile = text("execfile", sourcefile) or sourcefile
+        for name in (sourcefile, execfile):
+            if "/" in name or name in (".", ".."):
+                raise ProtocolError(f"file name {name!r} must not contain a path")
+        raw_id = obj.get("id")
+        return cls(
+            lang=text("lang", "_default") or "_default",
+            sourcefile=sourcefile,
+            execfile=execfile,
+            cmdline=text("cmdline", required=True) or "",
+            code=text("code", "") or "",
+            input=text("input", ""),
+            arguments=text("arguments", "") or "",
+            date=date,
+            factoid=text("factoid") or None,
+            persist_key=persist_key,
+            id=None if raw_id is None else str(raw_id),
+        )
+
+
+def encode_request(request: Request, framing: Framing = Framing.V2023) -> list[bytes]:
+    """The request as the pieces to write, in order."""
+    payload = json.dumps(request.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+    if framing is Framing.HEAD:
+        pieces = [payload[i : i + CHUNK_HEAD] + b"\n" for i in range(0, len(payload), CHUNK_HEAD)]
+        return [*pieces, b"\n"]
+    data = payload + END_2023
+    return [data[i : i + CHUNK_2023] for i in range(0, len(data), CHUNK_2023)]
+
+
+class RequestDecoder:
+    """Incremental guest-side decoder: feed bytes, get whole requests (either framing).
+
+    A request that cannot be decoded comes out as a ProtocolError in its place, so the caller
+    answers it and carries on; nothing that arrives can stop the decoder.
+    """
+
+    def __init__(self, limit: int = 64 * 1024 * 1024) -> None:
+        self._buffer = bytearray()
+        self._limit = limit
+
+    def feed(self, data: bytes) -> list[Request | ProtocolError]:
+        self._buffer += data
+        out: list[Request | ProtocolError] = []
+        while True:
+            del self._buffer[: len(self._buffer) - len(self._buffer.lstrip())]
+            if not self._buffer:
+                break
+            frame = self._next_frame()
+            if frame is None:
+                if len(self._buffer) > self._limit:
+                    self._buffer.clear()
+                    out.append(ProtocolError(f"request larger than {self._limit} bytes"))
+                break
+            out.append(_decode_payload(frame))
+        return out
+
+    def _next_frame(self) -> bytes | None:
+        blank = self._buffer.find(b"\n\n")
+        end = _END_RE.search(self._buffer)
+        if end is not None and (blank < 0 or end.start() <= blank):
+            frame = bytes(self._buffer[: end.start()])
+            del self._buffer[: end.end()]
+            return frame
+        if blank >= 0:
+            frame = bytes(self._buffer[:blank])
+            del self._buffer[: blank + 2]
+            return frame
+        return None
+
+
+def _decode_payload(frame: bytes) -> Request | ProtocolError:
+    # Neither framing puts raw newlines inside the JSON text, so removing them is lossless.
+    text = frame.replace(b"\r", b"").replace(b"\n", b"")
+    try:
+        return Request.from_json(json.loads(text.decode("utf-8")))
+    except UnicodeDecodeError as e:
+        return ProtocolError(f"request is not UTF-8: {e.reason} at byte {e.start}")
+    except json.JSONDecodeError as e:
+        return ProtocolError(f"request is not JSON: {e.msg} at character {e.pos}")
+    except ProtocolError as e:
+        return e
+
+
+@dataclass
+class Result:
+    """What the guest answers. ``killed`` names the limit that stopped the program, if any."""
+
+    text: str
+    id: str | None = None
+    exit: int | None = None
+    killed: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        obj: dict[str, object] = {"result": self.text}
+        if self.id is not None:
+            obj["id"] = self.id
+        if self.exit is not None:
+            obj["exit"] = self.exit
+        if self.killed is not None:
+            obj["killed"] = self.killed
+        return obj
+
+
+def encode_result(result: Result) -> bytes:
+    line = json.dumps(result.to_json(), ensure_ascii=False, separators=(",", ":"))
+    return RESULT_PREFIX + line.encode() + b"\n" + RESULT_END + b"\n"
+
+
+def decode_line(raw: bytes) -> str:
+    return decode_text(raw).rstrip("\r\n")
+
+
+class ResultDecoder:
+    """Host-side reader of the reply stream for one request.
+
+    Lines before the first ``result:`` line are noise (a cooked tty echoes the request) and
+    are skipped; later non-result lines are kept verbatim, as the original did. A result
+    carrying another request's id is stale (a timed-out job answering late) and is dropped.
+    """
+
+    def __init__(self, request_id: str | None) -> None:
+        self._id = request_id
+        self._started = False
+        self.parts: list[str] = []
+        self.done = False
+        self.exit: int | None = None
+        self.killed: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def feed_line(self, raw: bytes) -> None:
+        line = decode_line(raw)
+        if line == RESULT_END.decode():
+            if self._started:
+                self.done = True
+            return
+        if line.startswith("result:"):
+            self._feed_result(line[len("result:") :])
+        elif self._started:
+            self.parts.append(line + "\n")
+
+    def _feed_result(self, payload: str) -> None:
+        try:
+            obj = json.loads(payload)
+        except json.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):
+            if self._started:
+                self.parts.append(payload + "\n")
+            return
+        rid = obj.get("id")
+        if rid is not None and self._id is not None and str(rid) != self._id:
+            return  # a late answer to an earlier request
+        self._started = True
+        text = obj.get("result")
+        self.parts.append(("" if text is None else str(text)) + "\n")
+        if isinstance(obj.get("exit"), int):
+            self.exit = obj["exit"]
+        if isinstance(obj.get("killed"), str):
+            self.killed = obj["killed"]

@@ -262,3 +262,35 @@ class ResultDecoder:
             self.exit = obj["exit"]
         if isinstance(obj.get("killed"), str):
             self.killed = obj["killed"]
+
+
+# --- vm-client -> vm-server ------------------------------------------------------------------
+
+CLIENT_FIELDS = ("nick", "channel", "code", "lang", "arguments", "factoid", "persist-key",
+                 "usage")
+
+
+def parse_client_line(line: str) -> dict[str, str]:
+    """The context of one client line: a JSON object (what PBot sends) or plain vm-exec text.
+
+    A line that starts like a JSON object must be one; the original compiled broken JSON
+    as C code. Plain text becomes the code.
+    """
+    stripped = line.strip()
+    if not stripped.startswith('{"'):
+        return {"code": stripped}
+    try:
+        obj = json.loads(stripped)
+    except json.JSONDecodeError as e:
+        raise ProtocolError(f"Malformed JSON request: {e.msg} at character {e.pos}.") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("Malformed JSON request: expected an object.")
+    context: dict[str, str] = {}
+    for key in CLIENT_FIELDS:
+        value = obj.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ProtocolError(f"Malformed JSON request: {key!r} must be a string.")
+        context[key] = str(value)
+    return context

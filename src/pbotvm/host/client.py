@@ -1,0 +1,47 @@
+"""vm-client: what PBot runs once per command. Sends its argv to vm-server, prints the reply.
+
+PBot starts it for every message, so it imports nothing heavy: no click, no pbotvm config.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+HELP = """\
+Usage: vm-client CODE...
+
+  Send CODE (all arguments joined by single spaces; usually one JSON object
+  {"nick":…,"channel":…,"code":…}) to vm-server and print its reply.
+
+  Environment: PBOTVM_ADDR (default 127.0.0.1), PBOTVM_SERVER (port, default 9000).
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args in (["--help"], ["-h"]):
+        sys.stdout.write(HELP)
+        return 0
+    addr = os.environ.get("PBOTVM_ADDR") or "127.0.0.1"
+    port_text = os.environ.get("PBOTVM_SERVER") or "9000"
+    if not port_text.isdigit():
+        sys.stdout.write(f"Fatal error: PBOTVM_SERVER={port_text!r} is not a port number\n")
+        return 2
+    try:
+        sock = socket.create_connection((addr, int(port_text)))
+    except OSError as e:
+        sys.stdout.write(f"Fatal error: {e.strerror or e}; try again later\n")
+        return e.errno or 1
+    with sock:
+        sock.sendall(" ".join(args).encode("utf-8", "surrogateescape") + b"\n")
+        out = sys.stdout.buffer
+        while chunk := sock.recv(65536):
+            out.write(chunk)
+        out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Watches a guest's heartbeat port: connects, reconnects for ever, records each beat.
+
+The guest writes a line every 5 s. A guest counts as alive while the last beat is younger
+than ``stale_after``; the original used 5 s, which flagged live guests (0-6 s to notice, and
+false alarms under load), so the default allows two missed beats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+log = logging.getLogger("pbotvm.heartbeat")
+
+RETRY_DELAY = 2.0
+BEAT_INTERVAL = 5.0
+DEFAULT_STALE_AFTER = 2 * BEAT_INTERVAL + 2.0
+
+
+class HeartbeatMonitor:
+    def __init__(self, name: str, addr: str, port: int,
+                 stale_after: float = DEFAULT_STALE_AFTER) -> None:
+        self.name = name
+        self.addr = addr
+        self.port = port
+        self.stale_after = stale_after
+        self.last_beat = 0.0  # time.monotonic() of the last beat; 0 = never
+        self._beat = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"heartbeat-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def alive(self) -> bool:
+        return self.last_beat > 0 and time.monotonic() - self.last_beat <= self.stale_after
+
+    async def beat_after(self, since: float, timeout: float) -> bool:
+        """Wait until a beat newer than ``since`` (monotonic) arrives; False on time-out."""
+        async with self._beat:
+            try:
+                await asyncio.wait_for(
+                    self._beat.wait_for(lambda: self.last_beat > since), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    async def _record(self) -> None:
+        self.last_beat = time.monotonic()
+        async with self._beat:
+            self._beat.notify_all()
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(self.addr, self.port)
+            except OSError as e:
+                # One line when the guest goes away, then one a minute: not one per retry.
+                if failures % 30 == 0:
+                    log.info("%s: heartbeat %s:%d unreachable (%s); retrying every %.0f s",
+                             self.name, self.addr, self.port, e.strerror or e, RETRY_DELAY)
+                failures += 1
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            log.info("%s: connected to heartbeat %s:%d", self.name, self.addr, self.port)
+            failures = 0
+            try:
+                while await reader.readline():
+                    await self._record()
+            except (OSError, ValueError) as e:  # ValueError: an over-long line
+                log.info("%s: heartbeat connection lost: %s", self.name, e)
+            finally:
+                writer.close()
+            log.info("%s: heartbeat connection closed; reconnecting", self.name)
+            await asyncio.sleep(RETRY_DELAY)

@@ -1,0 +1,178 @@
+"""A stand-in for a VM on the local machine: guest-server on two PTYs, exposed on TCP ports
+with QEMU's chardev semantics (the TCP side is the server, one client at a time, guest output
+dropped while no client is connected).
+
+It is the default backend until a real guest image exists, and the test stack. A control
+socket offers ``revert`` (everything the guest started dies, the PTYs are flushed, a fresh
+guest-server starts: what loading a snapshot does to the guest), ``down`` and ``up``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import termios
+import time
+import tty
+from pathlib import Path
+
+from pbotvm import procs
+
+log = logging.getLogger("pbotvm.ptyvm")
+
+
+class Pty:
+    """A PTY pair; we keep the slave open so the master survives guest restarts."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+
+    def flush(self) -> None:
+        termios.tcflush(self.slave, termios.TCIOFLUSH)
+
+
+class Bridge:
+    """One QEMU-style ``socket,server=on,wait=off`` chardev on a PTY master."""
+
+    def __init__(self, pty: Pty, addr: str, port: int) -> None:
+        self.pty = pty
+        self.addr = addr
+        self.port = port
+        self._client: asyncio.StreamWriter | None = None
+        self._pending = bytearray()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server((self.addr, self.port), reuse_port=False)
+        listener.setblocking(False)
+        loop.add_reader(self.pty.master, self._from_guest)
+        try:
+            while True:
+                conn, _ = await loop.sock_accept(listener)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                reader, writer = await asyncio.open_connection(sock=conn)
+                self._client = writer
+                try:
+                    while data := await reader.read(65536):
+                        self._to_guest(data)
+                except ConnectionError:
+                    pass
+                finally:
+                    self._client = None
+                    writer.close()
+        finally:
+            loop.remove_reader(self.pty.master)
+            listener.close()
+
+    def _from_guest(self) -> None:
+        try:
+            data = os.read(self.pty.master, 65536)
+        except (BlockingIOError, OSError):
+            return
+        if self._client is not None and not self._client.is_closing():
+            self._client.write(data)
+
+    def _to_guest(self, data: bytes) -> None:
+        self._pending += data
+        self._drain()
+
+    def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            try:
+                n = os.write(self.pty.master, self._pending)
+            except BlockingIOError:
+                loop.add_writer(self.pty.master, self._drain)
+                return
+            del self._pending[:n]
+        loop.remove_writer(self.pty.master)
+
+    def reset(self) -> None:
+        self._pending.clear()
+        self.pty.flush()
+
+
+class PtyVm:
+    def __init__(self, addr: str, serial: int, heart: int, guest_args: list[str]) -> None:
+        self.serial = Bridge(Pty(), addr, serial)
+        self.heart = Bridge(Pty(), addr, heart)
+        self.guest_args = guest_args
+        self.guest: subprocess.Popen[bytes] | None = None
+
+    def guest_command(self) -> list[str]:
+        exe = shutil.which("guest-server") or str(Path(sys.executable).with_name("guest-server"))
+        return [exe, "--serial", self.serial.pty.path, "--heart", self.heart.pty.path,
+                "--no-set-clock", "--no-vsock", *self.guest_args]
+
+    def up(self) -> None:
+        if self.guest is None or self.guest.poll() is not None:
+            # The guest dies with us even if we are SIGKILLed: no stray guest-server.
+            self.guest = subprocess.Popen(self.guest_command(), stdin=subprocess.DEVNULL,
+                                          preexec_fn=procs.die_with_parent)
+            log.info("guest-server started, pid %d", self.guest.pid)
+
+    def down(self) -> None:
+        killed = procs.kill_descendants()
+        procs.reap()
+        self.guest = None
+        log.info("guest stopped (%d processes killed)", killed)
+
+    def revert(self) -> None:
+        self.down()
+        for bridge in (self.serial, self.heart):
+            bridge.reset()
+        self.up()
+
+    async def control(self, path: Path) -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            command = (await reader.readline()).decode(errors="replace").strip()
+            start = time.monotonic()
+            actions = {"revert": self.revert, "down": self.down, "up": self.up}
+            if command in actions:
+                actions[command]()
+                reply = f"ok {time.monotonic() - start:.3f}\n"
+            else:
+                reply = f"error: unknown command {command!r}; use revert, down or up\n"
+            log.info("control: %s -> %s", command, reply.strip())
+            writer.write(reply.encode())
+            await writer.drain()
+            writer.close()
+
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        server = await asyncio.start_unix_server(handle, str(path))
+        async with server:
+            await server.serve_forever()
+
+
+async def run(vm: PtyVm, control: Path | None) -> None:
+    procs.become_subreaper()
+    tasks = [asyncio.create_task(vm.serial.run()), asyncio.create_task(vm.heart.run())]
+    if control is not None:
+        tasks.append(asyncio.create_task(vm.control(control)))
+    await asyncio.sleep(0)  # listeners are up before the guest starts
+    vm.up()
+    log.info("PTY VM: serial %s on %s:%d, heartbeat %s on %s:%d", vm.serial.pty.path,
+             vm.serial.addr, vm.serial.port, vm.heart.pty.path, vm.heart.addr, vm.heart.port)
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        vm.down()
+
+
+def send_control(path: Path, command: str, timeout: float = 30.0) -> str:
+    """Send one control command to a running PTY VM; returns its reply line."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(command.encode() + b"\n")
+        return s.makefile().readline().strip()

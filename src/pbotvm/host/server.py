@@ -1,0 +1,202 @@
+"""vm-server: the host daemon PBot's vm-client talks to.
+
+One line per client, answered with plain text. Requests run the vm-exec pipeline in-process.
+Each machine serves one request at a time (its serial line carries one conversation); the
+others wait their turn. A time-out or a program the guest had to kill reverts the machine,
+and the machine is held until the revert is done and its heartbeat is back, so no request
+is sent into a reverting guest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+
+import click
+
+from pbotvm import logs
+from pbotvm.config import ConfigError, HostSettings, Machine
+from pbotvm.host.heartbeat import DEFAULT_STALE_AFTER, HeartbeatMonitor
+from pbotvm.host.revert import RevertError, revert
+from pbotvm.host.vmexec import Answer, Execution
+from pbotvm.text import decode_text
+
+log = logging.getLogger("pbotvm.server")
+
+CLIENT_TIMEOUT = 5.0
+MAX_LINE = 16 * 1024 * 1024
+RESETTING = "Virtual machine is resetting, try again soon."
+BUSY = "Virtual machine is busy, try again soon."
+
+
+class MachineSlot:
+    """A machine's heartbeat and its one-request-at-a-time turn."""
+
+    def __init__(self, machine: Machine, stale_after: float) -> None:
+        self.machine = machine
+        self.heart = HeartbeatMonitor(machine.name, machine.addr, machine.heart, stale_after)
+        self.turn = asyncio.Lock()
+
+
+class VmServer:
+    def __init__(self, settings: HostSettings, stale_after: float = DEFAULT_STALE_AFTER) -> None:
+        self.settings = settings
+        self.stale_after = stale_after
+        self._slots: dict[tuple[str, int, int, int], MachineSlot] = {}
+        self._reverts: set[asyncio.Task[None]] = set()
+
+    def slot(self, machine: Machine) -> MachineSlot:
+        key = (machine.name, machine.serial, machine.heart, machine.cid)
+        if key not in self._slots:
+            self._slots[key] = MachineSlot(machine, self.stale_after)
+            self._slots[key].heart.start()
+        return self._slots[key]
+
+    async def answer(self, line: str) -> str:
+        execution = Execution(self.settings)
+        prepared = await execution.prepare(line)
+        if isinstance(prepared, Answer):
+            return prepared.text
+        slot = self.slot(prepared.machine)
+        try:
+            await asyncio.wait_for(slot.turn.acquire(), self.settings.timeout)
+        except TimeoutError:
+            log.info("%s: no turn within %.0f s", slot.machine.name, self.settings.timeout)
+            return BUSY
+        revert_reason = None
+        try:
+            if not slot.heart.alive():
+                log.info("%s: no heartbeat; not sending", slot.machine.name)
+                return RESETTING
+            try:
+                answer = await asyncio.wait_for(execution.send(prepared), self.settings.timeout)
+            except TimeoutError:
+                revert_reason = "time-out"
+                return f"[Timed-out] {execution.partial_answer()}"
+            if answer.killed:
+                revert_reason = f"guest killed the program: {answer.killed}"
+            return answer.text
+        finally:
+            if revert_reason and not self.settings.norevert:
+                task = asyncio.create_task(self._revert(slot, revert_reason))
+                self._reverts.add(task)
+                task.add_done_callback(self._reverts.discard)
+            else:
+                slot.turn.release()
+
+    async def _revert(self, slot: MachineSlot, reason: str) -> None:
+        """Revert while holding the machine's turn; release it once the guest beats again."""
+        name = slot.machine.name
+        try:
+            log.info("%s: reverting (%s)", name, reason)
+            seconds = await revert(slot.machine, self.settings)
+            done = time.monotonic()
+            log.info("%s: reverted to snapshot %s in %.2f s", name, self.settings.snapshot,
+                     seconds)
+            if await slot.heart.beat_after(done, self.stale_after):
+                log.info("%s: guest back %.2f s after the revert", name, time.monotonic() - done)
+            else:
+                log.warning("%s: no heartbeat within %.0f s of the revert", name,
+                            self.stale_after)
+        except RevertError as e:
+            log.error("%s: revert failed: %s", name, e)
+        finally:
+            slot.turn.release()
+
+    async def handle_client(self, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
+        start = time.monotonic()
+        try:
+            try:
+                line = await asyncio.wait_for(_first_line(reader), CLIENT_TIMEOUT)
+            except TimeoutError:
+                log.info("%s: client I/O timed out", peer)
+                return
+            except ValueError:
+                log.info("%s: request line over %d bytes", peer, MAX_LINE)
+                line = None
+                reply = f"Request too large (limit {MAX_LINE // (1024 * 1024)} MiB)."
+            if line is not None:
+                if not line:
+                    return
+                log.info("%s: read [%s]", peer, _short(line))
+                reply = await self.answer(line)
+            reply = reply.rstrip()
+            log.info("%s: answered in %.0f ms: [%s]", peer, (time.monotonic() - start) * 1000,
+                     _short(reply))
+            writer.write(reply.encode("utf-8", "surrogatepass") + b"\n")
+            await writer.drain()
+        except ConnectionError as e:
+            log.info("%s: client went away: %s", peer, e)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        server = await asyncio.start_server(
+            self.handle_client, self.settings.addr, self.settings.port, limit=MAX_LINE,
+            reuse_address=True)
+        log.info("vm-server listening on %s:%d", self.settings.addr, self.settings.port)
+        self.slot(self.settings.machines.resolve())
+        async with server:
+            await stop.wait()
+        for slot in self._slots.values():
+            await slot.heart.stop()
+        if self._reverts:
+            log.info("waiting for %d revert(s) to finish", len(self._reverts))
+            await asyncio.gather(*self._reverts, return_exceptions=True)
+
+
+async def _first_line(reader: asyncio.StreamReader) -> str:
+    """The first non-blank line (empty string if the client sent none)."""
+    while raw := await reader.readline():
+        line = decode_text(raw).rstrip("\r\n")
+        if line.strip():
+            return line
+    return ""
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more]"
+
+
+async def _main(settings: HostSettings, stale_after: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await VmServer(settings, stale_after).serve(stop)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--stale-after", type=float, default=None, envvar="PBOTVM_HEART_STALE",
+              help=f"Seconds without a heartbeat before the guest counts as down "
+                   f"(default {DEFAULT_STALE_AFTER:.0f}; env PBOTVM_HEART_STALE).")
+def main(stale_after: float | None) -> None:
+    """Serve vm-client requests on PBOTVM_ADDR:PBOTVM_SERVER (default 127.0.0.1:9000).
+
+    Runs each request through the vm-exec pipeline with the PBOTVM_TIMEOUT limit, watches the
+    guest heartbeat, and reverts the machine (libvirt snapshot PBOTVM_SNAPSHOT of
+    PBOTVM_DOMAIN, or PBOTVM_REVERT_COMMAND) after a time-out or a killed program, unless
+    PBOTVM_NOREVERT is set.
+    """
+    logs.setup("vm-server")
+    try:
+        settings = HostSettings.from_env()
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    if settings.addr not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("listening on %s: anyone who can reach it can run code and force reverts",
+                    settings.addr)
+    try:
+        asyncio.run(_main(settings, stale_after or DEFAULT_STALE_AFTER))
+    except OSError as e:
+        log.error("cannot listen on %s:%d: %s", settings.addr, settings.port, e.strerror or e)
+        sys.exit(1)

@@ -1,0 +1,140 @@
+"""The whole pipeline on this machine: PTY VM + vm-server as processes, vm-client to talk.
+
+Used by ``pbotvm demo``, the tests and the benchmarks, so they all exercise the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port(addr: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((addr, 0))
+        return int(s.getsockname()[1])
+
+
+def port_free(port: int, addr: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((addr, port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalStack:
+    def __init__(self, workdir: Path, *, serial: int | None = None, heart: int | None = None,
+                 server: int | None = None, env: Mapping[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.serial = serial or free_port()
+        self.heart = heart or free_port()
+        self.server = server or free_port()
+        self.control = workdir / "ptyvm.sock"
+        self.machines = workdir / "vm-exec.json"
+        self.logs: dict[str, Path] = {}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = {
+            **os.environ,
+            "PBOTVM_ADDR": "127.0.0.1",
+            "PBOTVM_SERVER": str(self.server),
+            "PBOTVM_SERIAL": str(self.serial),
+            "PBOTVM_HEART": str(self.heart),
+            "PBOTVM_MACHINES": str(self.machines),
+            "PBOTVM_STATE_DIR": str(workdir / "state"),
+            "PBOTVM_REVERT_COMMAND": shlex.join(
+                [str(BIN / "pbotvm"), "pty", "ctl", "--control", str(self.control), "revert"]),
+            **(env or {}),
+        }
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.machines.write_text(json.dumps({
+            "machines": {"pbot-vm": {"serial": self.serial, "heart": self.heart, "cid": 7,
+                                     "vport": 5555}},
+            "aliases": {"main": "pbot-vm"},
+            "default-machine": "main",
+        }))
+        self.start_process("ptyvm", [str(BIN / "pbotvm"), "pty", "run",
+                                     "--serial", str(self.serial), "--heart", str(self.heart),
+                                     "--control", str(self.control)])
+        self.start_process("vm-server", [str(BIN / "vm-server")])
+        self.wait_ready(timeout)
+
+    def start_process(self, name: str, argv: list[str]) -> None:
+        log = self.workdir / f"{name}.log"
+        self.logs[name] = log
+        with open(log, "ab") as out:
+            self._procs[name] = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL,
+                                                 stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until vm-server answers a request from the guest."""
+        deadline = time.monotonic() + timeout
+        reply = ""
+        while time.monotonic() < deadline:
+            for name, proc in self._procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited {proc.returncode}:\n{self.log(name)}")
+            reply = self.client("-lang=sh", "-stdin", "x", "echo", "ready").stdout.strip()
+            if reply == "ready":
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"stack not ready after {timeout} s (last reply {reply!r})\n"
+                           f"{self.log('vm-server')}\n{self.log('ptyvm')}")
+
+    def client(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "vm-client"), *args], env=self.env, text=True,
+                              capture_output=True, timeout=timeout, check=False)
+
+    def ask(self, code: str, **fields: str) -> str:
+        """One PBot-style JSON request; the reply without its final newline."""
+        line = json.dumps({"nick": "tester", "channel": "#test", "code": code, **fields})
+        return self.client(line).stdout.removesuffix("\n")
+
+    def control_command(self, command: str) -> str:
+        from pbotvm.host.ptyvm import send_control
+
+        return send_control(self.control, command)
+
+    def log(self, name: str) -> str:
+        path = self.logs.get(name)
+        return path.read_text(errors="replace") if path and path.exists() else ""
+
+    def stop_process(self, name: str) -> None:
+        proc = self._procs.pop(name, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop(self) -> None:
+        for name in ("vm-server", "ptyvm"):
+            self.stop_process(name)
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

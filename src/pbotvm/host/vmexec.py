@@ -1,0 +1,166 @@
+"""The vm-exec pipeline: client line -> guest request -> guest reply -> user answer.
+
+vm-server runs it in-process; the ``vm-exec`` command runs the same code for the shell.
+``prepare`` does everything that needs no guest (and may answer early: usage, -info,
+unknown language); ``send`` talks to the guest. A time-out between the two is the caller's
+business; ``partial_answer`` then gives what had arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, replace
+
+from pbotvm.config import ConfigError, HostSettings, Machine, UnknownMachine
+from pbotvm.host import options, output
+from pbotvm.host.languages import Language, find_language, unsupported_message
+from pbotvm.host.transport import GuestUnreachable, exchange
+from pbotvm.protocol import ProtocolError, Request, ResultDecoder, parse_client_line
+from pbotvm.text import cap_output, truncation_marker
+
+log = logging.getLogger("pbotvm.vmexec")
+
+DEFAULT_LANG = "c2x"
+OVERRIDES = {"vm-serial": "serial", "vm-cid": "cid", "vm-vport": "vport"}
+OFFLINE = "Virtual machine is offline."
+STDIN_COMMAND_TIMEOUT = 2.0
+
+
+@dataclass
+class Answer:
+    """What vm-exec prints, its exit status, and whether the guest killed the program."""
+
+    text: str
+    status: int = 0
+    killed: str | None = None
+
+
+@dataclass
+class Prepared:
+    machine: Machine
+    language: Language
+    request: Request
+
+
+class Execution:
+    """One request's trip through the pipeline."""
+
+    def __init__(self, settings: HostSettings, *, allow_overrides: bool = False) -> None:
+        self.settings = settings
+        self.allow_overrides = allow_overrides or settings.allow_overrides
+        self._decoder: ResultDecoder | None = None
+        self._language: Language | None = None
+
+    async def prepare(self, line: str) -> Prepared | Answer:
+        try:
+            context = parse_client_line(line)
+        except ProtocolError as e:
+            return Answer(str(e), 2)
+        code, exec_options = options.strip_exec_options(context.get("code", ""))
+        lang = (exec_options.get("lang") or context.get("lang") or DEFAULT_LANG).strip().lower()
+        language = find_language(lang)
+        if language is None:
+            return Answer(unsupported_message(lang), 1)
+        if not code.strip():
+            return Answer(context.get("usage") or options.USAGE, 1)
+        try:
+            machine = self._machine(exec_options)
+        except (UnknownMachine, ConfigError) as e:
+            return Answer(str(e), 1)
+
+        parsed = options.parse_standard_options(code, language)
+        if parsed.info:
+            return Answer(options.info_line(language))
+        arguments = parsed.arguments if parsed.arguments is not None else context.get(
+            "arguments", "")
+        stdin = await self._stdin(parsed.stdin)
+        self._language = language
+        request = Request(
+            lang=lang,
+            sourcefile=language.sourcefile,
+            execfile=language.execfile,
+            cmdline=options.build_cmdline(language, parsed.cmdline_options, parsed.paste),
+            code=language.preprocess_code(parsed.code),
+            input=stdin,
+            arguments=arguments,
+            date=int(time.time()),
+            factoid=context.get("factoid") or None,
+            persist_key=context.get("persist-key") or None,
+            id=uuid.uuid4().hex[:16],
+        )
+        return Prepared(machine, language, request)
+
+    def _machine(self, exec_options: dict[str, str]) -> Machine:
+        machine = self.settings.machines.resolve(exec_options.get("vm"))
+        changes: dict[str, int] = {}
+        for option, field in OVERRIDES.items():
+            if option not in exec_options:
+                continue
+            if not self.allow_overrides:
+                raise ConfigError(f"-{option} is disabled here (the operator can allow it with "
+                                  "PBOTVM_ALLOW_OVERRIDES=1).")
+            value = exec_options[option]
+            if not value.isdigit() or int(value) >= 2**32:
+                raise ConfigError(f"-{option}={value} is not a number.")
+            changes[field] = int(value)
+        return replace(machine, **changes) if changes else machine
+
+    async def _stdin(self, raw: str | None) -> str | None:
+        if raw:
+            return options.unescape_stdin(raw)
+        command = self.settings.stdin_command
+        if not command:
+            return ""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL)
+        except OSError as e:
+            log.warning("default stdin command %s failed: %s", command[0], e)
+            return None
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), STDIN_COMMAND_TIMEOUT)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return None
+        return options.unescape_stdin(options.fortune_to_stdin(out.decode("utf-8", "replace")))
+
+    async def send(self, prepared: Prepared) -> Answer:
+        self._decoder = ResultDecoder(prepared.request.id)
+        try:
+            channel = await exchange(prepared.machine, prepared.request, self._decoder)
+        except GuestUnreachable as e:
+            log.warning("%s: %s", prepared.machine.name, e)
+            return Answer(OFFLINE, 3)
+        log.debug("request %s answered over %s", prepared.request.id, channel)
+        return Answer(self._finish(self._decoder.text), killed=self._decoder.killed)
+
+    def partial_answer(self) -> str:
+        """The answer from whatever arrived before a time-out."""
+        return self._finish(self._decoder.text) if self._decoder else ""
+
+    def _finish(self, text: str) -> str:
+        raw, cut = cap_output(text.encode("utf-8", "surrogatepass"), self.settings.output_limit)
+        text = raw.decode("utf-8", "replace")
+        if cut:
+            text = text.rstrip("\n") + "\n" + truncation_marker(cut) + "\n"
+        text = output.postprocess(text)
+        if self._language is not None:
+            text = self._language.postprocess_output(text)
+        return text
+
+
+async def run(line: str, settings: HostSettings, *, allow_overrides: bool = False) -> Answer:
+    """Prepare and send one request with the ``PBOTVM_TIMEOUT`` limit (no revert: CLI use)."""
+    execution = Execution(settings, allow_overrides=allow_overrides)
+    prepared = await execution.prepare(line)
+    if isinstance(prepared, Answer):
+        return prepared
+    try:
+        return await asyncio.wait_for(execution.send(prepared), settings.timeout)
+    except TimeoutError:
+        return Answer(f"[Timed-out] {execution.partial_answer()}".rstrip(), 124)

@@ -1,0 +1,88 @@
+"""Process-tree control without cgroups: a subreaper adopts every orphan below it, so
+everything a job started (even via setsid and double fork) can be found and killed."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def become_subreaper() -> None:
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def die_with_parent() -> None:
+    """For preexec_fn: SIGKILL this child when the process that started it dies."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _parents() -> dict[int, int]:
+    """pid -> ppid of every live (non-zombie) process."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if fields and fields[0] != b"Z":
+            parents[int(entry)] = int(fields[1])
+    return parents
+
+
+def descendants(root: int) -> list[int]:
+    parents = _parents()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def reap() -> None:
+    """Collect every exited child so none stays a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+def kill_descendants(root: int | None = None) -> int:
+    """SIGKILL every process below ``root`` (default: this process) until none is left.
+
+    Stopping them first keeps a fork loop from outrunning the kills. Returns how many were
+    killed. Only a subreaper sees the orphans of its descendants.
+    """
+    root = os.getpid() if root is None else root
+    killed: set[int] = set()
+    for _ in range(100):
+        pids = [p for p in descendants(root) if p not in killed]
+        if not pids:
+            break
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        killed.update(pids)
+        if root == os.getpid():
+            reap()
+    return len(killed)

@@ -1,0 +1,64 @@
+"""Latency of the whole pipeline on the local PTY stack, measured as PBot sees it: one
+`vm-client` process per request.
+
+    sudo .venv/bin/python bench/stack.py [--n 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pbotvm.host.stack import LocalStack
+
+SH = "-lang=sh echo hello"
+C_HELLO = '-lang=c11 #include <stdio.h>\nint main(void) { puts("hello"); }'
+
+
+def timed(stack: LocalStack, code: str) -> float:
+    line = json.dumps({"nick": "bench", "channel": "#bench", "code": code})
+    start = time.perf_counter()
+    reply = stack.client(line).stdout.strip()
+    elapsed = time.perf_counter() - start
+    if reply != "hello":
+        raise SystemExit(f"unexpected reply {reply!r} for {code!r}")
+    return elapsed
+
+
+def report(name: str, samples: list[float], wall: float) -> None:
+    ms = sorted(s * 1000 for s in samples)
+    p95 = ms[max(0, round(0.95 * len(ms)) - 1)]
+    print(f"{name:<22} n={len(ms):<3} min {ms[0]:7.1f} ms  median {statistics.median(ms):7.1f} ms"
+          f"  p95 {p95:7.1f} ms  throughput {len(ms) / wall:6.1f} req/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, LocalStack(
+            Path(tmp), env={"PBOTVM_STDIN_COMMAND": ""}) as stack:
+        for name, code in (("sh echo (sequential)", SH), ("C hello (sequential)", C_HELLO)):
+            timed(stack, code)  # warm-up
+            start = time.perf_counter()
+            samples = [timed(stack, code) for _ in range(args.n)]
+            report(name, samples, time.perf_counter() - start)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            samples = [s for chunk in pool.map(
+                lambda _: [timed(stack, SH) for _ in range(5)], range(8)) for s in chunk]
+        report("sh echo (8 x 5 conc.)", samples, time.perf_counter() - start)
+        start = time.perf_counter()
+        for _ in range(20):
+            stack.client("--help")
+        print(f"{'vm-client start-up':<22} {(time.perf_counter() - start) / 20 * 1000:7.1f} ms "
+              "(--help, no network)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+import os
+import pwd
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pbotvm.host.stack import LocalStack
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.geteuid() != 0:
+        raise pytest.UsageError("the tests start guest-server, which must run as root "
+                                "(run ./dev test as root or with sudo)")
+    try:
+        pwd.getpwnam("vm")
+    except KeyError:
+        raise pytest.UsageError("user 'vm' is missing: run ./dev setup") from None
+
+
+def make_stack(tmp: Path, **env: str) -> LocalStack:
+    return LocalStack(tmp, env={"PBOTVM_STDIN_COMMAND": "", **env})
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The whole pipeline: PTY VM, vm-server, vm-client as a subprocess."""
+    with make_stack(tmp_path_factory.mktemp("stack"), PBOTVM_TIMEOUT="5",
+                    PBOTVM_HEART_STALE="7") as s:
+        yield s

@@ -1,0 +1,68 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from pbotvm.config import ConfigError, HostSettings, UnknownMachine, load_machines
+from pbotvm.protocol import Framing
+
+
+def env(tmp_path: Path, **kw: str) -> dict[str, str]:
+    return {"HOME": str(tmp_path), **kw}
+
+
+def test_defaults_are_the_originals(tmp_path: Path) -> None:
+    s = HostSettings.from_env(env(tmp_path))
+    m = s.machines.resolve()
+    assert (s.addr, s.port, s.timeout, s.norevert) == ("127.0.0.1", 9000, 10.0, False)
+    assert (m.name, m.serial, m.heart, m.cid, m.vport, m.domain) == (
+        "pbot-vm", 5555, 5556, 7, 5555, "pbot-vm")
+    assert m.framing is Framing.V2023
+    assert (s.libvirt_uri, s.snapshot, s.revert_command) == ("qemu:///system", "1", None)
+    assert s.output_limit == 1024 * 1024 and s.stdin_command == ["fortune", "-u", "-s"]
+
+
+def test_environment_wins_over_the_machines_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"machines": {"a": {"serial": 1111, "cid": 3, "vport": 9},
+                                             "b": {"serial": 2222, "framing": "head"}},
+                                "aliases": {"main": "a"}, "default-machine": "main"}))
+    s = HostSettings.from_env(env(tmp_path, PBOTVM_MACHINES=str(path), PBOTVM_SERIAL="7777",
+                                  PBOTVM_CID="0", PBOTVM_DOMAIN="dom", PBOTVM_NOREVERT="1",
+                                  PBOTVM_REVERT_COMMAND="revert-it --now 'a b'"))
+    a = s.machines.resolve()
+    assert (a.serial, a.cid, a.vport, a.domain) == (7777, 0, 9, "dom")
+    b = s.machines.resolve("b")  # picked by name: its entry as written
+    assert (b.serial, b.framing, b.domain) == (2222, Framing.HEAD, "b")
+    assert s.norevert and s.revert_command == ["revert-it", "--now", "a b"]
+
+
+def test_unknown_machine_lists_aliases(tmp_path: Path) -> None:
+    with pytest.raises(UnknownMachine) as e:
+        load_machines(env(tmp_path)).resolve("nope")
+    assert str(e.value) == ("Unknown machine 'nope'; available machines are: "
+                            "fedora-amd64, test")
+
+
+@pytest.mark.parametrize("var, value, message", [
+    ("PBOTVM_SERVER", "abc", "PBOTVM_SERVER='abc' is not a number"),
+    ("PBOTVM_SERIAL", "70000", "PBOTVM_SERIAL=70000 is out of range"),
+    ("PBOTVM_TIMEOUT", "-1", "PBOTVM_TIMEOUT must be positive"),
+    ("PBOTVM_MACHINES", "/nonexistent/x.json", "does not exist"),
+    ("PBOTVM_FRAMING", "2024", "PBOTVM_FRAMING must be"),
+])
+def test_bad_settings_are_one_clear_line(tmp_path: Path, var: str, value: str,
+                                         message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        HostSettings.from_env(env(tmp_path, **{var: value}))
+    assert message in str(e.value)
+
+
+def test_bad_machines_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    path.write_text('{"machines": {"a": {"serial": "x"}}}')
+    with pytest.raises(ConfigError, match="'serial' must be a port"):
+        load_machines(env(tmp_path, PBOTVM_MACHINES=str(path)))
+    path.write_text("{oops")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_machines(env(tmp_path, PBOTVM_MACHINES=str(path)))

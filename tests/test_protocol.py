@@ -1,0 +1,132 @@
+import json
+
+import pytest
+
+from pbotvm.protocol import (
+    CHUNK_2023,
+    CHUNK_HEAD,
+    Framing,
+    ProtocolError,
+    Request,
+    RequestDecoder,
+    Result,
+    ResultDecoder,
+    encode_request,
+    encode_result,
+    parse_client_line,
+)
+
+
+def request(code: str = "echo hi", **kw: object) -> Request:
+    return Request(lang="sh", sourcefile="prog.sh", execfile="prog.sh", cmdline="sh prog.sh",
+                   code=code, input="", arguments="", date=1795901501, **kw)
+
+
+def test_2023_framing_is_json_then_end_marker() -> None:
+    data = b"".join(encode_request(request(id="a1"), Framing.V2023))
+    assert data.endswith(b"\n:end:\n")
+    obj = json.loads(data[: -len(b"\n:end:\n")])
+    assert obj["code"] == "echo hi" and obj["id"] == "a1" and obj["date"] == 1795901501
+
+
+def test_2023_framing_writes_pieces_of_at_most_16383_bytes() -> None:
+    pieces = encode_request(request("x" * 40000), Framing.V2023)
+    assert len(pieces) == 3 and all(len(p) <= CHUNK_2023 for p in pieces)
+
+
+def test_head_framing_is_4000_byte_lines_then_blank_line() -> None:
+    pieces = encode_request(request("y" * 4500), Framing.HEAD)
+    assert pieces[-1] == b"\n"
+    assert all(len(p) <= CHUNK_HEAD + 1 and p.endswith(b"\n") for p in pieces)
+    assert b"".join(p[:-1] for p in pieces[:-1]) == json.dumps(
+        request("y" * 4500).to_json(), separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("framing", list(Framing))
+def test_decoder_accepts_both_framings_fed_one_byte_at_a_time(framing: Framing) -> None:
+    original = request("printf 'é\\n'", id="42")
+    decoder = RequestDecoder()
+    got: list[object] = []
+    for byte in b"".join(encode_request(original, framing)):
+        got += decoder.feed(bytes([byte]))
+    assert got == [original]
+
+
+def test_decoder_splits_two_requests_written_back_to_back() -> None:
+    first, second = request("echo 1", id="1"), request("echo 2", id="2")
+    data = b"".join(encode_request(first, Framing.V2023) + encode_request(second, Framing.HEAD))
+    assert RequestDecoder().feed(data) == [first, second]
+
+
+def test_decoder_reports_garbage_and_keeps_going() -> None:
+    decoder = RequestDecoder()
+    out = decoder.feed(b"not json\n:end:\n[1,2]\n\n")
+    assert [type(x) for x in out] == [ProtocolError, ProtocolError]
+    assert "not JSON" in str(out[0]) and "not a JSON object" in str(out[1])
+    assert decoder.feed(b"".join(encode_request(request(id="ok")))) == [request(id="ok")]
+
+
+def test_decoder_rejects_bad_fields() -> None:
+    out = RequestDecoder().feed(b'{"cmdline":"sh prog.sh","persist-key":"a b;rm"}\n\n'
+                                b'{"cmdline":"x","sourcefile":"../etc/passwd"}\n\n'
+                                b'{"cmdline":["x"]}\n\n'
+                                b'{"code":"x"}\n\n')
+    assert all(isinstance(x, ProtocolError) for x in out) and len(out) == 4
+
+
+def test_decoder_ignores_unknown_fields_and_accepts_null_input() -> None:
+    (req,) = RequestDecoder().feed(b'{"cmdline":"sh prog.sh","input":null,"new":1}\n:end:\n')
+    assert isinstance(req, Request) and req.input == "" and req.lang == "_default"
+
+
+def test_decoder_bounds_its_buffer() -> None:
+    decoder = RequestDecoder(limit=1000)
+    (err,) = decoder.feed(b"{" + b"a" * 2000)
+    assert isinstance(err, ProtocolError)
+    assert decoder.feed(b"".join(encode_request(request()))) == [request()]
+
+
+def reply(*results: Result) -> list[bytes]:
+    return [line + b"\n" for r in results for line in encode_result(r).splitlines()]
+
+
+def test_result_decoder_skips_echo_and_stale_results() -> None:
+    decoder = ResultDecoder("new")
+    lines = [b'{"lang":"sh"}\r\n', b":end:\r\n", *reply(Result("old answer\n", id="old")),
+             *reply(Result("hello\n", id="new", exit=0))]
+    for line in lines:
+        if not decoder.done:
+            decoder.feed_line(line)
+    assert decoder.done and decoder.text == "hello\n\n" and decoder.exit == 0
+
+
+def test_result_decoder_accepts_an_original_guest_without_id() -> None:
+    decoder = ResultDecoder("abc")
+    for line in (b'result:{"result":"hi\\n"}\r\n', b"trailing text\r\n", b"result:end\r\n"):
+        decoder.feed_line(line)
+    assert decoder.done and decoder.text == "hi\n\ntrailing text\n"
+
+
+def test_result_decoder_reports_killed_and_escapes_invalid_utf8() -> None:
+    decoder = ResultDecoder("1")
+    decoder.feed_line(b'result:{"result":"x","id":"1","killed":"cpu time limit"}\n')
+    decoder.feed_line(b"\xff\xfe tail\n")
+    assert decoder.killed == "cpu time limit"
+    assert decoder.text == "x\n\\xFF\\xFE tail\n"
+
+
+def test_client_line_json_and_plain() -> None:
+    assert parse_client_line('{"nick":"a","channel":"#c","code":"-lang=sh echo"}') == {
+        "nick": "a", "channel": "#c", "code": "-lang=sh echo"}
+    assert parse_client_line("-lang=sh echo hi there") == {"code": "-lang=sh echo hi there"}
+    assert parse_client_line("{ echo a; }") == {"code": "{ echo a; }"}
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"code": "x"', "Malformed JSON request: Expecting"),
+    ('{"code": ["x"]}', "'code' must be a string"),
+])
+def test_client_line_malformed_json_is_one_clear_line(line: str, message: str) -> None:
+    with pytest.raises(ProtocolError) as e:
+        parse_client_line(line)
+    assert message in str(e.value) and "\n" not in str(e.value)

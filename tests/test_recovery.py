@@ -1,0 +1,101 @@
+"""Time-outs, reverts and heartbeat loss, each on its own stack."""
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_stack
+
+pytestmark = pytest.mark.slow
+
+
+def test_timeout_reverts_and_the_next_request_is_answered(tmp_path: Path) -> None:
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="2", PBOTVM_HEART_STALE="7") as s:
+        start = time.monotonic()
+        reply = s.ask("-lang=sh echo partial; sleep 60")
+        assert reply.startswith("[Timed-out]")
+        assert 2 <= time.monotonic() - start < 4
+        # Sent while the revert runs: it waits for the guest, it is not lost.
+        assert s.ask("-lang=sh echo after") == "after"
+        log = s.log("vm-server")
+        assert "reverting (time-out)" in log and re.search(r"reverted to snapshot 1 in", log)
+        assert "control: revert -> ok" in s.log("ptyvm")
+
+
+def test_cpu_loop_killed_by_the_guest_reverts(tmp_path: Path) -> None:
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="30", PBOTVM_HEART_STALE="7") as s:
+        reply = s.ask("-lang=sh while :; do :; done")
+        assert "CPU time limit" in reply
+        assert "reverting (guest killed the program: cpu time limit)" in s.log("vm-server")
+        assert s.ask("-lang=sh echo fine") == "fine"
+
+
+def test_late_answer_of_a_timed_out_job_never_reaches_the_next_user(tmp_path: Path) -> None:
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="1", PBOTVM_NOREVERT="1",
+                    PBOTVM_HEART_STALE="7") as s:
+        assert s.ask("-lang=sh sleep 2; echo LATE").startswith("[Timed-out]")
+        time.sleep(0.2)
+        # The guest is still busy with the first job and answers it first: that answer
+        # carries the old id and is dropped.
+        assert s.ask("-lang=sh sleep 1.5; echo mine") in ("mine", "[Timed-out]")
+        assert s.ask("-lang=sh echo next") == "next"
+        assert "LATE" not in s.log("vm-server").split("answered in")[-1]
+
+
+def test_libvirt_revert_through_the_test_driver(tmp_path: Path) -> None:
+    xml = tmp_path / "libvirt-test.xml"
+    xml.write_text(LIBVIRT_TEST_NODE)
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="1.5", PBOTVM_HEART_STALE="7",
+                    PBOTVM_REVERT_COMMAND="", PBOTVM_LIBVIRT_URI=f"test://{xml}") as s:
+        assert s.ask("-lang=sh sleep 3").startswith("[Timed-out]")
+        assert s.ask("-lang=sh echo back") == "back"
+        assert "pbot-vm: reverted to snapshot 1 in" in s.log("vm-server")
+
+
+def test_failed_libvirt_revert_is_logged_and_the_server_keeps_serving(tmp_path: Path) -> None:
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="1.5", PBOTVM_HEART_STALE="7",
+                    PBOTVM_REVERT_COMMAND="", PBOTVM_LIBVIRT_URI="test:///default") as s:
+        assert s.ask("-lang=sh sleep 3").startswith("[Timed-out]")
+        assert s.ask("-lang=sh echo still") == "still"
+        assert re.search(r"revert failed: libvirt test:///default: .*pbot-vm",
+                         s.log("vm-server"))
+
+
+def test_heartbeat_loss_and_return(tmp_path: Path) -> None:
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="3", PBOTVM_HEART_STALE="6") as s:
+        assert s.control_command("down").startswith("ok")
+        time.sleep(7)
+        assert s.ask("-lang=sh echo x") == "Virtual machine is resetting, try again soon."
+        assert s.control_command("up").startswith("ok")
+        deadline = time.monotonic() + 10
+        while (reply := s.ask("-lang=sh echo back")) != "back" and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert reply == "back"
+
+
+def test_guest_unreachable_says_offline(tmp_path: Path) -> None:
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="3", PBOTVM_HEART_STALE="6") as s:
+        s.stop_process("ptyvm")
+        reply = s.ask("-lang=sh echo x")
+        assert reply in ("Virtual machine is offline.",
+                         "Virtual machine is resetting, try again soon.")
+
+
+LIBVIRT_TEST_NODE = """<node>
+  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
+    <name>pbot-vm</name>
+    <memory>65536</memory>
+    <os><type>hvm</type></os>
+    <test:domainsnapshot>
+      <name>1</name>
+      <state>running</state>
+      <creationTime>1700000000</creationTime>
+      <active>1</active>
+      <domain type='test'><name>pbot-vm</name><memory>65536</memory><os><type>hvm</type></os>
+      </domain>
+    </test:domainsnapshot>
+  </domain>
+</node>
+"""

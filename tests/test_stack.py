@@ -1,0 +1,187 @@
+"""End to end: vm-client -> vm-server -> vm-exec -> serial (PTY) -> guest-server and back."""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from pbotvm.host.stack import LocalStack
+from pbotvm.protocol import Framing, Request, encode_request
+
+
+def test_sh(stack: LocalStack) -> None:
+    assert stack.ask("-lang=sh echo hello world") == "hello world"
+
+
+def test_bash(stack: LocalStack) -> None:
+    assert stack.ask("-lang=bash a=(x y z); echo ${#a[@]} ${a[1]}") == "3 y"
+
+
+def test_python3_keeps_indentation(stack: LocalStack) -> None:
+    code = "-lang=python3 for i in range(2):\n    if i:\n        print('odd', i)"
+    assert stack.ask(code) == "odd 1"
+
+
+def test_perl(stack: LocalStack) -> None:
+    assert stack.ask("-lang=perl print join(',', map { $_ * 2 } 1..3)") == "2,4,6"
+
+
+def test_c_with_gcc(stack: LocalStack) -> None:
+    code = '-lang=c11 #include <stdio.h>\nint main(void) { printf("%d\\n", 6 * 7); }'
+    assert stack.ask(code) == "42"
+
+
+def test_runs_as_unprivileged_user(stack: LocalStack) -> None:
+    assert stack.ask("-lang=sh id -un") == "vm"
+
+
+def test_plain_line_from_vm_client_argv(stack: LocalStack) -> None:
+    assert stack.client("-lang=sh", "echo", "ö", "ok").stdout == "ö ok\n"
+
+
+def test_stderr_then_stdout_and_exit_status(stack: LocalStack) -> None:
+    assert stack.ask("-lang=sh echo out; echo err >&2; exit 3") == "err\n out [Exit 3]"
+    assert stack.ask("-lang=sh exit 4") == "Exit 4."
+    assert stack.ask("-lang=sh true") == "Success (no output)."
+    assert stack.ask("-lang=sh true", factoid="#test:foo") == ""
+
+
+def test_args_and_arguments(stack: LocalStack) -> None:
+    code = "-lang=bash -args \"a b\" 'c' for x; do echo \"[$x]\"; done"
+    assert stack.ask(code) == "[a b]\n[c]"
+    assert stack.ask("-lang=sh echo $#: $2", arguments="one two") == "2: two"
+
+
+def test_stdin_with_escapes(stack: LocalStack) -> None:
+    assert stack.ask("-lang=sh cat -A -stdin a\\tb\\nc") == "a^Ib$\nc$"
+    assert stack.ask("-lang=python3 print(input()[::-1]) -stdin=hello") == "olleh"
+
+
+def test_interpreter_options_replace_the_defaults(stack: LocalStack) -> None:
+    # perl's default option is -w; given options replace it.
+    assert stack.ask("-lang=perl -l -e print 1+1 #") == "2"
+
+
+def test_newline_escape_outside_quotes(stack: LocalStack) -> None:
+    assert stack.ask("-lang=sh echo 'a\\nb'\\necho c") == "a\\nb\nc"
+
+
+def test_output_post_processing(stack: LocalStack) -> None:
+    assert stack.ask("-lang=sh printf 'ab\\bc|\\033[1m|\\f|\\001|\\002'") == (
+        "ac|<esc>[1m|<ff>|\\x01|\x02")
+    assert re.fullmatch(r"x\*[A-Z]+\*y", stack.ask("-lang=sh printf 'x\\ay'"))
+    assert stack.ask("-lang=sh printf 'a\\377b\\n'") == "a\\xFFb"
+
+
+def test_info(stack: LocalStack) -> None:
+    assert stack.ask("-lang=sh -info") == "sh cmdline: sh prog.sh"
+    assert stack.ask("-lang=perl -info x") == "perl cmdline: perl -w prog.pl"
+
+
+def test_unknown_language_lists_the_supported_ones(stack: LocalStack) -> None:
+    reply = stack.ask("-lang=cobol DISPLAY 'HI'.")
+    assert reply.startswith("Language 'cobol' is not supported.\nSupported languages are: bash,")
+    assert "python3" in reply and "c++" in reply
+
+
+def test_usage_on_empty_code(stack: LocalStack) -> None:
+    assert stack.ask("-lang=sh").startswith("Usage: cc [-lang=<language>]")
+    assert stack.ask("", usage="Usage: sh <code>") == "Usage: sh <code>"
+
+
+def test_machines(stack: LocalStack) -> None:
+    assert stack.ask("-vm=main -lang=sh echo picked") == "picked"
+    assert stack.ask("-vm=nope -lang=sh echo x") == (
+        "Unknown machine 'nope'; available machines are: main")
+    assert "disabled" in stack.ask("-vm-serial=22 -lang=sh echo x")
+
+
+def test_malformed_json_is_one_clear_line(stack: LocalStack) -> None:
+    reply = stack.client('{"nick":"a","code":"-lang=sh echo hi"').stdout
+    assert reply.startswith("Malformed JSON request:") and reply.count("\n") == 1
+
+
+def test_invalid_utf8_from_the_client_is_escaped(stack: LocalStack) -> None:
+    with socket.create_connection(("127.0.0.1", stack.server)) as s:
+        s.sendall(b"-lang=sh echo a\xffb\n")
+        reply = s.makefile("rb").read()
+    assert reply == b"a\\xFFb\n"
+
+
+def test_silent_client_is_closed_after_5_seconds(stack: LocalStack) -> None:
+    with socket.create_connection(("127.0.0.1", stack.server)) as s:
+        start = time.monotonic()
+        s.settimeout(15)
+        assert s.recv(100) == b""
+        assert 4.5 < time.monotonic() - start < 8
+
+
+def test_output_is_capped_with_a_marker(stack: LocalStack) -> None:
+    reply = stack.ask("-lang=sh head -c 3000000 /dev/zero | tr '\\0' a")
+    assert len(reply) < 1024 * 1024 + 200
+    assert re.search(r"output truncated: \d+ more bytes", reply)
+    assert reply.startswith("a" * 1000)
+
+
+def test_megabyte_token(stack: LocalStack) -> None:
+    token = "x" * 1_000_000
+    assert stack.ask(f"-lang=python3 print(len('{token}'))") == "1000000"
+
+
+def test_concurrent_clients_get_their_own_answers(stack: LocalStack) -> None:
+    def one(n: int) -> list[tuple[str, str]]:
+        return [(f"c{n}r{i}", stack.ask(f"-lang=sh echo c{n}r{i}")) for i in range(5)]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [pair for chunk in pool.map(one, range(8)) for pair in chunk]
+    assert len(results) == 40
+    assert all(want == got for want, got in results), results
+
+
+def test_two_requests_queued_on_the_serial_line(stack: LocalStack) -> None:
+    """Written back to back on the raw serial port, both are answered, in order."""
+    data = b""
+    for n, framing in ((1, Framing.V2023), (2, Framing.HEAD)):
+        req = Request(lang="sh", sourcefile="prog.sh", execfile="prog.sh",
+                      cmdline="sh prog.sh", code=f"echo queued{n}", id=f"q{n}")
+        data += b"".join(encode_request(req, framing))
+    with socket.create_connection(("127.0.0.1", stack.serial)) as s:
+        s.settimeout(10)
+        s.sendall(data)
+        lines = []
+        f = s.makefile("rb")
+        while len([x for x in lines if x == b"result:end"]) < 2:
+            lines.append(f.readline().rstrip(b"\r\n"))
+    results = [json.loads(x[len(b"result:"):]) for x in lines if x != b"result:end"]
+    assert [(r["id"], r["result"]) for r in results] == [("q1", "queued1\n"),
+                                                         ("q2", "queued2\n")]
+
+
+def test_default_stdin_comes_from_fortune(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if not shutil.which("fortune") and not shutil.which("/usr/games/fortune"):
+        pytest.fail("fortune is missing: ./dev setup installs fortune-mod")
+    fortune = shutil.which("fortune") or "/usr/games/fortune"
+    with LocalStack(tmp_path_factory.mktemp("fortune"),
+                    env={"PBOTVM_STDIN_COMMAND": f"{fortune} -s"}) as s:
+        reply = s.ask("-lang=sh cat")
+    assert reply.strip() and "\n" not in reply and "\t" not in reply
+
+
+def test_perl_vm_client_works_against_our_server(stack: LocalStack, tmp_path) -> None:
+    """A client written the way the original Perl vm-client is: argv joined, one line."""
+    script = tmp_path / "client.pl"
+    script.write_text(
+        "use IO::Socket::INET;\n"
+        "my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ENV{PORT},"
+        " Proto => 'tcp') or die;\n"
+        "print $s join(' ', @ARGV) . \"\\n\";\n"
+        "while (my $line = <$s>) { print $line }\n")
+    line = json.dumps({"nick": "perl", "channel": "#c", "code": "-lang=sh echo from perl"})
+    out = subprocess.run(["perl", str(script), line], env={"PORT": str(stack.server)},
+                         capture_output=True, text=True, timeout=30, check=True)
+    assert out.stdout == "from perl\n"

@@ -52,7 +52,7 @@ def test_bridge_passes_a_megabyte_both_ways() -> None:
         bridge = Bridge(pty, "127.0.0.1", free_port())
         task = asyncio.create_task(bridge.run())
         await asyncio.sleep(0.05)
-        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
         payload = os.urandom(1 << 20)
         writer.write(payload)
         got = bytearray()

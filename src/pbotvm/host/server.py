@@ -36,25 +36,30 @@ BUSY = "Virtual machine is busy, try again soon."
 class MachineSlot:
     """A machine's heartbeat and its one-request-at-a-time turn."""
 
-    def __init__(self, machine: Machine, stale_after: float) -> None:
+    def __init__(self, machine: Machine, heart: HeartbeatMonitor, turn: asyncio.Lock) -> None:
         self.machine = machine
-        self.heart = HeartbeatMonitor(machine.name, machine.addr, machine.heart, stale_after)
-        self.turn = asyncio.Lock()
+        self.heart = heart
+        self.turn = turn
 
 
 class VmServer:
     def __init__(self, settings: HostSettings, stale_after: float = DEFAULT_STALE_AFTER) -> None:
         self.settings = settings
         self.stale_after = stale_after
-        self._slots: dict[tuple[str, int, int, int], MachineSlot] = {}
+        # Keyed by port, not by machine name: two names (or an override) for one guest must
+        # share its serial line and its heartbeat connection (QEMU serves one client).
+        self._hearts: dict[tuple[str, int], HeartbeatMonitor] = {}
+        self._turns: dict[tuple[str, int], asyncio.Lock] = {}
         self._reverts: set[asyncio.Task[None]] = set()
 
     def slot(self, machine: Machine) -> MachineSlot:
-        key = (machine.name, machine.serial, machine.heart, machine.cid)
-        if key not in self._slots:
-            self._slots[key] = MachineSlot(machine, self.stale_after)
-            self._slots[key].heart.start()
-        return self._slots[key]
+        heart_key = (machine.addr, machine.heart)
+        if heart_key not in self._hearts:
+            self._hearts[heart_key] = HeartbeatMonitor(machine.name, machine.addr,
+                                                       machine.heart, self.stale_after)
+            self._hearts[heart_key].start()
+        turn = self._turns.setdefault((machine.addr, machine.serial), asyncio.Lock())
+        return MachineSlot(machine, self._hearts[heart_key], turn)
 
     async def answer(self, line: str) -> str:
         execution = Execution(self.settings)
@@ -146,8 +151,8 @@ class VmServer:
         self.slot(self.settings.machines.resolve())
         async with server:
             await stop.wait()
-        for slot in self._slots.values():
-            await slot.heart.stop()
+        for heart in self._hearts.values():
+            await heart.stop()
         if self._reverts:
             log.info("waiting for %d revert(s) to finish", len(self._reverts))
             await asyncio.gather(*self._reverts, return_exceptions=True)

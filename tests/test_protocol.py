@@ -130,3 +130,21 @@ def test_client_line_malformed_json_is_one_clear_line(line: str, message: str) -
     with pytest.raises(ProtocolError) as e:
         parse_client_line(line)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_decoder_is_linear_in_request_size() -> None:
+    import time
+
+    data = b"".join(encode_request(request("z" * 1_000_000, id="big")))
+    decoder = RequestDecoder()
+    start = time.monotonic()
+    got = [r for i in range(0, len(data), 4096) for r in decoder.feed(data[i : i + 4096])]
+    assert time.monotonic() - start < 1.0
+    assert got == [request("z" * 1_000_000, id="big")]
+
+
+@pytest.mark.parametrize("key", [".", "..", "a/b", ""])
+def test_persist_key_must_be_a_plain_name(key: str) -> None:
+    line = json.dumps({"cmdline": "x", "persist-key": key}).encode() + b"\n\n"
+    out = RequestDecoder().feed(line)
+    assert (key == "" and isinstance(out[0], Request)) or isinstance(out[0], ProtocolError)

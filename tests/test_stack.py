@@ -45,7 +45,7 @@ def test_plain_line_from_vm_client_argv(stack: LocalStack) -> None:
 
 
 def test_stderr_then_stdout_and_exit_status(stack: LocalStack) -> None:
-    assert stack.ask("-lang=sh echo out; echo err >&2; exit 3") == "err\n out [Exit 3]"
+    assert stack.ask("-lang=sh echo out; echo err >&2; exit 3") == "err\n out\n [Exit 3]"
     assert stack.ask("-lang=sh exit 4") == "Exit 4."
     assert stack.ask("-lang=sh true") == "Success (no output)."
     assert stack.ask("-lang=sh true", factoid="#test:foo") == ""
@@ -185,3 +185,8 @@ def test_perl_vm_client_works_against_our_server(stack: LocalStack, tmp_path) ->
     out = subprocess.run(["perl", str(script), line], env={"PORT": str(stack.server)},
                          capture_output=True, text=True, timeout=30, check=True)
     assert out.stdout == "from perl\n"
+
+
+def test_vsock_falls_back_to_serial(stack: LocalStack) -> None:
+    # The stack's machine has cid 7 and this machine has no vhost-vsock.
+    assert "vsock 7:5555 unavailable" in stack.log("vm-server")

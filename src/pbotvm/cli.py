@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pbotvm import logs
 from pbotvm.config import DEFAULT_ADDR, DEFAULT_HEART, DEFAULT_SERIAL
+
+if TYPE_CHECKING:
+    from pbotvm.config import Machine
+    from pbotvm.host.qemu import VmPaths
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,3 +89,100 @@ def demo() -> None:
     from pbotvm.host.demo import run_demo
 
     raise SystemExit(run_demo())
+
+
+@main.group()
+def image() -> None:
+    """The guest disk image (Debian, built with debootstrap, cached)."""
+
+
+@image.command("build")
+@click.option("--profile", type=click.Choice(["minimal", "full"]), default="minimal",
+              show_default=True, help="minimal: sh, bash, python3, perl, C; full: every "
+              "language Debian packages.")
+@click.option("--force", is_flag=True, help="Rebuild even when the cached image is up to date.")
+def image_build(profile: str, force: bool) -> None:
+    """Build the guest image unless an up-to-date one is cached; print its directory."""
+    from pbotvm.image.build import BuildError, build
+    from pbotvm.image.profiles import PROFILES
+
+    try:
+        click.echo(build(PROFILES[profile], force=force).directory)
+    except BuildError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@main.group()
+def vm() -> None:
+    """The QEMU guest: boot it from the image, snapshot it, revert it, stop it.
+
+    Ports are the default machine's (PBOTVM_SERIAL, PBOTVM_HEART); the state (pidfile, QMP
+    socket, console log, disk overlay) lives in $PBOTVM_STATE_DIR/qemu. PBOTVM_ACCEL=kvm|tcg
+    skips the KVM probe.
+    """
+
+
+def _vm_setup() -> tuple[VmPaths, Machine]:
+    from pbotvm.config import ConfigError
+    from pbotvm.host.qemu import vm_from_env
+
+    try:
+        return vm_from_env(os.environ)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@vm.command("up")
+@click.option("--profile", type=click.Choice(["minimal", "full"]), default="minimal",
+              show_default=True, help="Image profile (built first if needed).")
+def vm_up(profile: str) -> None:
+    """Build the image if needed, boot it, warm it up and save snapshot 1."""
+    from pbotvm.host.qemu import QemuError, up
+    from pbotvm.image.build import BuildError, build
+    from pbotvm.image.profiles import PROFILES
+
+    paths, machine = _vm_setup()
+    try:
+        image = build(PROFILES[profile])
+        info = asyncio.run(up(image, paths, machine, os.environ,
+                              lambda line: click.echo(f"pbotvm vm: {line}", err=True)))
+    except (BuildError, QemuError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"up: pid {info.pid}, {info.accel}, serial {info.addr}:{info.serial}, heart "
+               f"{info.heart}, boot {info.boot_seconds} s, savevm {info.savevm_seconds} s")
+
+
+@vm.command("down")
+def vm_down() -> None:
+    """Stop the VM."""
+    from pbotvm.host.qemu import down
+
+    paths, _ = _vm_setup()
+    click.echo("stopped" if down(paths) else "not running")
+
+
+@vm.command("status")
+def vm_status() -> None:
+    """Show whether the VM runs, and its ports and state files. Exit 1 when it does not."""
+    from pbotvm.host.qemu import pid_alive, read_info
+
+    paths, _ = _vm_setup()
+    info = read_info(paths)
+    if info is None or not pid_alive(info.pid):
+        click.echo(f"not running (state dir {paths.state_dir})")
+        raise SystemExit(1)
+    click.echo(f"running: pid {info.pid}, {info.accel}, serial {info.addr}:{info.serial}, "
+               f"heart {info.addr}:{info.heart}\nQMP {info.qmp}\nconsole {paths.console}\n"
+               f"image {info.image}")
+
+
+@vm.command("revert")
+def vm_revert() -> None:
+    """Load snapshot 1 (use as PBOTVM_REVERT_COMMAND="pbotvm vm revert")."""
+    from pbotvm.host.qemu import QemuError, revert
+
+    paths, _ = _vm_setup()
+    try:
+        click.echo(f"reverted in {asyncio.run(revert(paths)):.3f} s")
+    except QemuError as e:
+        raise click.ClickException(str(e)) from None

@@ -27,7 +27,7 @@ RESULT_END = b"result:end"
 
 # `:end:` alone on its line (whitespace allowed), as the original guest matched it.
 _END_RE = re.compile(rb"(?:^|\n)[ \t\r]*:end:[ \t\r]*(?:\n|$)")
-_PERSIST_KEY_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_PERSIST_KEY_RE = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]{1,64}")
 
 
 class Framing(StrEnum):
@@ -138,35 +138,43 @@ class RequestDecoder:
     def __init__(self, limit: int = 64 * 1024 * 1024) -> None:
         self._buffer = bytearray()
         self._limit = limit
+        self._scanned = 0  # bytes already searched for a terminator: keeps feeding linear
 
     def feed(self, data: bytes) -> list[Request | ProtocolError]:
         self._buffer += data
         out: list[Request | ProtocolError] = []
         while True:
-            del self._buffer[: len(self._buffer) - len(self._buffer.lstrip())]
+            if self._buffer[:1].isspace():
+                del self._buffer[: len(self._buffer) - len(self._buffer.lstrip())]
+                self._scanned = 0
             if not self._buffer:
                 break
             frame = self._next_frame()
             if frame is None:
                 if len(self._buffer) > self._limit:
                     self._buffer.clear()
+                    self._scanned = 0
                     out.append(ProtocolError(f"request larger than {self._limit} bytes"))
                 break
             out.append(_decode_payload(frame))
         return out
 
     def _next_frame(self) -> bytes | None:
-        blank = self._buffer.find(b"\n\n")
-        end = _END_RE.search(self._buffer)
+        # A terminator may straddle the previous feed: look back a few bytes.
+        start = max(0, self._scanned - 16)
+        blank = self._buffer.find(b"\n\n", start)
+        end = _END_RE.search(self._buffer, start)
         if end is not None and (blank < 0 or end.start() <= blank):
             frame = bytes(self._buffer[: end.start()])
             del self._buffer[: end.end()]
-            return frame
-        if blank >= 0:
+        elif blank >= 0:
             frame = bytes(self._buffer[:blank])
             del self._buffer[: blank + 2]
-            return frame
-        return None
+        else:
+            self._scanned = len(self._buffer)
+            return None
+        self._scanned = 0
+        return frame
 
 
 def _decode_payload(frame: bytes) -> Request | ProtocolError:

@@ -87,7 +87,7 @@ class LocalStack:
             for name, proc in self._procs.items():
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited {proc.returncode}:\n{self.log(name)}")
-            reply = self.client("-lang=sh", "-stdin", "x", "echo", "ready").stdout.strip()
+            reply = self.client("-lang=sh", "echo", "ready", "-stdin", "x").stdout.strip()
             if reply == "ready":
                 return
             time.sleep(0.2)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 
 from pbotvm.config import Machine
 from pbotvm.protocol import Request, ResultDecoder, encode_request
@@ -18,6 +19,10 @@ log = logging.getLogger("pbotvm.transport")
 
 VSOCK_CONNECT_TIMEOUT = 1.0
 SERIAL_CONNECT_TIMEOUT = 3.0
+# After vsock fails for a machine, go straight to serial for a while: a host without
+# vhost-vsock would otherwise pay the connect time-out on every request.
+VSOCK_RETRY_AFTER = 60.0
+_vsock_failed: dict[tuple[int, int], float] = {}
 
 
 class GuestUnreachable(ConnectionError):
@@ -50,12 +55,15 @@ _READ_LIMIT = 64 * 1024 * 1024
 
 async def connect(machine: Machine) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
     """Open a channel to the machine's guest; returns reader, writer and a description."""
-    if machine.cid:
+    key = (machine.cid, machine.vport)
+    if machine.cid and time.monotonic() >= _vsock_failed.get(key, 0.0):
         try:
             reader, writer = await _open_vsock(machine.cid, machine.vport)
+            _vsock_failed.pop(key, None)
             return reader, writer, f"vsock {machine.cid}:{machine.vport}"
         except (OSError, TimeoutError) as e:
-            log.info("vsock %d:%d unavailable (%s); falling back to serial port %d",
+            _vsock_failed[key] = time.monotonic() + VSOCK_RETRY_AFTER
+            log.info("vsock %d:%d unavailable (%s); using serial port %d (retry vsock in 60 s)",
                      machine.cid, machine.vport, e, machine.serial)
     try:
         reader, writer = await _open_serial(machine.addr, machine.serial)

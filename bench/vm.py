@@ -1,0 +1,114 @@
+"""The real guest under QEMU: boot time, serial round trip, loadvm revert, sh echo and C hello.
+
+    sudo .venv/bin/python bench/vm.py [--n 30] [--boots 2]
+
+Builds the minimal image if needed; boots on free ports in a temporary state dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from pbotvm.config import Machine
+from pbotvm.host import qemu
+from pbotvm.host.qmp import loadvm
+from pbotvm.image.build import build
+from pbotvm.image.profiles import MINIMAL
+from pbotvm.protocol import Request
+
+# Not a valid request (no cmdline): guest-server answers it without forking, so the time is
+# the serial line plus JSON decoding both ways.
+PING = b"{}\n:end:\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def report(name: str, samples: list[float]) -> None:
+    ms = sorted(s * 1000 for s in samples)
+    p95 = ms[max(0, round(0.95 * len(ms)) - 1)]
+    print(f"{name:<20} n={len(ms):<3} min {ms[0]:8.1f} ms  median "
+          f"{statistics.median(ms):8.1f} ms  p95 {p95:8.1f} ms", flush=True)
+
+
+async def serial_rtt(machine: Machine, n: int) -> list[float]:
+    reader, writer = await asyncio.open_connection(machine.addr, machine.serial)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    samples = []
+    try:
+        for _ in range(n):
+            start = time.perf_counter()
+            writer.write(PING)
+            await writer.drain()
+            while (await reader.readline()).strip() != b"result:end":
+                pass
+            samples.append(time.perf_counter() - start)
+    finally:
+        writer.close()
+    return samples
+
+
+async def repeat(n: int, action: Callable[[], Awaitable[object]]) -> list[float]:
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await action()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+async def run_program(machine: Machine, lang: str, source: str, cmdline: str,
+                      code: str) -> None:
+    request = Request(lang=lang, sourcefile=source, execfile=source, cmdline=cmdline,
+                      code=code, date=int(time.time()), id=str(time.monotonic_ns()))
+    out = await qemu.send(machine, request)
+    if not out.startswith("hello"):
+        raise SystemExit(f"unexpected {lang} output {out!r}")
+
+
+async def bench(paths: qemu.VmPaths, machine: Machine, n: int) -> None:
+    report("serial RTT", await serial_rtt(machine, n))
+    report("loadvm", await repeat(n, lambda: loadvm(paths.qmp)))
+    report("sh echo", await repeat(n, lambda: run_program(
+        machine, "sh", "prog.sh", "sh prog.sh", "echo hello")))
+    report("C hello", await repeat(max(3, n // 3), lambda: run_program(
+        machine, "c11", "prog.c", "gcc prog.c -o prog && ./prog",
+        '#include <stdio.h>\nint main(void) { puts("hello"); }')))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=30)
+    parser.add_argument("--boots", type=int, default=2)
+    args = parser.parse_args()
+    image = build(MINIMAL)
+    boots: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = qemu.VmPaths(Path(tmp))
+        machine = Machine(name="bench", serial=free_port(), heart=free_port(), cid=0)
+        for boot in range(args.boots):
+            info = asyncio.run(qemu.up(image, paths, machine, os.environ))
+            boots.append(info.boot_seconds)
+            print(f"boot {boot + 1}: {info.accel}, first heartbeat {info.boot_seconds} s, "
+                  f"warm-up {info.warmup_seconds} s, savevm {info.savevm_seconds} s", flush=True)
+            try:
+                if boot == args.boots - 1:
+                    asyncio.run(bench(paths, machine, args.n))
+            finally:
+                qemu.down(paths)
+    report("boot to heartbeat", boots)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Run one request the way the original's ``_default`` language module did, and turn what
+happened into the result text (the original's output rules, §8.4/§8.5 of the spec).
+
+Most languages run their command line as the program. The compiled ones (the original's
+guest ``_c_base`` family) compile with it, then run the program; the gdb driver and the C
+output filters come with the C-family work.
+"""
+
+from __future__ import annotations
+
+import pwd
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pbotvm.config import DEFAULT_OUTPUT_LIMIT
+from pbotvm.guest import sandbox, workdir
+from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture, Limits, Outcome
+from pbotvm.protocol import Request, Result
+from pbotvm.text import cap_output, decode_text, truncation_marker
+from pbotvm.tokenizer import split_line
+
+PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
+TIMED_OUT = "[Timed-out]"
+CPU_KILLED = "[Killed: CPU time limit exceeded]"
+# Room kept below the output limit for the truncation line and the status suffix, so the
+# whole text fits the limit and the host has no reason to cut it again.
+_RESERVE = 128
+# The original's guest modules derived from _c_base; "c++"/"clang++" only compiled there.
+COMPILED = frozenset({"c11", "c2x", "c89", "c99", "clang", "clang11", "clang2x", "clang89",
+                      "clang99", "clangpp", "clang++", "cpp", "c++", "freebasic", "qbasic",
+                      "haskell"})
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    user: str = "vm"
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
+    limits: Limits = field(default_factory=Limits)
+    persist_root: Path = workdir.PERSIST_ROOT
+
+
+def quote(arg: str) -> str:
+    return "'" + arg.replace("'", "'\"'\"'") + "'"
+
+
+def command_line(cmdline: str, arguments: str) -> str:
+    """The command plus each argument single-quoted, split by the original guest's rules."""
+    args = split_line(arguments, strip_quotes=True, preserve_escapes=False)
+    return " ".join([cmdline, *map(quote, args)])
+
+
+def stdin_bytes(text: str | None) -> bytes:
+    # The original fed input through a bash here-string, which appends a newline.
+    return utf8(text + "\n") if text else b""
+
+
+def utf8(text: str) -> bytes:
+    # JSON may carry lone surrogates, which UTF-8 cannot encode.
+    return text.encode("utf-8", "replace")
+
+
+def user_environment(user: pwd.struct_passwd) -> dict[str, str]:
+    return {"USER": user.pw_name, "LOGNAME": user.pw_name, "HOME": user.pw_dir,
+            "PATH": PATH, "LANG": "C.UTF-8"}
+
+
+def output_text(stderr: Capture, stdout: Capture, limit: int) -> str:
+    """stderr, a space if there was any, then stdout (not interleaved, as the original),
+    cut to the limit with a line saying how much was left out."""
+    separator = b" " if stderr.size else b""
+    raw = stderr.data + separator + stdout.data
+    total = stderr.size + len(separator) + stdout.size
+    kept, _ = cap_output(raw, max(limit - _RESERVE, 0))
+    text = decode_text(kept)
+    cut = total - len(kept)
+    if cut:
+        text = text.rstrip("\n") + "\n" + truncation_marker(cut)
+    return text
+
+
+def result_text(output: str, status: int, killed: str | None, factoid: bool) -> str:
+    """The original's rules; a limit that stopped the program is said where the original
+    showed it (the time-out as leading stderr, the CPU kill where ``[Exit 137]`` was)."""
+    if killed == WALL_LIMIT:
+        text = f"{TIMED_OUT} {output}" if output else TIMED_OUT
+    elif killed == CPU_LIMIT:
+        text = f"{output} {CPU_KILLED}" if output else CPU_KILLED
+    elif not output and factoid:
+        text = ""
+    elif not output:
+        text = "Success (no output)." if status == 0 else f"Exit {status}."
+    elif status:
+        text = f"{output} [Exit {status}]"
+    else:
+        text = output
+    return text if text.endswith("\n") else text + "\n"
+
+
+def to_result(request: Request, outcome: Outcome, limit: int) -> Result:
+    output = output_text(outcome.stderr, outcome.stdout, limit)
+    text = result_text(output, outcome.status, outcome.killed, bool(request.factoid))
+    return Result(text=text, id=request.id, exit=outcome.status, killed=outcome.killed)
+
+
+def run_request(request: Request, settings: RunSettings) -> Result:
+    """Blocking; runs as root inside the request's supervisor process."""
+    try:
+        user = pwd.getpwnam(settings.user)
+    except KeyError:
+        return Result(text=f"[Fatal error: no user {settings.user!r} in the guest]\n",
+                      id=request.id)
+    if user.pw_uid == 0:
+        return Result(text=f"[Fatal error: user {settings.user!r} is root]\n", id=request.id)
+    bad = workdir.bad_name([request.sourcefile], request.persist_key)
+    if bad is not None:
+        return Result(text=f"[Fatal error: bad file name {bad!r}]\n", id=request.id)
+    files = {request.sourcefile: utf8(request.code + "\n")}
+    with workdir.work_directory(user, files, request.persist_key,
+                                settings.persist_root) as cwd:
+
+        def run(script: str, stdin: bytes) -> Outcome:
+            return sandbox.run(utf8(script), user=user, cwd=cwd, env=user_environment(user),
+                               stdin=stdin, limits=settings.limits, keep=settings.output_limit)
+
+        if request.lang not in COMPILED:
+            outcome = run(command_line(request.cmdline, request.arguments),
+                          stdin_bytes(request.input))
+            return to_result(request, outcome, settings.output_limit)
+        compiled = run(request.cmdline, b"")
+        diagnostics = output_text(compiled.stderr, compiled.stdout, settings.output_limit)
+        if compiled.status or compiled.killed:
+            # As the original: a failed compile shows its diagnostics, without [Exit N].
+            text = diagnostics or f"Exit {compiled.status}."
+            return Result(text=text.rstrip("\n") + "\n", id=request.id, exit=compiled.status,
+                          killed=compiled.killed)
+        outcome = run(command_line(f"./{request.execfile}", request.arguments),
+                      stdin_bytes(request.input))
+    result = to_result(request, outcome, settings.output_limit)
+    if diagnostics.strip():
+        result.text = f"[{diagnostics.strip()}]\n{result.text}"
+    return result

@@ -1,0 +1,187 @@
+"""Run one shell command as the unprivileged user, under the original's limits, and kill
+everything it started.
+
+Called inside a per-request supervisor (see ``supervisor.py``): a root process that is a child
+subreaper, so every orphan of the program (even one that used setsid and a double fork) is
+re-parented to it and can be found and killed afterwards, while other requests' processes,
+which live under other supervisors, are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import resource
+import selectors
+import signal
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from pbotvm import procs
+
+SHELL = "/bin/bash"  # the original relied on /bin/sh being bash; we ask for it by name
+CPU_LIMIT = "cpu time limit"
+WALL_LIMIT = "wall time limit"
+# Statuses of a process killed by RLIMIT_CPU (SIGKILL at the hard limit, SIGXCPU at the soft
+# one), directly or as reported by a shell that waited for it.
+_CPU_KILL_STATUSES = frozenset({128 + signal.SIGKILL, 128 + signal.SIGXCPU})
+_REAP_GRACE = 2.0  # seconds to wait for SIGKILLed processes to be reaped
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The original's ``ulimit -f 2000; ulimit -t 8; ulimit -u 200`` and its 60 s time-out."""
+
+    cpu_seconds: int = 8
+    file_bytes: int = 2000 * 1024
+    processes: int = 200
+    wall_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Capture:
+    """The first bytes of one output stream and how many bytes it had in all."""
+
+    data: bytes
+    size: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    stdout: Capture
+    stderr: Capture
+    status: int  # as a shell reports it: the exit code, or 128 + signal number
+    killed: str | None  # CPU_LIMIT or WALL_LIMIT when a limit stopped the program
+
+
+def shell_status(wait_status: int) -> int:
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
+
+
+def limit_hit(status: int, cpu_seconds: float, limits: Limits, timed_out: bool) -> str | None:
+    """Which limit stopped the program, if any.
+
+    The kernel kills the process itself, so a CPU-limit kill is recognised by its status
+    together with the CPU time the whole request used (rusage is exact, the status alone
+    could be faked with ``exit 137``).
+    """
+    if timed_out:
+        return WALL_LIMIT
+    # rusage is truncated to microseconds, hence the small margin
+    if status in _CPU_KILL_STATUSES and cpu_seconds >= limits.cpu_seconds - 0.05:
+        return CPU_LIMIT
+    return None
+
+
+def run(command: bytes, *, user: pwd.struct_passwd, cwd: Path, env: Mapping[str, str],
+        stdin: bytes, limits: Limits, keep: int) -> Outcome:
+    """Run ``/bin/bash -c command``; keep at most ``keep`` bytes of each output stream."""
+    procs.become_subreaper()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    # A file, not a pipe: a program that never reads its input cannot block us.
+    with tempfile.TemporaryFile() as stdin_file:
+        stdin_file.write(stdin)
+        stdin_file.flush()
+        stdin_file.seek(0)
+        pid = os.fork()
+        if pid == 0:
+            _exec_as_user([SHELL.encode(), b"-c", command], user, cwd, env, limits,
+                          stdin_file.fileno(), out_w, err_w)
+    os.close(out_w)
+    os.close(err_w)
+    try:
+        wait_status, stdout, stderr = _collect(pid, out_r, err_r, limits.wall_seconds, keep)
+    finally:
+        procs.kill_descendants()
+        _reap_all()
+        os.close(out_r)
+        os.close(err_r)
+    timed_out = wait_status is None
+    status = 128 + signal.SIGKILL if wait_status is None else shell_status(wait_status)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    killed = limit_hit(status, usage.ru_utime + usage.ru_stime, limits, timed_out)
+    return Outcome(stdout, stderr, status, killed)
+
+
+def _exec_as_user(argv: list[bytes], user: pwd.struct_passwd, cwd: Path,
+                  env: Mapping[str, str], limits: Limits, stdin: int, stdout: int,
+                  stderr: int) -> NoReturn:
+    """In the forked child: drop to the user, apply the limits, exec. Never returns."""
+    try:
+        os.dup2(stdin, 0)
+        os.dup2(stdout, 1)
+        os.dup2(stderr, 2)
+        os.chdir(cwd)
+        os.setgroups([user.pw_gid])
+        os.setgid(user.pw_gid)
+        os.setuid(user.pw_uid)
+        for which, value in ((resource.RLIMIT_FSIZE, limits.file_bytes),
+                             (resource.RLIMIT_CPU, limits.cpu_seconds),
+                             (resource.RLIMIT_NPROC, limits.processes)):
+            resource.setrlimit(which, (value, value))
+        # Python ignores these; the program should see the defaults, as under a shell.
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        os.execve(argv[0], argv, env)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.write(2, f"guest: cannot run the program: {e}\n".encode())
+    finally:
+        os._exit(127)
+
+
+def _collect(pid: int, out_fd: int, err_fd: int, wall: float,
+             keep: int) -> tuple[int | None, Capture, Capture]:
+    """Read both streams until they close and the process has exited, or the wall limit.
+
+    Returns the wait status (None on time-out) and the captures. Output of background jobs
+    counts until they close the streams, as with the original.
+    """
+    deadline = time.monotonic() + wall
+    kept = {out_fd: bytearray(), err_fd: bytearray()}
+    sizes = dict.fromkeys(kept, 0)
+    wait_status: int | None = None
+    pidfd = os.pidfd_open(pid)
+    with selectors.DefaultSelector() as selector:
+        for fd in (pidfd, out_fd, err_fd):
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            for key, _ in selector.select(remaining):
+                if key.fd == pidfd:
+                    selector.unregister(pidfd)
+                    wait_status = os.waitpid(pid, 0)[1]
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fd)
+                    continue
+                sizes[key.fd] += len(chunk)
+                buffer = kept[key.fd]
+                buffer += chunk[: max(keep - len(buffer), 0)]
+        timed_out = bool(selector.get_map())
+    os.close(pidfd)
+    if timed_out:
+        wait_status = None
+    return (wait_status, Capture(bytes(kept[out_fd]), sizes[out_fd]),
+            Capture(bytes(kept[err_fd]), sizes[err_fd]))
+
+
+def _reap_all() -> None:
+    """Reap every child, so the rusage of the whole request is counted."""
+    deadline = time.monotonic() + _REAP_GRACE
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.01)
+        except ChildProcessError:
+            return

@@ -1,0 +1,117 @@
+"""``guest-server``: the daemon inside the guest, as root.
+
+One single-threaded asyncio loop: the heartbeat, the serial line (requests answered one after
+another, in order) and vsock connections (concurrent). Each request runs in a forked root
+supervisor (``supervisor.py``), so nothing a program does can stop the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import click
+
+from pbotvm import logs
+from pbotvm.config import ConfigError, GuestSettings
+from pbotvm.guest import clock, serial_line, supervisor, vsock
+from pbotvm.guest.runner import RunSettings
+from pbotvm.protocol import ProtocolError, Request, Result
+
+log = logging.getLogger("pbotvm.guest")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    serial: str
+    heart: str
+    vport: int
+    vsock: bool
+    set_clock: bool
+    run: RunSettings
+
+
+class GuestServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+
+    async def serve(self) -> None:
+        line = serial_line.SerialLine(self.config.serial)
+        # Raw mode and a flushed input before the first beat: the host sends requests only
+        # once it hears us, and the tty must not echo or replay any of them.
+        line.open()
+        tasks = [serial_line.heartbeat(self.config.heart), line.run(self.answer)]
+        if self.config.vsock and (sock := vsock.listen(self.config.vport)) is not None:
+            tasks.append(vsock.serve(sock, self.answer))
+        await asyncio.gather(*tasks)
+
+    async def answer(self, item: Request | ProtocolError, via: str) -> Result:
+        if isinstance(item, ProtocolError):
+            log.warning("%s: bad request: %s", via, item)
+            return Result(text=f"Failed to decode request: {item}\n")
+        log.info("%s: request %s lang=%s started", via, item.id, item.lang)
+        start = time.monotonic()
+        if self.config.set_clock:
+            self._sync_clock(item.date)
+        try:
+            result = await supervisor.run(item, self.config.run)
+        except Exception as e:  # fork or pipe failure: answer anyway and keep serving
+            log.exception("%s: request %s failed", via, item.id)
+            result = Result(text=f"[Fatal error: {e}]\n", id=item.id)
+        log.info("%s: request %s lang=%s finished in %.3fs exit=%s killed=%s", via, item.id,
+                 item.lang, time.monotonic() - start, result.exit, result.killed)
+        return result
+
+    @staticmethod
+    def _sync_clock(date: int) -> None:
+        try:
+            old = clock.sync(date)
+        except OSError as e:
+            log.error("clock: cannot set to %d: %s", date, e)
+            return
+        if old is not None:
+            log.info("clock: set from %.0f to %d", old, date)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--serial", metavar="PATH",
+              help="Serial device for requests  [env PBOTVM_GUEST_SERIAL; /dev/ttyS2]")
+@click.option("--heart", metavar="PATH",
+              help="Serial device for the heartbeat  [env PBOTVM_GUEST_HEART; /dev/ttyS3]")
+@click.option("--user", metavar="NAME",
+              help="Unprivileged user that runs the programs  [env PBOTVM_GUEST_USER; vm]")
+@click.option("--vport", type=click.IntRange(1, 2**32 - 1), metavar="N",
+              help="vsock port  [env PBOTVM_VPORT; 5555]")
+@click.option("--vsock/--no-vsock", default=True, show_default=True,
+              help="Also accept requests on vsock (skipped, with a log line, if unavailable).")
+@click.option("--set-clock/--no-set-clock", default=True, show_default=True,
+              help="Set the clock from a request's date when it is more than 60 s off "
+                   "(off when the guest shares the host's clock).")
+def main(serial: str | None, heart: str | None, user: str | None, vport: int | None,
+         vsock: bool, set_clock: bool) -> None:
+    """PBot VM guest server: runs requests from the host as an unprivileged user."""
+    logs.setup("guest-server")
+    try:
+        env = GuestSettings.from_env()
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    if os.geteuid() != 0:
+        raise click.ClickException("guest-server must run as root (it drops each program "
+                                   "to the unprivileged user)")
+    config = ServerConfig(
+        serial=serial or env.serial,
+        heart=heart or env.heart,
+        vport=vport or env.vport,
+        vsock=vsock,
+        set_clock=set_clock,
+        run=RunSettings(user=user or env.user, output_limit=env.output_limit),
+    )
+    log.info("starting: serial %s, heartbeat %s, user %s, vsock %s", config.serial,
+             config.heart, config.run.user, config.vport if config.vsock else "off")
+    try:
+        asyncio.run(GuestServer(config).serve())
+    except KeyboardInterrupt:
+        log.info("interrupted; exiting")

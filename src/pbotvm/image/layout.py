@@ -1,0 +1,15 @@
+"""Where the guest's serial lines are: the one place the image and the QEMU command agree on.
+
+The original's code (not its doc) uses /dev/ttyS2 for data and /dev/ttyS3 for the heartbeat,
+and guest-server defaults to those; an ``isa-serial`` with ``index=N`` is the guest's ttySN.
+"""
+
+from __future__ import annotations
+
+SERIAL_INDEX = 2
+HEART_INDEX = 3
+CONSOLE = "ttyS0"
+
+
+def guest_tty(index: int) -> str:
+    return f"/dev/ttyS{index}"

@@ -1,0 +1,244 @@
+"""The guest's execution of one request, with real processes (as root, dropping to `vm`).
+
+Requests go through ``supervisor.run`` as in the server: a forked root supervisor runs them,
+so the test process itself never becomes a subreaper.
+"""
+
+import asyncio
+import os
+import pwd
+import time
+from pathlib import Path
+
+import pytest
+
+from pbotvm.guest import clock, supervisor
+from pbotvm.guest.runner import CPU_KILLED, RunSettings, command_line, output_text, result_text
+from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture, Limits
+from pbotvm.protocol import Request, Result
+
+LANGS = {
+    "sh": ("prog.sh", "sh prog.sh"),
+    "bash": ("prog.sh", "bash prog.sh"),
+    "python3": ("prog.py", "python3 -u prog.py"),
+    "perl": ("prog.pl", "perl -w prog.pl"),
+}
+
+
+def request(code: str, lang: str = "sh", **kw: object) -> Request:
+    source, cmdline = LANGS.get(lang, LANGS["sh"])
+    fields: dict = {"sourcefile": source, "execfile": source, "cmdline": cmdline, **kw}
+    return Request(lang=lang, code=code, **fields)
+
+
+def run(req: Request, settings: RunSettings | None = None) -> Result:
+    return asyncio.run(supervisor.run(req, settings or RunSettings()))
+
+
+def text(code: str, lang: str = "sh", **kw: object) -> str:
+    return run(request(code, lang, **kw)).text
+
+
+@pytest.mark.parametrize(("lang", "code"), [
+    ("sh", "echo hello"),
+    ("bash", "a=(x hello); echo ${a[1]}"),
+    ("python3", "print('hello')"),
+    ("perl", 'print "hello\\n";'),
+])
+def test_languages(lang: str, code: str) -> None:
+    assert text(code, lang) == "hello\n"
+
+
+def test_result_echoes_the_id_and_reports_the_exit() -> None:
+    result = run(request("exit 3", id="r-42"))
+    assert (result.id, result.exit, result.killed) == ("r-42", 3, None)
+
+
+def test_stdin_gets_a_trailing_newline() -> None:
+    assert text("import sys; print(repr(sys.stdin.read()))", "python3",
+                input="a b") == "'a b\\n'\n"
+
+
+def test_no_input_means_end_of_file() -> None:
+    assert text("cat; echo done") == "done\n"
+    assert text("cat", input=None) == "Success (no output).\n"
+
+
+def test_arguments_are_split_and_quoted() -> None:
+    code = 'for a; do echo "[$a]"; done'
+    args = "\"a b\" 'c' it's $HOME `id` d\\ e"
+    assert text(code, "bash", arguments=args) == "[a b]\n[c]\n[it's]\n[$HOME]\n[`id`]\n[d e]\n"
+
+
+def test_stderr_comes_first_then_a_space_then_stdout() -> None:
+    assert text("echo out; echo err >&2") == "err\n out\n"
+
+
+def test_output_rules() -> None:
+    assert text("true") == "Success (no output).\n"
+    assert text("exit 4") == "Exit 4.\n"
+    assert text("echo x; exit 5") == "x\n [Exit 5]\n"
+    assert text("printf x") == "x\n"
+
+
+def test_factoid_keeps_empty_output_empty() -> None:
+    assert text("true", factoid="f") == "\n"
+    assert text("exit 2", factoid="f") == "\n"
+    assert text("echo hi", factoid="f") == "hi\n"
+
+
+def test_killed_by_a_signal_reports_128_plus_the_signal() -> None:
+    result = run(request("kill -TERM $$"))
+    assert (result.text, result.exit, result.killed) == ("Exit 143.\n", 143, None)
+
+
+def test_invalid_utf8_is_shown_as_escapes() -> None:
+    assert text("printf 'a\\377\\376b \\342\\202\\254'") == "a\\xFF\\xFEb \u20ac\n"
+
+
+def test_output_is_capped_with_a_marker() -> None:
+    settings = RunSettings(output_limit=1024 * 1024)
+    result = run(request("head -c 5000000 /dev/zero | tr '\\0' a"), settings)
+    body, marker = result.text.rstrip("\n").rsplit("\n", 1)
+    assert set(body) == {"a"} and len(result.text.encode()) <= settings.output_limit
+    assert marker == f"[... output truncated: {5_000_000 - len(body)} more bytes]"
+
+
+def test_capping_counts_stderr_the_space_and_stdout() -> None:
+    out = output_text(Capture(b"e" * 10, 10), Capture(b"o" * 100, 500), limit=128 + 20)
+    assert out == "e" * 10 + " " + "o" * 9 + "\n[... output truncated: 491 more bytes]"
+    assert output_text(Capture(b"", 0), Capture(b"\xe2\x82\xac", 3), 1024) == "\u20ac"
+
+
+def test_result_text_rules() -> None:
+    assert result_text("", 0, None, factoid=False) == "Success (no output).\n"
+    assert result_text("", 1, None, factoid=False) == "Exit 1.\n"
+    assert result_text("", 1, None, factoid=True) == "\n"
+    assert result_text("x", 1, None, factoid=False) == "x [Exit 1]\n"
+    assert result_text("x", 137, CPU_LIMIT, factoid=False) == f"x {CPU_KILLED}\n"
+    assert result_text("", 137, WALL_LIMIT, factoid=True) == "[Timed-out]\n"
+    assert result_text("part\n", 137, WALL_LIMIT, factoid=False) == "[Timed-out] part\n"
+
+
+def test_command_line_quotes_every_argument() -> None:
+    assert command_line("sh prog.sh", "") == "sh prog.sh"
+    assert command_line("sh prog.sh", "a 'b c' d'e") == "sh prog.sh 'a' 'b c' 'd'\"'\"'e'"
+
+
+def test_runs_with_bash_although_sh_may_be_dash() -> None:
+    assert text("", cmdline='echo "${BASH_VERSION:+bash}"') == "bash\n"
+
+
+def test_runs_as_the_unprivileged_user_with_its_environment() -> None:
+    vm = pwd.getpwnam("vm")
+    assert text("id -u; id -G; echo $USER $LOGNAME $HOME $LANG") == (
+        f"{vm.pw_uid}\n{vm.pw_gid}\nvm vm {vm.pw_dir} C.UTF-8\n")
+
+
+def test_work_directory_is_fresh_and_removed() -> None:
+    first = text("pwd; stat -c '%U %a' .; ls").split("\n")
+    second = text("pwd").strip()
+    vm = pwd.getpwnam("vm")
+    assert Path(first[0]).parent == Path(vm.pw_dir) and first[1:3] == ["vm 755", "prog.sh"]
+    assert first[0] != second
+    assert not Path(first[0]).exists() and not Path(second).exists()
+
+
+def test_file_size_limit() -> None:
+    out = text("head -c 3000000 /dev/zero > f; stat -c %s f")
+    assert out == "File size limit exceeded\n 2048000\n"
+
+
+def test_wall_time_limit() -> None:
+    settings = RunSettings(limits=Limits(wall_seconds=1.5))
+    start = time.monotonic()
+    result = run(request("echo partial; sleep 30"), settings)
+    assert 1.5 <= time.monotonic() - start < 4
+    assert (result.text, result.killed) == ("[Timed-out] partial\n", WALL_LIMIT)
+
+
+@pytest.mark.slow
+def test_cpu_time_limit() -> None:
+    start = time.monotonic()
+    result = run(request("while :; do :; done"))
+    assert 7 < time.monotonic() - start < 20
+    assert (result.text, result.exit, result.killed) == (f"{CPU_KILLED}\n", 137, CPU_LIMIT)
+
+
+def test_exit_137_without_using_the_cpu_is_not_a_limit() -> None:
+    assert run(request("exit 137")).killed is None
+
+
+DAEMON = """
+import os
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode())
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.execvp("sleep", ["sleep", "1000"])
+    os._exit(0)
+os.close(w)
+print(os.read(r, 100).decode())
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_daemons_are_killed_but_not_other_requests() -> None:
+    async def scenario() -> tuple[Result, Result]:
+        other = asyncio.create_task(supervisor.run(
+            request("sleep 2; echo other survived", id="other"), RunSettings()))
+        await asyncio.sleep(0.5)
+        daemon = await supervisor.run(request(DAEMON, "python3", id="daemon"), RunSettings())
+        return daemon, await other
+
+    daemon, other = asyncio.run(scenario())
+    pid = int(daemon.text)
+    assert not alive(pid)
+    assert other.text == "other survived\n"
+
+
+def test_fork_bomb_is_contained_and_cleaned_up() -> None:
+    settings = RunSettings(limits=Limits(wall_seconds=2))
+    result = run(request(":(){ :|:& };:", "bash"), settings)
+    assert result.killed == WALL_LIMIT
+    vm = pwd.getpwnam("vm").pw_uid
+    leftovers = [p for p in os.listdir("/proc") if p.isdigit() and alive(int(p))
+                 and os.stat(f"/proc/{p}").st_uid == vm]
+    assert leftovers == []
+
+
+def test_persist_key_restores_and_saves_without_nesting(tmp_path: Path) -> None:
+    settings = RunSettings(persist_root=tmp_path)
+    code = "echo run >> log; cat log; pwd"
+    first = run(request(code, persist_key="fact.1"), settings).text
+    second = run(request(code, persist_key="fact.1"), settings).text
+    home = pwd.getpwnam("vm").pw_dir
+    assert first == f"run\n{home}/fact.1\n"
+    assert second == f"run\nrun\n{home}/fact.1\n"
+    assert sorted(os.listdir(tmp_path / "fact.1")) == ["log", "prog.sh"]
+    assert not Path(home, "fact.1").exists()
+
+
+def test_unknown_user_is_a_clear_error() -> None:
+    result = run(request("echo hi", id="u"), RunSettings(user="no-such-user"))
+    assert result.text == "[Fatal error: no user 'no-such-user' in the guest]\n"
+    assert result.id == "u"
+
+
+def test_clock_is_set_only_when_more_than_a_minute_off() -> None:
+    assert not clock.needs_setting(1000.0, 1000)
+    assert not clock.needs_setting(1000.0, 1060)
+    assert clock.needs_setting(1000.0, 1061)
+    assert clock.needs_setting(1000.0, 900)
+    assert not clock.needs_setting(1000.0, 0)

@@ -1,0 +1,229 @@
+"""guest-server as a process on real PTYs, driven through the master side."""
+
+import asyncio
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pbotvm.guest import server, vsock
+from pbotvm.guest.runner import RunSettings
+from pbotvm.protocol import END_2023, Framing, Request, encode_request
+
+GUEST_SERVER = str(Path(sys.executable).with_name("guest-server"))
+
+
+class Guest:
+    def __init__(self, log: Path, *args: str, via_env: bool = False) -> None:
+        self.serial, serial_slave = os.openpty()
+        self.heart, heart_slave = os.openpty()
+        # Kept open so the masters never see a hang-up while the guest (re)opens the slaves.
+        self._slaves = [serial_slave, heart_slave]
+        self.log = log
+        self.started = time.monotonic()
+        devices = {"PBOTVM_GUEST_SERIAL": os.ttyname(serial_slave),
+                   "PBOTVM_GUEST_HEART": os.ttyname(heart_slave)}
+        argv = [GUEST_SERVER, "--no-set-clock", *(args or ["--no-vsock"])]
+        if not via_env:
+            argv += ["--serial", devices["PBOTVM_GUEST_SERIAL"],
+                     "--heart", devices["PBOTVM_GUEST_HEART"]]
+        self.proc = subprocess.Popen(argv, env={**os.environ, **devices} if via_env else None,
+                                     stdin=subprocess.DEVNULL, stderr=log.open("wb"))
+        self._lines = bytearray()
+
+    def close(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(5)
+        for fd in (self.serial, self.heart, *self._slaves):
+            os.close(fd)
+
+    def beat(self, timeout: float) -> float:
+        """Wait for the next heartbeat line; returns when it came (seconds since start)."""
+        while select.select([self.heart], [], [], 0)[0]:
+            os.read(self.heart, 4096)  # earlier beats
+        got = _read(self.heart, timeout)
+        assert got.replace(b"\r", b"") == b"\n", got
+        return time.monotonic() - self.started
+
+    def send(self, *requests: Request, framing: Framing = Framing.V2023) -> None:
+        data = b"".join(b"".join(encode_request(r, framing)) for r in requests)
+        self.write(data)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.serial, view):]
+
+    def results(self, n: int, timeout: float = 10) -> list[dict]:
+        """The next ``n`` replies (``result:`` JSON, checked to end with ``result:end``)."""
+        deadline = time.monotonic() + timeout
+        replies: list[dict] = []
+        while len(replies) < n:
+            while b"\n" not in self._lines:
+                self._lines += _read(self.serial, deadline - time.monotonic())
+            line, _, rest = bytes(self._lines).partition(b"\n")
+            self._lines[:] = rest
+            if line == b"result:end":
+                continue
+            assert line.startswith(b"result:"), line
+            replies.append(json.loads(line[len(b"result:"):]))
+        return replies
+
+
+def _read(fd: int, timeout: float) -> bytes:
+    ready, _, _ = select.select([fd], [], [], max(timeout, 0))
+    assert ready, "timed out"
+    return os.read(fd, 1 << 20)
+
+
+def sh(code: str, rid: str, lang: str = "sh") -> Request:
+    return Request(lang=lang, sourcefile="prog.sh", execfile="prog.sh", cmdline="sh prog.sh",
+                   code=code, id=rid)
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
+    g = Guest(tmp_path_factory.mktemp("guest") / "guest.log")
+    g.beat(5)
+    yield g
+    g.close()
+
+
+def test_first_heartbeat_is_prompt(tmp_path: Path) -> None:
+    g = Guest(tmp_path / "guest.log")
+    try:
+        assert g.beat(5) < 3
+    finally:
+        g.close()
+
+
+@pytest.mark.parametrize("framing", [Framing.V2023, Framing.HEAD])
+def test_request_is_answered_with_its_id(guest: Guest, framing: Framing) -> None:
+    guest.send(sh("echo hello", f"id-{framing}"), framing=framing)
+    [reply] = guest.results(1)
+    assert reply == {"result": "hello\n", "id": f"id-{framing}", "exit": 0}
+
+
+def test_back_to_back_requests_are_answered_in_order(guest: Guest) -> None:
+    guest.send(sh("sleep 0.3; echo one", "1"), sh("echo two", "2"), framing=Framing.HEAD)
+    guest.send(sh("echo three", "3"), sh("echo four", "4"))
+    replies = guest.results(4)
+    assert [(r["id"], r["result"]) for r in replies] == [
+        ("1", "one\n"), ("2", "two\n"), ("3", "three\n"), ("4", "four\n")]
+
+
+def test_bad_input_gets_answers_and_the_server_keeps_serving(guest: Guest) -> None:
+    guest.write(b"\x00\xffgarbage" + END_2023)
+    guest.write(b'{"lang": "sh", "code": ' + END_2023)
+    guest.write(b"[1, 2, 3]" + END_2023)
+    guest.write(b'{"code": "echo no cmdline"}' + END_2023)
+    big = sh("echo " + "x" * 1_000_000 + " | wc -c", "big")
+    guest.send(big, framing=Framing.HEAD)
+    guest.send(sh("echo still here", "after"))
+    replies = guest.results(6, timeout=30)
+    texts = [r["result"] for r in replies]
+    assert texts[0].startswith("Failed to decode request: request is not UTF-8")
+    assert texts[1].startswith("Failed to decode request: request is not JSON")
+    assert texts[2] == "Failed to decode request: request is not a JSON object\n"
+    assert texts[3] == "Failed to decode request: request has no 'cmdline'\n"
+    assert all(t.count("\n") == 1 and "id" not in r for t, r in zip(texts[:4], replies[:4],
+                                                                   strict=True))
+    assert (replies[4]["id"], texts[4]) == ("big", "1000001\n")
+    assert (replies[5]["id"], texts[5]) == ("after", "still here\n")
+    assert guest.proc.poll() is None
+
+
+def test_unknown_language_runs_like_sh(guest: Guest) -> None:
+    guest.send(sh("echo $((6 * 7))", "k", lang="klingon"))
+    assert guest.results(1)[0]["result"] == "42\n"
+
+
+def test_limits_reach_the_reply(guest: Guest) -> None:
+    guest.send(sh("head -c 3000000 /dev/zero > f; echo done", "f"))
+    [reply] = guest.results(1)
+    assert reply["result"] == "File size limit exceeded\n done\n"
+
+
+def test_log_has_one_line_per_request_event(guest: Guest) -> None:
+    guest.send(sh("exit 3", "logged"))
+    guest.results(1)
+    log = guest.log.read_text()
+    assert "serial: request logged lang=sh started" in log
+    assert "serial: request logged lang=sh finished in" in log and "exit=3 killed=None" in log
+
+
+@pytest.mark.slow
+def test_heart_beats_while_a_request_runs(guest: Guest) -> None:
+    guest.send(sh("sleep 6; echo slept", "slow"))
+    first = guest.beat(7)
+    second = guest.beat(7)
+    assert 4 < second - first < 6.5
+    assert guest.results(1)[0]["result"] == "slept\n"
+
+
+@pytest.mark.slow
+def test_serial_hang_up_does_not_stop_the_heart(tmp_path: Path) -> None:
+    g = Guest(tmp_path / "guest.log")
+    try:
+        g.beat(5)
+        os.close(g._slaves.pop(0))
+        os.close(g.serial)  # the serial device now fails every read
+        g.serial = os.open("/dev/null", os.O_RDONLY)
+        g.beat(7)
+        g.beat(7)
+        assert g.proc.poll() is None
+        assert "reopening" in g.log.read_text()
+    finally:
+        g.close()
+
+
+def test_vsock_connection_gets_one_answer() -> None:
+    config = server.ServerConfig(serial="/nonexistent", heart="/nonexistent", vport=1,
+                                 vsock=False, set_clock=False, run=RunSettings())
+    guest = server.GuestServer(config)
+
+    async def scenario() -> bytes:
+        ours, theirs = socket.socketpair()
+        task = asyncio.create_task(vsock.handle(theirs, guest.answer, "test"))
+        loop = asyncio.get_running_loop()
+        ours.setblocking(False)
+        for piece in encode_request(sh("echo via vsock", "v")):
+            await loop.sock_sendall(ours, piece)
+        reply = b""
+        while chunk := await asyncio.wait_for(loop.sock_recv(ours, 65536), 10):
+            reply += chunk
+        await task
+        ours.close()
+        return reply
+
+    reply = asyncio.run(scenario())
+    assert reply == b'result:{"result":"via vsock\\n","id":"v","exit":0}\nresult:end\n'
+
+
+def test_vsock_that_cannot_listen_is_one_log_line(tmp_path: Path) -> None:
+    """The port is taken (or the kernel has no vsock): the serial line still serves."""
+    port = 40000 + os.getpid() % 20000
+    holder = None
+    with contextlib.suppress(AttributeError, OSError):
+        holder = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+        holder.bind((socket.VMADDR_CID_ANY, port))
+    g = Guest(tmp_path / "guest.log", "--vsock", "--vport", str(port), via_env=True)
+    try:
+        g.beat(5)
+        g.send(sh("echo serial only", "s"))
+        assert g.results(1)[0]["result"] == "serial only\n"
+        assert [line for line in g.log.read_text().splitlines()
+                if "vsock" in line and "serial line only" in line]
+    finally:
+        g.close()
+        if holder is not None:
+            holder.close()

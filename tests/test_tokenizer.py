@@ -1,0 +1,111 @@
+import time
+
+import pytest
+
+from pbotvm.tokenizer import split_line, split_line_sh, token_spans
+
+MB = 1 << 20
+
+# edit.md §7, every row of the examples table (observed with the original Perl).
+SECTION_7 = [
+    ('printf("%d\\n", 1+1);', {}, ['printf("%d\\n"', ",", "1+1);"]),
+    ('puts("a")', {}, ['puts("a"', ")"]),
+    ('echo "hello world"', {}, ["echo", '"hello world"']),
+    ('echo "a"b c', {}, ["echo", '"a"b', "c"]),
+    ('echo a"b c"d', {}, ["echo", 'a"b', 'c"d']),
+    ('x = "unterminated and more', {}, ["x", "=", '"unterminated', "and", "more"]),
+    ("a\\ b  c", {}, ["a\\ b", "c"]),
+    ("a\\ b  c", {"strip_quotes": True, "preserve_escapes": False}, ["a b", "c"]),
+    ('f(x, "y z")', {}, ["f(x,", '"y z"', ")"]),
+    ('echo "a\\"b" c', {}, ["echo", '"a\\"b"', "c"]),
+    ('echo "a\\"b" c', {"strip_quotes": True, "preserve_escapes": False}, ["echo", 'a"b', "c"]),
+    ('say "a b"  "c  d"', {"keep_spaces": True}, ["say", '"a b"', ' "c  d"']),
+]
+
+
+@pytest.mark.parametrize(("line", "opts", "tokens"), SECTION_7)
+def test_2023_split_line_matches_the_spec_table(line: str, opts: dict[str, bool],
+                                                tokens: list[str]) -> None:
+    assert split_line(line, **opts) == tokens
+
+
+@pytest.mark.parametrize(("line", "opts", "tokens"), [
+    ("", {}, []),
+    ("    ", {}, []),
+    ("don't stop", {}, ["don't", "stop"]),  # a quote after a letter is an ordinary character
+    ("a\tb\nc d", {}, ["a\tb\nc", "d"]),  # only the space separates
+    ('x="a b" y', {}, ['x="a b"', "y"]),  # opens after '='
+    ('x = "a b"; y', {}, ["x", "=", '"a b"', ";", "y"]),  # closes before ';', which starts a token
+    ('echo "" x', {"strip_quotes": True}, ["echo", "", "x"]),  # an empty quote is still a token
+    ("'it''s'", {}, ["'it''s'"]),
+    ("a\\", {}, ["a"]),  # a lone trailing backslash is dropped
+    ('echo "abc\\', {}, ["echo", '\\"abc']),  # the Perl rescan put the pending escape on the quote
+    ('a "b\\" c"', {}, ["a", '"b\\" c"']),
+    ("echo 'héllo wörld' 😀", {"strip_quotes": True}, ["echo", "héllo wörld", "😀"]),
+    ("a   b", {"keep_spaces": True}, ["a", "  b"]),
+])
+def test_2023_split_line_edge_cases(line: str, opts: dict[str, bool], tokens: list[str]) -> None:
+    assert split_line(line, **opts) == tokens
+
+
+@pytest.mark.parametrize(("line", "opts", "tokens"), [
+    ("", {}, []),
+    ("   ", {}, [""]),
+    ('echo "a".txt', {}, ["echo", '"a".txt']),  # a quote does not end its word
+    ('echo a"b c"d', {}, ["echo", 'a"b c"d']),  # and opens anywhere
+    ("a\tb\nc  d", {}, ["a", "b", "c", "d"]),
+    ("a\\ b", {}, ["a b"]),  # escapes are not preserved by default
+    ("a\\ b", {"preserve_escapes": True}, ["a\\ b"]),
+    ('"a b"c', {"strip_quotes": True}, ["a bc"]),
+    ("it's here", {}, ["it's", "here"]),  # unbalanced: an ordinary character
+    ("a \\", {}, ["a\\"]),  # the trailing backslash is kept (and glued on, as in HEAD)
+    ("a, b,c", {"strip_commas": True}, ["a", "b", "c"]),
+    ("a   b", {"keep_spaces": True}, ["a  ", "b"]),
+    ("x\n  y", {"keep_spaces": True}, ["x\n  ", "y"]),
+])
+def test_head_split_line_sh(line: str, opts: dict[str, bool], tokens: list[str]) -> None:
+    assert split_line_sh(line, **opts) == tokens
+
+
+def test_head_keep_spaces_join_restores_indentation() -> None:
+    code = "if x:\n    if y:\n        z = 'a  b'"
+    joined = " ".join(split_line_sh(code, keep_spaces=True, preserve_escapes=True))
+    assert joined.replace("\n ", "\n") == code  # what HEAD's vm-exec does with the tokens
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("", []),
+    (" \t\n ", []),
+    ('  echo "a b"  c\n', ["echo", '"a b"', "c"]),
+    ('echo "a".txt', ["echo", '"a".txt']),
+    ("a\\ b c", ["a\\ b", "c"]),
+    ("don't stop", ["don't", "stop"]),
+    ("-args='x y' z", ["-args='x y'", "z"]),
+    ("a \\", ["a", "\\"]),  # unlike HEAD, a trailing backslash is a word of its own
+    ("ö 😀", ["ö", "😀"]),
+])
+def test_token_spans_cut_the_text_as_written(line: str, words: list[str]) -> None:
+    assert [line[start:end] for start, end in token_spans(line)] == words
+
+
+def _fast(function: object, text: str, limit: float) -> None:
+    start = time.perf_counter()
+    function(text)  # type: ignore[operator]
+    assert time.perf_counter() - start < limit
+
+
+@pytest.mark.parametrize("function", [split_line, split_line_sh, token_spans])
+def test_one_megabyte_token_is_fast(function: object) -> None:
+    _fast(function, "x" * MB, 0.3)
+    _fast(function, '"' + "y" * MB, 0.3)  # one unbalanced quote: no rescan
+
+
+@pytest.mark.parametrize("function", [split_line, split_line_sh, token_spans])
+@pytest.mark.parametrize("text", [
+    '"a"b ' * 50_000,  # 2023: every quote opens and none closes (the Perl rescanned each)
+    "\"'" * 125_000,  # HEAD: alternating unbalanced quotes
+    '"' * 100_000 + "\\" * 50_001,  # unbalanced quotes with a pending escape at the end
+    "\\" * 250_000,
+])
+def test_hostile_input_is_linear(function: object, text: str) -> None:
+    _fast(function, text, 1.0)  # quadratic scanning would take minutes here

@@ -1,0 +1,156 @@
+"""The image builder's and QEMU backend's pure parts, and the QMP client against a fake QEMU."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from pbotvm.config import Machine
+from pbotvm.host import qemu
+from pbotvm.host.qmp import QMP, QMPError, loadvm
+from pbotvm.image import build, initramfs
+from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
+from pbotvm.image.profiles import FULL, MINIMAL
+
+
+def test_missing_tools_names_each_tool_and_its_package() -> None:
+    lines = build.missing_tools(lambda tool: None if tool in ("debootstrap", "qemu-img") else "x")
+    assert lines == ["missing host tool debootstrap: apt-get install debootstrap",
+                     "missing host tool qemu-img: apt-get install qemu-utils"]
+
+
+@pytest.mark.parametrize("text", [
+    "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n"
+    "Components: main\n\nTypes: deb\nURIs: http://security.example/debian-security\n"
+    "Suites: bookworm-security\n",
+    "# comment\ndeb [arch=amd64] http://mirror.example/debian bookworm main\n",
+])
+def test_mirror_from_sources(text: str) -> None:
+    assert build.mirror_from_sources([text]) == "http://mirror.example/debian"
+
+
+def test_mirror_from_sources_ignores_other_suites() -> None:
+    assert build.mirror_from_sources(["deb http://x/debian-security bookworm-security main"]) \
+        is None
+
+
+def test_cache_key_follows_the_inputs(tmp_path: Path) -> None:
+    (tmp_path / "src/pbotvm/guest").mkdir(parents=True)
+    (tmp_path / "src/pbotvm/host").mkdir()
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    guest = tmp_path / "src/pbotvm/guest/server.py"
+    guest.write_text("a = 1\n")
+    key = build.cache_key(MINIMAL, tmp_path)
+    assert build.cache_key(MINIMAL, tmp_path) == key
+    assert build.cache_key(FULL, tmp_path) != key
+    (tmp_path / "src/pbotvm/host/server.py").write_text("host only\n")
+    assert build.cache_key(MINIMAL, tmp_path) == key  # host code is not in the image
+    guest.write_text("a = 2\n")
+    assert build.cache_key(MINIMAL, tmp_path) != key
+
+
+def test_console_script_and_launcher() -> None:
+    points = "[console_scripts]\nguest-server = pbotvm.guest.server:main\npbotvm = x:y\n"
+    module, func = build.console_script(points, "guest-server")
+    assert (module, func) == ("pbotvm.guest.server", "main")
+    assert "from pbotvm.guest.server import main" in build.launcher(module, func)
+    with pytest.raises(build.BuildError):
+        build.console_script(points, "vm-server")
+
+
+def test_init_script_and_qemu_agree_on_the_serial_devices(tmp_path: Path) -> None:
+    script = build.init_script()
+    assert f"--serial {guest_tty(SERIAL_INDEX)} --heart {guest_tty(HEART_INDEX)}" in script
+    image = build.Image(tmp_path)
+    argv = qemu.qemu_argv(image, qemu.VmPaths(tmp_path), Machine("m", serial=7001, heart=7002),
+                          "tcg")
+    joined = " ".join(argv)
+    assert f"port=7001,server=on,wait=off,nodelay=on -device isa-serial,chardev=serial," \
+           f"index={SERIAL_INDEX}" in joined
+    assert f"port=7002,server=on,wait=off,nodelay=on -device isa-serial,chardev=heart," \
+           f"index={HEART_INDEX}" in joined
+    assert "-nic none" in joined and "-accel tcg" in joined
+
+
+def test_choose_accel_honours_the_environment(tmp_path: Path) -> None:
+    assert qemu.choose_accel(tmp_path / "vmlinuz", {"PBOTVM_ACCEL": "tcg"}) == "tcg"
+    with pytest.raises(qemu.QemuError):
+        qemu.choose_accel(tmp_path / "vmlinuz", {"PBOTVM_ACCEL": "hvf"})
+
+
+MODULES_DEP = """\
+kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
+kernel/fs/jbd2/jbd2.ko:
+kernel/fs/mbcache.ko:
+kernel/lib/crc16.ko:
+kernel/drivers/virtio/virtio.ko:
+kernel/drivers/virtio/virtio_ring.ko:
+kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko \
+kernel/drivers/virtio/virtio.ko
+kernel/crypto/crc32c_generic.ko.xz:
+"""
+
+
+def test_load_order_puts_dependencies_first_and_skips_builtins() -> None:
+    table = initramfs.parse_modules_dep(MODULES_DEP)
+    order = initramfs.load_order(["virtio_blk", "crc32c_generic", "ext4"], table, {"virtio"})
+    assert order == ["virtio_ring", "virtio_blk", "crc32c_generic", "crc16", "mbcache", "jbd2",
+                     "ext4"]
+    with pytest.raises(initramfs.InitramfsError):
+        initramfs.load_order(["virtio_pci"], table, set())
+
+
+def test_cpio_newc_layout() -> None:
+    entries = [initramfs.Entry("init", stat.S_IFREG | 0o755, b"#!/bin/sh\n"),
+               initramfs.Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))]
+    data = b"".join(initramfs.cpio_newc(entries))
+    assert data.startswith(b"070701") and len(data) % 4 == 0
+    header = data[:110]
+    assert int(header[14:22], 16) == stat.S_IFREG | 0o755
+    assert int(header[54:62], 16) == len(b"#!/bin/sh\n")
+    assert data[110:115] == b"init\0"
+    assert b"dev/console\0" in data and data.rstrip(b"\0").endswith(b"TRAILER!!!")
+
+
+async def fake_qmp(path: Path, replies: dict[str, object]) -> asyncio.Server:
+    """A QMP server answering each command from ``replies``, with an event in between."""
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
+        while line := await reader.readline():
+            msg = json.loads(line)
+            key = msg["execute"]
+            if key == "human-monitor-command":
+                key = msg["arguments"]["command-line"]
+            writer.write(b'{"event": "RESUME", "timestamp": {}}\r\n')
+            reply = replies.get(key, {"error": {"class": "GenericError", "desc": "no " + key}})
+            writer.write(json.dumps({**reply, "id": msg["id"]}).encode() + b"\r\n")
+        writer.close()
+    return await asyncio.start_unix_server(session, str(path))
+
+
+def test_qmp_client(tmp_path: Path) -> None:
+    sock = tmp_path / "qmp.sock"
+
+    async def main() -> None:
+        server = await fake_qmp(sock, {
+            "qmp_capabilities": {"return": {}}, "query-status": {"return": {"running": True}},
+            "loadvm 1": {"return": ""}, "loadvm 2": {"return": "Error: no snapshot 2\r\n"}})
+        async with server:
+            async with await QMP.connect(sock) as qmp:
+                assert await qmp.execute("query-status") == {"running": True}
+                with pytest.raises(QMPError, match="no quit"):
+                    await qmp.execute("quit")
+            assert await loadvm(sock) < 1
+            with pytest.raises(QMPError, match="loadvm 2: Error: no snapshot 2"):
+                await loadvm(sock, "2")
+
+    asyncio.run(main())
+
+
+def test_qmp_connect_error_names_the_socket(tmp_path: Path) -> None:
+    with pytest.raises(QMPError, match=r"missing\.sock"):
+        asyncio.run(QMP.connect(tmp_path / "missing.sock", timeout=1))

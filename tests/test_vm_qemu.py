@@ -1,0 +1,225 @@
+"""A real guest: the minimal image booted under QEMU (TCG where KVM does not work).
+
+Builds the image if the cache has none (~1-1.5 min on 2 cores), boots it once for the module
+(~15 s), talks to guest-server over the serial port as vm-exec does, then runs vm-server on it
+(reverting with `pbotvm vm revert`) and asks through vm-client as PBot does. The vm-server
+tests come last: while vm-server holds the heartbeat port nobody else can connect to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pbotvm.config import Machine
+from pbotvm.host import qemu
+from pbotvm.host.qmp import loadvm
+from pbotvm.image.build import build, missing_tools
+from pbotvm.image.profiles import MINIMAL
+from pbotvm.protocol import Request
+
+pytestmark = pytest.mark.vm
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(lang: str, source: str, cmdline: str, code: str) -> Request:
+    return Request(lang=lang, sourcefile=source, execfile=source, cmdline=cmdline, code=code,
+                   date=int(time.time()), id=f"{lang}-{time.monotonic_ns()}")
+
+
+def sh(code: str) -> Request:
+    return request("sh", "prog.sh", "sh prog.sh", code)
+
+
+@pytest.fixture(scope="module")
+def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[qemu.VmPaths, Machine]]:
+    missing = missing_tools()
+    if missing:
+        pytest.skip("; ".join(missing))
+    image = build(MINIMAL)
+    # vm-server's revert command (`pbotvm vm revert`) finds the VM in $PBOTVM_STATE_DIR/qemu.
+    paths = qemu.VmPaths(tmp_path_factory.mktemp("state") / "qemu")
+    # Free ports, so a developer's running VM or PTY stack on 5555/5556 is left alone.
+    machine = Machine(name="test", serial=free_port(), heart=free_port(), cid=0)
+    info = asyncio.run(qemu.up(image, paths, machine, os.environ))
+    print(f"\nVM up ({info.accel}): boot {info.boot_seconds} s, warm-up "
+          f"{info.warmup_seconds} s, savevm {info.savevm_seconds} s")
+    try:
+        yield paths, machine
+    finally:
+        qemu.down(paths)
+
+
+def run(machine: Machine, req: Request) -> str:
+    return asyncio.run(qemu.send(machine, req, timeout=60))
+
+
+@pytest.mark.parametrize(("req", "expected"), [
+    (sh("echo hello from $(uname -s)"), "hello from Linux\n"),
+    (request("python3", "prog.py3", "python3 prog.py3", "print(6 * 7)"), "42\n"),
+    (request("perl", "prog.pl", "perl -w prog.pl", 'print "perl ok\\n";'), "perl ok\n"),
+    (request("c11", "prog.c", "gcc -std=c11 -Wall prog.c -o prog && ./prog",
+             '#include <stdio.h>\nint main(void) { printf("%d\\n", 1 << 10); }'), "1024\n"),
+], ids=["sh", "python3", "perl", "c"])
+def test_language(vm: tuple[qemu.VmPaths, Machine], req: Request, expected: str) -> None:
+    assert run(vm[1], req).startswith(expected)
+
+
+def test_runs_as_vm_user_without_network(vm: tuple[qemu.VmPaths, Machine]) -> None:
+    out = run(vm[1], sh("id -un; ls /sys/class/net"))
+    assert out.split() == ["vm", "lo"]
+
+
+def test_loadvm_removes_files_and_heartbeat_resumes(vm: tuple[qemu.VmPaths, Machine]) -> None:
+    paths, machine = vm
+    probe = "ls /var/tmp/pbotvm-mark /tmp/pbotvm-mark 2>/dev/null | wc -l"
+    run(machine, sh("touch /var/tmp/pbotvm-mark /tmp/pbotvm-mark"))
+    assert run(machine, sh(probe)).startswith("2\n")
+
+    seconds = asyncio.run(loadvm(paths.qmp))
+    print(f"\nloadvm took {seconds:.3f} s")
+    assert seconds < 5
+
+    assert run(machine, sh(probe)).startswith("0\n")  # disk and tmpfs are both reverted
+    start = time.monotonic()
+    asyncio.run(qemu.wait_heartbeat(machine.addr, machine.heart, timeout=12))
+    print(f"first heartbeat {time.monotonic() - start:.1f} s after loadvm")
+
+
+def test_revert_recovers_from_a_busy_guest(vm: tuple[qemu.VmPaths, Machine]) -> None:
+    """A request still running when the VM is reverted leaves nothing behind."""
+    paths, machine = vm
+
+    async def busy_then_revert() -> float:
+        task = asyncio.create_task(qemu.send(machine, sh("sleep 30"), timeout=60))
+        await asyncio.sleep(2)
+        seconds = await qemu.revert(paths)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return seconds
+
+    seconds = asyncio.run(busy_then_revert())
+    print(f"\nrevert during a running request took {seconds:.3f} s")
+    assert run(machine, sh("echo still here")).startswith("still here\n")
+
+
+def test_status_files(vm: tuple[qemu.VmPaths, Machine]) -> None:
+    paths, _ = vm
+    info = qemu.read_info(paths)
+    assert info is not None and qemu.pid_alive(info.pid)
+    assert Path(info.qmp) == paths.qmp and paths.pidfile.is_file()
+
+
+# --- through vm-server and vm-client ------------------------------------------------------------
+
+class Server:
+    def __init__(self, paths: qemu.VmPaths, machine: Machine) -> None:
+        state = paths.state_dir.parent
+        machines = state / "vm-exec.json"
+        machines.write_text(json.dumps({"machines": {"pbot-vm": {
+            "serial": machine.serial, "heart": machine.heart, "cid": 0}}}))
+        self.env = {**os.environ, "PBOTVM_SERVER": str(free_port()),
+                    "PBOTVM_MACHINES": str(machines), "PBOTVM_STATE_DIR": str(state),
+                    "PBOTVM_REVERT_COMMAND": f"{BIN / 'pbotvm'} vm revert",
+                    "PBOTVM_TIMEOUT": "5", "PBOTVM_STDIN_COMMAND": ""}
+        for var in ("PBOTVM_SERIAL", "PBOTVM_HEART", "PBOTVM_CID"):
+            self.env.pop(var, None)
+        self.log = state / "vm-server.log"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([str(BIN / "vm-server")], env=self.env,
+                                         stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT)
+
+    def ask(self, code: str, timeout: float = 30) -> str:
+        line = json.dumps({"nick": "tester", "channel": "#test", "code": code})
+        return subprocess.run([str(BIN / "vm-client"), line], env=self.env, text=True,
+                              capture_output=True, timeout=timeout,
+                              check=False).stdout.removesuffix("\n")
+
+    def wait_answer(self, code: str, expected: str, timeout: float) -> float:
+        """Ask until the reply is ``expected``; returns the seconds that took."""
+        start = time.monotonic()
+        reply = ""
+        while time.monotonic() - start < timeout:
+            reply = self.ask(code)
+            if reply == expected:
+                return time.monotonic() - start
+            time.sleep(0.2)
+        raise AssertionError(f"no {expected!r} in {timeout} s (last {reply!r}):\n"
+                             f"{self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(vm: tuple[qemu.VmPaths, Machine]) -> Iterator[Server]:
+    s = Server(*vm)
+    try:
+        s.wait_answer("-lang=sh echo ready", "ready", 30)  # after the first heartbeat
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    ("-lang=sh echo hi from sh", "hi from sh"),
+    ("-lang=python3 print(6 * 7)", "42"),
+    ('-lang=perl print "perl ok\\n";', "perl ok"),
+    pytest.param('-lang=c11 #include <stdio.h>\nint main(void) { printf("%d\\n", 1 << 10); }',
+                 "1024", marks=pytest.mark.xfail(
+                     reason="the guest only compiles C so far (no _c_base run step)")),
+], ids=["sh", "python3", "perl", "c11"])
+def test_vm_client(server: Server, code: str, expected: str) -> None:
+    assert server.ask(code) == expected
+
+
+@pytest.mark.parametrize("code", ["-lang=sh while :; do :; done", "-lang=sh sleep 60"],
+                         ids=["loop", "sleep"])
+def test_time_out_reverts_and_the_next_request_works(server: Server, code: str) -> None:
+    server.ask("-lang=sh touch /var/tmp/before-timeout")
+    start = time.monotonic()
+    assert server.ask(code).startswith("[Timed-out]")
+    replied = time.monotonic()
+    assert replied - start < 8
+    back = server.wait_answer("-lang=sh ls /var/tmp; echo next", "next", 30)
+    print(f"\n{code}: time-out reply after {replied - start:.1f} s, next good answer "
+          f"{back:.2f} s later")
+
+
+def test_killed_qemu_is_reported_and_recovers(vm: tuple[qemu.VmPaths, Machine],
+                                              server: Server) -> None:
+    paths, machine = vm
+    info = qemu.read_info(paths)
+    assert info is not None
+    os.kill(info.pid, signal.SIGKILL)  # the QEMU this module started
+    start = time.monotonic()
+    reply = server.ask("-lang=sh echo hi", timeout=20)
+    assert reply.startswith("Virtual machine is"), reply
+    assert time.monotonic() - start < 15
+    qemu.down(paths)
+    asyncio.run(qemu.up(build(MINIMAL), paths, machine, os.environ))
+    back = server.wait_answer("-lang=sh echo back", "back", 60)
+    print(f"\nafter a QEMU kill: '{reply}'; answering again {back:.1f} s after the new boot")

@@ -33,15 +33,13 @@ def test_cpu_loop_killed_by_the_guest_reverts(tmp_path: Path) -> None:
 
 
 def test_late_answer_of_a_timed_out_job_never_reaches_the_next_user(tmp_path: Path) -> None:
-    with make_stack(tmp_path, PBOTVM_TIMEOUT="1", PBOTVM_NOREVERT="1",
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="1.5", PBOTVM_NOREVERT="1",
                     PBOTVM_HEART_STALE="7") as s:
-        assert s.ask("-lang=sh sleep 2; echo LATE").startswith("[Timed-out]")
-        time.sleep(0.2)
-        # The guest is still busy with the first job and answers it first: that answer
-        # carries the old id and is dropped.
-        assert s.ask("-lang=sh sleep 1.5; echo mine") in ("mine", "[Timed-out]")
-        assert s.ask("-lang=sh echo next") == "next"
-        assert "LATE" not in s.log("vm-server").split("answered in")[-1]
+        assert s.ask("-lang=sh sleep 2; echo LATE") == "[Timed-out]"
+        # Not reverted, the guest finishes the first job and answers it first, on the next
+        # request's connection: that answer carries the old id and is dropped.
+        assert s.ask("-lang=sh echo mine") == "mine"
+        assert "[LATE" not in s.log("vm-server")
 
 
 def test_libvirt_revert_through_the_test_driver(tmp_path: Path) -> None:
@@ -49,18 +47,22 @@ def test_libvirt_revert_through_the_test_driver(tmp_path: Path) -> None:
     xml.write_text(LIBVIRT_TEST_NODE)
     with make_stack(tmp_path, PBOTVM_TIMEOUT="1.5", PBOTVM_HEART_STALE="7",
                     PBOTVM_REVERT_COMMAND="", PBOTVM_LIBVIRT_URI=f"test://{xml}") as s:
-        assert s.ask("-lang=sh sleep 3").startswith("[Timed-out]")
-        assert s.ask("-lang=sh echo back") == "back"
+        assert s.ask("-lang=sh sleep 2").startswith("[Timed-out]")
+        # The test driver reverts nothing real: the server waits for a beat after it.
+        deadline = time.monotonic() + 10
+        while (reply := s.ask("-lang=sh echo back")) != "back" and time.monotonic() < deadline:
+            assert reply == "Virtual machine is resetting, try again soon."
+        assert reply == "back"
         assert "pbot-vm: reverted to snapshot 1 in" in s.log("vm-server")
 
 
 def test_failed_libvirt_revert_is_logged_and_the_server_keeps_serving(tmp_path: Path) -> None:
     with make_stack(tmp_path, PBOTVM_TIMEOUT="1.5", PBOTVM_HEART_STALE="7",
                     PBOTVM_REVERT_COMMAND="", PBOTVM_LIBVIRT_URI="test:///default") as s:
-        assert s.ask("-lang=sh sleep 3").startswith("[Timed-out]")
+        assert s.ask("-lang=sh sleep 2").startswith("[Timed-out]")
         assert s.ask("-lang=sh echo still") == "still"
-        assert re.search(r"revert failed: libvirt test:///default: .*pbot-vm",
-                         s.log("vm-server"))
+        assert ("revert failed: libvirt test:///default, domain pbot-vm: Domain not found"
+                in s.log("vm-server"))
 
 
 def test_heartbeat_loss_and_return(tmp_path: Path) -> None:

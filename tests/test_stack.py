@@ -193,6 +193,9 @@ def test_perl_vm_client_works_against_our_server(stack: LocalStack, tmp_path) ->
     assert out.stdout == "from perl\n"
 
 
-def test_vsock_falls_back_to_serial(stack: LocalStack) -> None:
-    # The stack's machine has cid 7 and this machine has no vhost-vsock.
-    assert "vsock 7:5555 unavailable" in stack.log("vm-server")
+def test_vsock_falls_back_to_serial(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # No vhost-vsock here: a CID is set, the connect fails, serial answers.
+    with LocalStack(tmp_path_factory.mktemp("vsock"),
+                    env={"PBOTVM_CID": "7", "PBOTVM_STDIN_COMMAND": ""}) as s:
+        assert s.ask("-lang=sh echo via serial") == "via serial"
+        assert "vsock 7:5555 unavailable" in s.log("vm-server")

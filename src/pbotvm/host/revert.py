@@ -26,6 +26,8 @@ class RevertError(RuntimeError):
 def _libvirt_revert(uri: str, domain: str, snapshot: str) -> None:
     import libvirt  # heavy; only the server's revert path needs it
 
+    # Errors come back as exceptions and are logged once, by us: not also on stderr.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     try:
         conn = libvirt.open(uri)
         try:
@@ -34,7 +36,7 @@ def _libvirt_revert(uri: str, domain: str, snapshot: str) -> None:
         finally:
             conn.close()
     except libvirt.libvirtError as e:
-        raise RevertError(f"libvirt {uri}: {e.get_error_message()}") from None
+        raise RevertError(f"libvirt {uri}, domain {domain}: {e.get_error_message()}") from None
 
 
 async def _command_revert(argv: list[str], machine: Machine, snapshot: str) -> None:

@@ -36,10 +36,16 @@ BUSY = "Virtual machine is busy, try again soon."
 class MachineSlot:
     """A machine's heartbeat and its one-request-at-a-time turn."""
 
-    def __init__(self, machine: Machine, heart: HeartbeatMonitor, turn: asyncio.Lock) -> None:
+    def __init__(self, machine: Machine, heart: HeartbeatMonitor, turn: Turn) -> None:
         self.machine = machine
         self.heart = heart
         self.turn = turn
+
+
+class Turn(asyncio.Lock):
+    """A serial line's lock, which knows whether its holder is reverting the machine."""
+
+    reverting = False
 
 
 class VmServer:
@@ -49,7 +55,7 @@ class VmServer:
         # Keyed by port, not by machine name: two names (or an override) for one guest must
         # share its serial line and its heartbeat connection (QEMU serves one client).
         self._hearts: dict[tuple[str, int], HeartbeatMonitor] = {}
-        self._turns: dict[tuple[str, int], asyncio.Lock] = {}
+        self._turns: dict[tuple[str, int], Turn] = {}
         self._reverts: set[asyncio.Task[None]] = set()
 
     def slot(self, machine: Machine) -> MachineSlot:
@@ -58,7 +64,7 @@ class VmServer:
             self._hearts[heart_key] = HeartbeatMonitor(machine.name, machine.addr,
                                                        machine.heart, self.stale_after)
             self._hearts[heart_key].start()
-        turn = self._turns.setdefault((machine.addr, machine.serial), asyncio.Lock())
+        turn = self._turns.setdefault((machine.addr, machine.serial), Turn())
         return MachineSlot(machine, self._hearts[heart_key], turn)
 
     async def answer(self, line: str) -> str:
@@ -71,7 +77,7 @@ class VmServer:
             await asyncio.wait_for(slot.turn.acquire(), self.settings.timeout)
         except TimeoutError:
             log.info("%s: no turn within %.0f s", slot.machine.name, self.settings.timeout)
-            return BUSY
+            return RESETTING if slot.turn.reverting else BUSY
         revert_reason = None
         try:
             if not slot.heart.alive():
@@ -96,6 +102,7 @@ class VmServer:
     async def _revert(self, slot: MachineSlot, reason: str) -> None:
         """Revert while holding the machine's turn; release it once the guest beats again."""
         name = slot.machine.name
+        slot.turn.reverting = True
         try:
             log.info("%s: reverting (%s)", name, reason)
             seconds = await revert(slot.machine, self.settings)
@@ -110,6 +117,7 @@ class VmServer:
         except RevertError as e:
             log.error("%s: revert failed: %s", name, e)
         finally:
+            slot.turn.reverting = False
             slot.turn.release()
 
     async def handle_client(self, reader: asyncio.StreamReader,

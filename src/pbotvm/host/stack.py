@@ -61,7 +61,7 @@ class LocalStack:
     def start(self, timeout: float = 30.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.machines.write_text(json.dumps({
-            "machines": {"pbot-vm": {"serial": self.serial, "heart": self.heart, "cid": 7,
+            "machines": {"pbot-vm": {"serial": self.serial, "heart": self.heart, "cid": 0,
                                      "vport": 5555}},
             "aliases": {"main": "pbot-vm"},
             "default-machine": "main",

@@ -188,9 +188,7 @@ def server(vm: tuple[qemu.VmPaths, Machine]) -> Iterator[Server]:
     ("-lang=sh echo hi from sh", "hi from sh"),
     ("-lang=python3 print(6 * 7)", "42"),
     ('-lang=perl print "perl ok\\n";', "perl ok"),
-    pytest.param('-lang=c11 #include <stdio.h>\nint main(void) { printf("%d\\n", 1 << 10); }',
-                 "1024", marks=pytest.mark.xfail(
-                     reason="the guest only compiles C so far (no _c_base run step)")),
+    ('-lang=c11 #include <stdio.h>\nint main(void) { printf("%d\\n", 1 << 10); }', "1024"),
 ], ids=["sh", "python3", "perl", "c11"])
 def test_vm_client(server: Server, code: str, expected: str) -> None:
     assert server.ask(code) == expected

@@ -195,16 +195,18 @@ async def wait_heartbeat(addr: str, port: int, timeout: float,
 
 def warmup_requests(date: int) -> list[Request]:
     """One run of each minimal-profile language (the original's doc advises this)."""
-    def request(lang: str, source: str, cmdline: str, code: str) -> Request:
-        return Request(lang=lang, sourcefile=source, execfile=source, cmdline=cmdline,
-                       code=code, date=date, id=f"warmup-{lang}")
+    def request(lang: str, source: str, cmdline: str, code: str,
+                execfile: str | None = None) -> Request:
+        return Request(lang=lang, sourcefile=source, execfile=execfile or source,
+                       cmdline=cmdline, code=code, date=date, id=f"warmup-{lang}")
     return [
         request("sh", "prog.sh", "sh prog.sh", "echo warm"),
         request("bash", "prog.bash", "bash prog.bash", "echo warm"),
         request("python3", "prog.py3", "python3 prog.py3", "print('warm')"),
         request("perl", "prog.pl", "perl -w prog.pl", "print 'warm'"),
-        request("c11", "prog.c", "gcc -g3 -Wall -std=c11 prog.c -lm -o prog && ./prog",
-                '#include <stdio.h>\nint main(void) { puts("warm"); return 0; }'),
+        # The guest compiles with the command line, then runs ./prog.
+        request("c11", "prog.c", "gcc -g3 -Wall -std=c11 prog.c -lm -o prog",
+                '#include <stdio.h>\nint main(void) { puts("warm"); return 0; }', "prog"),
     ]
 
 

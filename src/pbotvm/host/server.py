@@ -87,7 +87,7 @@ class VmServer:
                 answer = await asyncio.wait_for(execution.send(prepared), self.settings.timeout)
             except TimeoutError:
                 revert_reason = "time-out"
-                return f"[Timed-out] {execution.partial_answer()}"
+                return execution.timed_out_answer()
             if answer.killed:
                 revert_reason = f"guest killed the program: {answer.killed}"
             return answer.text
@@ -120,25 +120,29 @@ class VmServer:
             slot.turn.reverting = False
             slot.turn.release()
 
+    async def _reply(self, reader: asyncio.StreamReader, peer: str) -> str | None:
+        """The answer to the client's line; None when it sent none in time."""
+        try:
+            line = await asyncio.wait_for(_first_line(reader), CLIENT_TIMEOUT)
+        except TimeoutError:
+            log.info("%s: client I/O timed out", peer)
+            return None
+        except ValueError:
+            log.info("%s: request line over %d bytes", peer, MAX_LINE)
+            return f"Request too large (limit {MAX_LINE // (1024 * 1024)} MiB)."
+        if not line:
+            return None
+        log.info("%s: read [%s]", peer, _short(line))
+        return await self.answer(line)
+
     async def handle_client(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
         peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
         start = time.monotonic()
         try:
-            try:
-                line = await asyncio.wait_for(_first_line(reader), CLIENT_TIMEOUT)
-            except TimeoutError:
-                log.info("%s: client I/O timed out", peer)
+            reply = await self._reply(reader, peer)
+            if reply is None:
                 return
-            except ValueError:
-                log.info("%s: request line over %d bytes", peer, MAX_LINE)
-                line = None
-                reply = f"Request too large (limit {MAX_LINE // (1024 * 1024)} MiB)."
-            if line is not None:
-                if not line:
-                    return
-                log.info("%s: read [%s]", peer, _short(line))
-                reply = await self.answer(line)
             reply = reply.rstrip()
             log.info("%s: answered in %.0f ms: [%s]", peer, (time.monotonic() - start) * 1000,
                      _short(reply))

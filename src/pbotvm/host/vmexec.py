@@ -3,7 +3,7 @@
 vm-server runs it in-process; the ``vm-exec`` command runs the same code for the shell.
 ``prepare`` does everything that needs no guest (and may answer early: usage, -info,
 unknown language); ``send`` talks to the guest. A time-out between the two is the caller's
-business; ``partial_answer`` then gives what had arrived.
+business; ``timed_out_answer`` then gives what had arrived.
 """
 
 from __future__ import annotations
@@ -139,9 +139,10 @@ class Execution:
         log.debug("request %s answered over %s", prepared.request.id, channel)
         return Answer(self._finish(self._decoder.text), killed=self._decoder.killed)
 
-    def partial_answer(self) -> str:
-        """The answer from whatever arrived before a time-out."""
-        return self._finish(self._decoder.text) if self._decoder else ""
+    def timed_out_answer(self) -> str:
+        """``[Timed-out]`` and whatever had arrived before the time-out."""
+        partial = self._finish(self._decoder.text) if self._decoder else ""
+        return f"[Timed-out] {partial}".rstrip()
 
     def _finish(self, text: str) -> str:
         raw, cut = cap_output(text.encode("utf-8", "surrogatepass"), self.settings.output_limit)
@@ -163,4 +164,4 @@ async def run(line: str, settings: HostSettings, *, allow_overrides: bool = Fals
     try:
         return await asyncio.wait_for(execution.send(prepared), settings.timeout)
     except TimeoutError:
-        return Answer(f"[Timed-out] {execution.partial_answer()}".rstrip(), 124)
+        return Answer(execution.timed_out_answer(), 124)

@@ -25,6 +25,10 @@ VSOCK_RETRY_AFTER = 60.0
 _vsock_failed: dict[tuple[int, int], float] = {}
 
 
+# A result line carries JSON-escaped output (up to 6 bytes per byte for control characters).
+_READ_LIMIT = 64 * 1024 * 1024
+
+
 class GuestUnreachable(ConnectionError):
     """Neither vsock nor the serial port accepted a connection."""
 
@@ -47,10 +51,6 @@ async def _open_serial(addr: str, port: int) -> tuple[asyncio.StreamReader, asyn
     # QEMU's UART sends a byte at a time: without NODELAY, Nagle plus delayed ACKs add ~40 ms.
     writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return reader, writer
-
-
-# A result line carries JSON-escaped output (up to 6 bytes per byte for control characters).
-_READ_LIMIT = 64 * 1024 * 1024
 
 
 async def connect(machine: Machine) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:

@@ -84,11 +84,16 @@ def pty_ctl(control: Path, command: str) -> None:
 
 
 @main.command()
-def demo() -> None:
-    """Start the PTY VM and vm-server, answer a few vm-client requests, stop both."""
+@click.option("--pty", is_flag=True, help="Use the local PTY stand-in instead of the real guest.")
+def demo(pty: bool) -> None:
+    """Start the guest and vm-server, answer a few vm-client requests, stop both.
+
+    The real guest: build the minimal image (cached), boot it under QEMU, warm it up, save
+    snapshot 1, and show a time-out being reverted.
+    """
     from pbotvm.host.demo import run_demo
 
-    raise SystemExit(run_demo())
+    raise SystemExit(run_demo(pty))
 
 
 @main.group()

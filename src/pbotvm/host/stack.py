@@ -66,11 +66,14 @@ class LocalStack:
             "aliases": {"main": "pbot-vm"},
             "default-machine": "main",
         }))
+        self.start_vm()
+        self.start_process("vm-server", [str(BIN / "vm-server")])
+        self.wait_ready(timeout)
+
+    def start_vm(self) -> None:
         self.start_process("ptyvm", [str(BIN / "pbotvm"), "pty", "run",
                                      "--serial", str(self.serial), "--heart", str(self.heart),
                                      "--control", str(self.control)])
-        self.start_process("vm-server", [str(BIN / "vm-server")])
-        self.wait_ready(timeout)
 
     def start_process(self, name: str, argv: list[str]) -> None:
         log = self.workdir / f"{name}.log"
@@ -138,3 +141,32 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class QemuStack(LocalStack):
+    """The same pipeline with the real guest: ``pbotvm vm up`` (image, boot, warm-up, snapshot),
+    vm-server reverting with ``pbotvm vm revert``."""
+
+    def __init__(self, workdir: Path, *, profile: str = "minimal", progress: bool = False,
+                 serial: int | None = None, heart: int | None = None,
+                 server: int | None = None, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(workdir, serial=serial, heart=heart, server=server, env=env)
+        self.profile = profile
+        self.progress = progress
+        self.env["PBOTVM_REVERT_COMMAND"] = shlex.join([str(BIN / "pbotvm"), "vm", "revert"])
+
+    def start_vm(self) -> None:
+        log = self.workdir / "vm-up.log"
+        self.logs["vm-up"] = log
+        with open(log, "ab") as out:
+            # The image build and the boot take minutes the first time: let the operator see why.
+            proc = subprocess.run([str(BIN / "pbotvm"), "vm", "up", "--profile", self.profile],
+                                  env=self.env, stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=None if self.progress else out, check=False)
+        if proc.returncode:
+            raise RuntimeError(f"pbotvm vm up exited {proc.returncode}:\n{self.log('vm-up')}")
+
+    def stop(self) -> None:
+        super().stop()
+        subprocess.run([str(BIN / "pbotvm"), "vm", "down"], env=self.env,
+                       stdin=subprocess.DEVNULL, capture_output=True, check=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 from pbotvm.config import Machine
 from pbotvm.host import qemu
 from pbotvm.host.qmp import loadvm
+from pbotvm.host.transport import open_serial
 from pbotvm.image.build import build
 from pbotvm.image.profiles import MINIMAL
 from pbotvm.protocol import Request
@@ -43,8 +44,7 @@ def report(name: str, samples: list[float]) -> None:
 
 
 async def serial_rtt(machine: Machine, n: int) -> list[float]:
-    reader, writer = await asyncio.open_connection(machine.addr, machine.serial)
-    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader, writer = await open_serial(machine.addr, machine.serial)
     samples = []
     try:
         for _ in range(n):

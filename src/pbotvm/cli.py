@@ -15,7 +15,8 @@ from pbotvm import logs
 from pbotvm.config import DEFAULT_ADDR, DEFAULT_HEART, DEFAULT_SERIAL
 
 if TYPE_CHECKING:
-    from pbotvm.config import Machine
+    from pbotvm.config import HostSettings, Machine
+    from pbotvm.host.libvirt_domain import DomainPaths
     from pbotvm.host.qemu import VmPaths
 
 
@@ -191,3 +192,122 @@ def vm_revert() -> None:
         click.echo(f"reverted in {asyncio.run(revert(paths)):.3f} s")
     except QemuError as e:
         raise click.ClickException(str(e)) from None
+
+
+@main.group()
+def libvirt() -> None:
+    """The guest as a libvirt domain (PBOTVM_LIBVIRT_URI, PBOTVM_DOMAIN, PBOTVM_SNAPSHOT).
+
+    The overlay disk and console log live in $PBOTVM_STATE_DIR/libvirt; ports and CID are the
+    default machine's. The domain is marked as pbotvm's: a foreign domain is never touched.
+    """
+
+
+def _libvirt_setup() -> tuple[DomainPaths, Machine, HostSettings]:
+    from pbotvm.config import ConfigError
+    from pbotvm.host.libvirt_domain import state_paths
+
+    try:
+        return state_paths(os.environ)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@libvirt.command("up")
+@click.option("--profile", type=click.Choice(["minimal", "full"]), default="minimal",
+              show_default=True, help="Image profile (built first if needed).")
+def libvirt_up(profile: str) -> None:
+    """Build the image if needed, define the domain, attach the devices, start it, warm it
+    up and create snapshot PBOTVM_SNAPSHOT."""
+    from pbotvm.host.libvirt_domain import LibvirtError, up
+    from pbotvm.image.build import BuildError, build
+    from pbotvm.image.profiles import PROFILES
+
+    paths, machine, settings = _libvirt_setup()
+    try:
+        image = build(PROFILES[profile])
+        info = asyncio.run(up(image, settings, machine, paths, os.environ,
+                              lambda line: click.echo(f"pbotvm libvirt: {line}", err=True)))
+    except (BuildError, LibvirtError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"up: domain {machine.domain} on {settings.libvirt_uri}, serial "
+               f"{machine.addr}:{machine.serial}, heart {machine.heart}, boot "
+               f"{info.boot_seconds} s, snapshot {info.snapshot_seconds} s")
+
+
+@libvirt.command("down")
+def libvirt_down() -> None:
+    """Destroy and undefine the domain (with its snapshot metadata)."""
+    from pbotvm.host.libvirt_domain import LibvirtError, down
+
+    paths, machine, settings = _libvirt_setup()
+    try:
+        click.echo("removed" if down(settings.libvirt_uri, machine.domain, paths)
+                   else "not defined")
+    except LibvirtError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@libvirt.command("revert")
+@click.option("--slow", is_flag=True, help="Only libvirt's snapshot revert (restarts QEMU), "
+              "not loadvm through the QEMU monitor.")
+def libvirt_revert(slow: bool) -> None:
+    """Revert the domain to its snapshot, as vm-server does."""
+    import time
+
+    from pbotvm.host.libvirt_domain import LibvirtError, revert
+
+    _, machine, settings = _libvirt_setup()
+    start = time.monotonic()
+    try:
+        how = revert(settings.libvirt_uri, machine.domain, settings.snapshot, fast=not slow)
+    except LibvirtError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"reverted with {how} in {time.monotonic() - start:.3f} s")
+
+
+@main.group()
+def devices() -> None:
+    """Attach the guest's devices to a libvirt domain's config (the original's devices/add-*).
+
+    Honours PBOTVM_LIBVIRT_URI, PBOTVM_DOMAIN, PBOTVM_SERIAL, PBOTVM_HEART and PBOTVM_CID.
+    Re-running replaces a device on the same port instead of adding a second one.
+    """
+
+
+def _add_devices(which: str) -> None:
+    from pbotvm.config import ConfigError, HostSettings
+    from pbotvm.host import devices as dev
+
+    try:
+        settings = HostSettings.from_env(os.environ)
+        machine = settings.machines.resolve()
+        wanted = []
+        if which in ("serials", "all"):
+            wanted += dev.serial_devices(machine)
+        if which in ("vsock", "all"):
+            wanted.append(dev.vsock_device(machine))
+            if (note := dev.vsock_note()) is not None:
+                click.echo(f"note: {note}", err=True)
+        for line in dev.add(settings.libvirt_uri, machine.domain, wanted):
+            click.echo(f"{machine.domain}: {line}")
+    except (ConfigError, dev.LibvirtError) as e:
+        raise click.ClickException(str(e)) from None
+
+
+@devices.command("add-serials")
+def devices_add_serials() -> None:
+    """Serial ports 2 (requests, TCP PBOTVM_SERIAL) and 3 (heartbeat, TCP PBOTVM_HEART)."""
+    _add_devices("serials")
+
+
+@devices.command("add-vsock")
+def devices_add_vsock() -> None:
+    """A virtio vsock device with CID PBOTVM_CID."""
+    _add_devices("vsock")
+
+
+@devices.command("add-all")
+def devices_add_all() -> None:
+    """Both."""
+    _add_devices("all")

@@ -163,9 +163,9 @@ def read_info(paths: VmPaths) -> VmInfo | None:
         return None
 
 
-def console_tail(paths: VmPaths, lines: int = 5) -> str:
+def console_tail(console: Path, lines: int = 5) -> str:
     with contextlib.suppress(OSError):
-        return "\n  ".join(paths.console.read_text(errors="replace").splitlines()[-lines:])
+        return "\n  ".join(console.read_text(errors="replace").splitlines()[-lines:])
     return ""
 
 
@@ -260,13 +260,26 @@ async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, s
 
 async def _boot_and_snapshot(paths: VmPaths, machine: Machine, pid: int, start: float,
                              log: Callable[[str], None]) -> tuple[float, float]:
-    """Wait for the first heartbeat, warm up, ``savevm``; returns when boot and warm-up ended."""
+    """Boot and warm up, then ``savevm``; returns when boot and warm-up ended."""
+    booted, warmed = await boot_and_warm(machine, lambda: pid_alive(pid), paths.console, start,
+                                         log)
+    async with await QMP.connect(paths.qmp) as qmp:
+        await snapshot(qmp, "savevm", SNAPSHOT)
+    return booted, warmed
+
+
+async def boot_and_warm(machine: Machine, alive: Callable[[], bool], console: Path,
+                        start: float, log: Callable[[str], None]) -> tuple[float, float]:
+    """Wait for the first heartbeat, run each language once; returns when each step ended.
+
+    Both backends do this before their snapshot, so the snapshot has warm toolchains.
+    """
     try:
-        await wait_heartbeat(machine.addr, machine.heart, BOOT_TIMEOUT, lambda: pid_alive(pid))
+        await wait_heartbeat(machine.addr, machine.heart, BOOT_TIMEOUT, alive)
     except (QemuError, TimeoutError) as e:
         reason = "timed out" if isinstance(e, TimeoutError) else str(e)
         raise QemuError(
-            f"guest did not boot ({reason}); console:\n  {console_tail(paths)}") from None
+            f"guest did not boot ({reason}); console:\n  {console_tail(console)}") from None
     booted = time.monotonic()
     log(f"guest up in {booted - start:.1f} s; warming up the toolchains")
     for request in warmup_requests(int(time.time())):
@@ -274,15 +287,12 @@ async def _boot_and_snapshot(paths: VmPaths, machine: Machine, pid: int, start: 
             text = await send(machine, request)
         except (TimeoutError, OSError) as e:
             raise QemuError(f"warm-up {request.lang} request failed ({e or 'timed out'}); "
-                            f"console:\n  {console_tail(paths)}") from None
+                            f"console:\n  {console_tail(console)}") from None
         if "warm" not in text:
             log(f"warm-up {request.lang} answered: {text.strip()}")
     # Let the guest finish cleaning up after the last request before the RAM is saved.
     await asyncio.sleep(1.0)
-    warmed = time.monotonic()
-    async with await QMP.connect(paths.qmp) as qmp:
-        await snapshot(qmp, "savevm", SNAPSHOT)
-    return booted, warmed
+    return booted, time.monotonic()
 
 
 def stop(paths: VmPaths, pid: int, timeout: float = 10.0) -> None:

@@ -1,8 +1,9 @@
 """Reverting a machine to its clean snapshot.
 
-Either libvirt (``PBOTVM_LIBVIRT_URI``, snapshot ``PBOTVM_SNAPSHOT`` of the machine's domain)
-or, when ``PBOTVM_REVERT_COMMAND`` is set, that command (an argv, never a shell) with
-``PBOTVM_DOMAIN``, ``PBOTVM_SNAPSHOT`` and ``PBOTVM_MACHINE`` in its environment.
+Either libvirt (``PBOTVM_LIBVIRT_URI``, snapshot ``PBOTVM_SNAPSHOT`` of the machine's domain:
+``loadvm`` through the QEMU monitor, else libvirt's snapshot revert) or, when
+``PBOTVM_REVERT_COMMAND`` is set, that command (an argv, never a shell) with ``PBOTVM_DOMAIN``,
+``PBOTVM_SNAPSHOT`` and ``PBOTVM_MACHINE`` in its environment.
 """
 
 from __future__ import annotations
@@ -24,19 +25,14 @@ class RevertError(RuntimeError):
 
 
 def _libvirt_revert(uri: str, domain: str, snapshot: str) -> None:
-    import libvirt  # heavy; only the server's revert path needs it
+    # Heavy (libvirt-python); only the server's revert path needs it.
+    from pbotvm.host.libvirt_domain import LibvirtError, revert
 
-    # Errors come back as exceptions and are logged once, by us: not also on stderr.
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     try:
-        conn = libvirt.open(uri)
-        try:
-            dom = conn.lookupByName(domain)
-            dom.revertToSnapshot(dom.snapshotLookupByName(snapshot))
-        finally:
-            conn.close()
-    except libvirt.libvirtError as e:
-        raise RevertError(f"libvirt {uri}, domain {domain}: {e.get_error_message()}") from None
+        how = revert(uri, domain, snapshot)
+    except LibvirtError as e:
+        raise RevertError(str(e)) from None
+    log.info("%s: reverted with %s", domain, how)
 
 
 async def _command_revert(argv: list[str], machine: Machine, snapshot: str) -> None:

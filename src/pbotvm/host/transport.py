@@ -45,12 +45,34 @@ async def _open_vsock(cid: int, port: int) -> tuple[asyncio.StreamReader, asynci
         raise
 
 
-async def _open_serial(addr: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(addr, port, limit=_READ_LIMIT), SERIAL_CONNECT_TIMEOUT)
-    # QEMU's UART sends a byte at a time: without NODELAY, Nagle plus delayed ACKs add ~40 ms.
-    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return reader, writer
+class _QuickAckProtocol(asyncio.StreamReaderProtocol):
+    """ACKs every segment at once.
+
+    QEMU's UART sends a byte at a time. Unless the chardev has ``nodelay=on`` (libvirt's TCP
+    serial devices cannot ask for it), Nagle holds each byte until the previous one is ACKed,
+    and Linux delays ACKs by 40 ms: ~48 ms per reply instead of ~3. The kernel drops the
+    quick-ACK mode on its own, hence set again after every read.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._sock = transport.get_extra_info("socket")
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+
+async def open_serial(addr: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_READ_LIMIT, loop=loop)
+    protocol = _QuickAckProtocol(reader, loop=loop)
+    transport, _ = await asyncio.wait_for(
+        loop.create_connection(lambda: protocol, addr, port), SERIAL_CONNECT_TIMEOUT)
+    # Our requests go out whole, not held back behind an unACKed piece.
+    transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
 async def connect(machine: Machine) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
@@ -66,7 +88,7 @@ async def connect(machine: Machine) -> tuple[asyncio.StreamReader, asyncio.Strea
             log.info("vsock %d:%d unavailable (%s); using serial port %d (retry vsock in 60 s)",
                      machine.cid, machine.vport, e, machine.serial)
     try:
-        reader, writer = await _open_serial(machine.addr, machine.serial)
+        reader, writer = await open_serial(machine.addr, machine.serial)
     except (OSError, TimeoutError) as e:
         raise GuestUnreachable(f"serial {machine.addr}:{machine.serial}: {e}") from e
     return reader, writer, f"serial {machine.addr}:{machine.serial}"

@@ -1,0 +1,129 @@
+"""A libvirt daemon of our own, for the tests and benchmarks of the libvirt backend.
+
+It runs in a private mount namespace where /etc/libvirt, /run and /var are directories of
+ours, so the machine's libvirt configuration and state are never touched (nor need to exist:
+Debian's libvirt-daemon-system, with its systemd units and users, is not required). QEMU runs
+as root without a security driver, which also keeps ``virsh snapshot-revert`` at ~2 s instead
+of ~7 s. Clients reach it on ``qemu:///system?socket=<root>/sock/libvirt-sock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+LIBVIRTD_CONF = """\
+unix_sock_dir = "{sock}"
+unix_sock_group = "root"
+auth_unix_rw = "none"
+auth_unix_ro = "none"
+"""
+
+# stdio_handler "file": QEMU's output goes straight to a file, so no virtlogd is needed.
+QEMU_CONF = """\
+user = "root"
+group = "root"
+security_driver = "none"
+dynamic_ownership = 0
+stdio_handler = "file"
+"""
+
+# The namespace's mounts, then the daemon. $R is our root directory.
+START = """\
+set -e
+mount --make-rprivate /
+mount --bind "$R/etc" /etc/libvirt
+mount --bind "$R/run" /run
+mount --bind "$R/var" /var
+mount --bind "$R/passwd" /etc/passwd
+mount --bind "$R/group" /etc/group
+exec libvirtd --config "$R/etc/libvirtd.conf"
+"""
+
+# Debian's libvirtd resolves its built-in QEMU user before reading qemu.conf; the package that
+# creates that user is the one we avoid, so the namespace's passwd has it.
+QEMU_USER = "libvirt-qemu"
+
+
+def with_user(passwd: str, group: str, name: str = QEMU_USER, uid: int = 64055) -> tuple[str, str]:
+    if any(line.split(":", 1)[0] == name for line in passwd.splitlines()):
+        return passwd, group
+    return (passwd.rstrip("\n") + f"\n{name}:x:{uid}:{uid}::/var/lib/libvirt:/usr/sbin/nologin\n",
+            group.rstrip("\n") + f"\n{name}:x:{uid}:\n")
+
+
+class PrivateLibvirtd:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.sock = root / "sock"
+        self.uri = f"qemu:///system?socket={self.sock / 'libvirt-sock'}"
+        self.log = root / "libvirtd.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        if not Path("/etc/libvirt").is_dir():
+            raise RuntimeError("/etc/libvirt is missing (install libvirt-daemon)")
+        for sub in ("etc", "run", "var", "sock"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "etc/libvirtd.conf").write_text(LIBVIRTD_CONF.format(sock=self.sock))
+        (self.root / "etc/qemu.conf").write_text(QEMU_CONF)
+        passwd, group = with_user(Path("/etc/passwd").read_text(), Path("/etc/group").read_text())
+        (self.root / "passwd").write_text(passwd)
+        (self.root / "group").write_text(group)
+        with self.log.open("ab") as out:
+            self._proc = subprocess.Popen(["unshare", "--mount", "sh", "-c", START],
+                                          env={**os.environ, "R": str(self.root)},
+                                          stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        self._wait(timeout)
+
+    def _wait(self, timeout: float) -> None:
+        import libvirt
+
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"libvirtd exited {self._proc.returncode}:\n"
+                                   f"{self.log.read_text(errors='replace')[-2000:]}")
+            with contextlib.suppress(libvirt.libvirtError):
+                libvirt.open(self.uri).close()
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"libvirtd not answering after {timeout} s")
+
+    def stop(self) -> None:
+        """Destroy every domain (QEMU outlives libvirtd otherwise), then stop the daemon."""
+        import libvirt
+
+        with contextlib.suppress(libvirt.libvirtError):
+            conn = libvirt.open(self.uri)
+            try:
+                for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                    with contextlib.suppress(libvirt.libvirtError):
+                        dom.destroy()
+            finally:
+                conn.close()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> PrivateLibvirtd:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

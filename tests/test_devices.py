@@ -1,0 +1,68 @@
+"""The libvirt device and domain XML (pure functions; the VM test attaches them for real)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pbotvm.config import Machine
+from pbotvm.host import devices
+from pbotvm.host.libvirt_domain import DomainPaths, domain_xml
+from pbotvm.host.private_libvirtd import with_user
+from pbotvm.image.build import Image
+
+
+def test_serials_match_the_original_scripts() -> None:
+    data, heart = devices.serial_devices(Machine("m", serial=5555, heart=5556))
+    el = ET.fromstring(data.xml)
+    assert el.get("type") == "tcp" and el.find("target").get("port") == "2"  # type: ignore[union-attr]
+    assert el.find("source").attrib == {  # type: ignore[union-attr]
+        "mode": "bind", "host": "127.0.0.1", "service": "5555", "tls": "no"}
+    assert el.find("protocol").get("type") == "raw"  # type: ignore[union-attr]
+    assert ET.fromstring(heart.xml).find("target").get("port") == "3"  # type: ignore[union-attr]
+    assert data.what == "serial port 2 (TCP 5555)"
+
+
+def test_a_serial_is_replaced_only_on_its_own_port_and_when_it_differs() -> None:
+    data, _ = devices.serial_devices(Machine("m", serial=5555))
+    # What libvirt stores back: its own alias and target type do not make a difference.
+    stored = ET.fromstring("<serial type='tcp'><source mode='bind' host='127.0.0.1' "
+                           "service='5555' tls='no'/><protocol type='raw'/>"
+                           "<target type='isa-serial' port='2'><model name='isa-serial'/>"
+                           "</target><alias name='serial1'/></serial>")
+    assert data.replaces(stored)
+    assert data.settings(stored) == data.settings(ET.fromstring(data.xml))
+    moved = ET.fromstring(data.xml.replace("5555", "6000"))
+    assert data.replaces(moved) and data.settings(moved) != data.settings(stored)
+    console = ET.fromstring("<serial type='file'><source path='/x'/><target port='0'/></serial>")
+    assert not data.replaces(console)
+
+
+def test_vsock() -> None:
+    device = devices.vsock_device(Machine("m", cid=7))
+    assert ET.fromstring(device.xml).find("cid").attrib == {  # type: ignore[union-attr]
+        "auto": "no", "address": "7"}
+    for cid in (0, 1, 2):
+        with pytest.raises(devices.LibvirtError, match="not a guest CID"):
+            devices.vsock_device(Machine("m", cid=cid))
+
+
+def test_domain_has_no_network_and_boots_the_image_kernel(tmp_path: Path) -> None:
+    image = Image(tmp_path / "img")
+    xml = ET.fromstring(domain_xml("pbot-vm", image, DomainPaths(tmp_path / "st"), "tcg"))
+    assert xml.get("type") == "qemu" and xml.findtext("name") == "pbot-vm"
+    assert xml.findtext("os/kernel") == str(image.kernel)
+    assert xml.find("devices/interface") is None
+    assert xml.find("devices/disk/driver").get("type") == "qcow2"  # type: ignore[union-attr]
+    assert xml.find("cpu").get("mode") == "maximum"  # type: ignore[union-attr]
+    kvm = ET.fromstring(domain_xml("pbot-vm", image, DomainPaths(tmp_path / "st"), "kvm"))
+    assert kvm.get("type") == "kvm"
+
+
+def test_private_daemon_user_is_added_once() -> None:
+    passwd, group = with_user("root:x:0:0::/root:/bin/sh\n", "root:x:0:\n")
+    assert passwd.splitlines()[-1].startswith("libvirt-qemu:x:64055:64055:")
+    assert group.splitlines()[-1] == "libvirt-qemu:x:64055:"
+    assert with_user(passwd, group) == (passwd, group)

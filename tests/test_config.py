@@ -19,7 +19,8 @@ def test_defaults_are_the_originals(tmp_path: Path) -> None:
         "pbot-vm", 5555, 5556, 7, 5555, "pbot-vm")
     assert m.framing is Framing.V2023
     assert (s.libvirt_uri, s.snapshot, s.revert_command) == ("qemu:///system", "1", None)
-    assert s.output_limit == 1024 * 1024 and s.stdin_command == ["fortune", "-u", "-s"]
+    assert s.output_limit == 1024 * 1024 and s.stdin_command is not None
+    assert Path(s.stdin_command[0]).name == "fortune" and s.stdin_command[1:] == ["-u", "-s"]
 
 
 def test_environment_wins_over_the_machines_file(tmp_path: Path) -> None:
@@ -66,3 +67,19 @@ def test_bad_machines_file(tmp_path: Path) -> None:
     path.write_text("{oops")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_machines(env(tmp_path, PBOTVM_MACHINES=str(path)))
+
+
+def test_stdin_command_found_in_usr_games_when_not_on_path(tmp_path, monkeypatch) -> None:
+    from pbotvm import config
+
+    games = tmp_path / "games"
+    games.mkdir()
+    (games / "fortune").write_text("#!/bin/sh\necho a fortune\n")
+    (games / "fortune").chmod(0o755)
+    monkeypatch.setattr(config, "GAMES_DIR", str(games))
+    nowhere = lambda _name: None  # noqa: E731
+    assert config.with_games_dir(["fortune", "-s"], nowhere) == [str(games / "fortune"), "-s"]
+    assert config.with_games_dir(["fortune"], lambda n: f"/usr/bin/{n}") == ["fortune"]
+    assert config.with_games_dir(["/opt/f", "-s"], nowhere) == ["/opt/f", "-s"]
+    assert config.with_games_dir(["nosuch"], nowhere) == ["nosuch"]
+    assert config.with_games_dir(None, nowhere) is None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -87,6 +88,19 @@ def _argv(env: Mapping[str, str], name: str, default: str | None) -> list[str] |
         return shlex.split(raw)
     except ValueError as e:
         raise ConfigError(f"{name}: {e}") from None
+
+
+# Debian and Fedora put fortune here, outside the PATH of root and of system services.
+GAMES_DIR = "/usr/games"
+
+
+def with_games_dir(argv: list[str] | None,
+                   which: Callable[[str], str | None] = shutil.which) -> list[str] | None:
+    """``argv`` with its program taken from /usr/games when the PATH does not have it."""
+    if not argv or "/" in argv[0] or which(argv[0]):
+        return argv
+    games = os.path.join(GAMES_DIR, argv[0])
+    return [games, *argv[1:]] if os.access(games, os.X_OK) else argv
 
 
 @dataclass(frozen=True)
@@ -230,7 +244,8 @@ class HostSettings:
             snapshot=env.get("PBOTVM_SNAPSHOT", "").strip() or "1",
             revert_command=_argv(env, "PBOTVM_REVERT_COMMAND", None),
             output_limit=_int(env, "PBOTVM_OUTPUT_LIMIT", DEFAULT_OUTPUT_LIMIT, 1024, 2**31),
-            stdin_command=_argv(env, "PBOTVM_STDIN_COMMAND", DEFAULT_STDIN_COMMAND),
+            stdin_command=with_games_dir(
+                _argv(env, "PBOTVM_STDIN_COMMAND", DEFAULT_STDIN_COMMAND)),
             allow_overrides=flag(env.get("PBOTVM_ALLOW_OVERRIDES")),
             state_dir=Path(state),
             machines=load_machines(env),

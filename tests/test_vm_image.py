@@ -53,15 +53,6 @@ def test_cache_key_follows_the_inputs(tmp_path: Path) -> None:
     assert build.cache_key(MINIMAL, tmp_path) != key
 
 
-def test_console_script_and_launcher() -> None:
-    points = "[console_scripts]\nguest-server = pbotvm.guest.server:main\npbotvm = x:y\n"
-    module, func = build.console_script(points, "guest-server")
-    assert (module, func) == ("pbotvm.guest.server", "main")
-    assert "from pbotvm.guest.server import main" in build.launcher(module, func)
-    with pytest.raises(build.BuildError):
-        build.console_script(points, "vm-server")
-
-
 def test_init_script_and_qemu_agree_on_the_serial_devices(tmp_path: Path) -> None:
     script = build.init_script()
     assert f"--serial {guest_tty(SERIAL_INDEX)} --heart {guest_tty(HEART_INDEX)}" in script

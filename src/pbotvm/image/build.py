@@ -1,7 +1,7 @@
 """``pbotvm image build``: a Debian guest image, cached by a hash of its inputs.
 
 Steps: debootstrap (minbase) -> apt-get install the profile's packages in the chroot ->
-configure (user ``vm``, our init, guest-server from a wheel of this repo) -> kernel and a
+configure (user ``vm``, our init, guest-server copied from this repo) -> kernel and a
 small initramfs -> ``mkfs.ext4 -d`` -> ``qemu-img convert -O qcow2``. No loop mounts; the only
 mount is /proc in the chroot while packages are configured.
 """
@@ -18,12 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pbotvm.image import initramfs
+from pbotvm.image import guest_install, initramfs
 from pbotvm.image.layout import CONSOLE, HEART_INDEX, SERIAL_INDEX, guest_tty
 from pbotvm.image.profiles import Profile
 
@@ -32,7 +31,7 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 GUEST_USER = "vm"
 HOSTNAME = "pbot-vm"
 # Bump when the build steps change what they produce, so cached images are rebuilt.
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 
 # host tool -> the Debian package that provides it
 HOST_TOOLS = {
@@ -102,25 +101,18 @@ def host_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
 
 
 def repo_root() -> Path:
-    """This checkout (the guest code is built into a wheel from it)."""
+    """This checkout (the guest code is copied from it)."""
     root = Path(__file__).resolve().parents[3]
     if not (root / "pyproject.toml").is_file():
         raise BuildError(f"no source checkout at {root}: pbotvm image build needs the repository")
     return root
 
 
-def guest_sources(root: Path) -> list[Path]:
-    """What goes into the guest: the package minus host-only code, and the project metadata."""
-    package = root / "src" / "pbotvm"
-    files = [p for p in package.rglob("*.py") if "host" not in p.relative_to(package).parts]
-    return sorted([*files, root / "pyproject.toml"])
-
-
 def cache_key(profile: Profile, root: Path) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps([BUILD_FORMAT, SUITE, profile.name, sorted(profile.packages),
                               profile.disk_mib]).encode())
-    for path in guest_sources(root):
+    for path in guest_install.guest_sources(root):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -160,23 +152,6 @@ while :; do
     sleep 1
 done
 """
-
-
-def console_script(entry_points: str, name: str) -> tuple[str, str]:
-    """``module, function`` of console script ``name`` in a wheel's entry_points.txt."""
-    section = ""
-    for line in entry_points.splitlines():
-        line = line.strip()
-        if line.startswith("["):
-            section = line
-        elif section == "[console_scripts]" and line.split("=")[0].strip() == name:
-            module, _, func = line.split("=", 1)[1].strip().partition(":")
-            return module, func
-    raise BuildError(f"the pbotvm wheel has no {name} console script")
-
-
-def launcher(module: str, func: str) -> str:
-    return f"#!/usr/bin/python3\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n"
 
 
 # --- running commands --------------------------------------------------------------------------
@@ -226,24 +201,14 @@ def install_packages(run: Runner, root: Path, packages: Iterable[str]) -> None:
              *packages], "apt-get install", env)
 
 
-def install_guest_server(run: Runner, root: Path, repo: Path, scratch: Path) -> None:
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(scratch), str(repo)],
-        "pip wheel")
-    wheel = next(scratch.glob("pbotvm-*.whl"))
-    with zipfile.ZipFile(wheel) as zf:
-        points = next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))
-        module, func = console_script(zf.read(points).decode(), "guest-server")
-    shutil.copy(wheel, root / "tmp" / wheel.name)
-    # A pure wheel installs by unpacking it; the guest's python3 does that (no pip in the
-    # guest), and its dependencies come from Debian (python3-serial, python3-click).
-    run(["chroot", str(root), "python3", "-c",
-         "import site, sys, zipfile, compileall; d = site.getsitepackages()[0];"
-         "zipfile.ZipFile(sys.argv[1]).extractall(d); compileall.compile_dir(d, quiet=1)",
-         f"/tmp/{wheel.name}"], "installing the pbotvm wheel in the guest")
-    (root / "tmp" / wheel.name).unlink()
-    target = root / "usr/local/bin/guest-server"
-    target.write_text(launcher(module, func))
-    target.chmod(0o755)
+def install_guest_server(run: Runner, root: Path, repo: Path) -> None:
+    try:
+        guest_install.payload(repo, "/usr/bin/python3").install(root)
+    except guest_install.InstallError as e:
+        raise BuildError(str(e)) from None
+    # Byte-compiled now, so the guest's first start does not write to its disk.
+    run(["chroot", str(root), "python3", "-m", "compileall", "-q", guest_install.LIBDIR],
+        "compiling guest-server in the guest")
 
 
 def configure(run: Runner, root: Path) -> None:
@@ -325,7 +290,7 @@ def build(profile: Profile, *, cache: Path | None = None, force: bool = False,
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="build-", dir=cache) as tmp:
         work = Path(tmp)
-        root, out, scratch = work / "root", work / "image", work / "wheel"
+        root, out = work / "root", work / "image"
         out.mkdir()
         kernels: list[str] = []
         steps: list[tuple[str, Callable[[], object]]] = [
@@ -333,7 +298,7 @@ def build(profile: Profile, *, cache: Path | None = None, force: bool = False,
             (f"installing {len(profile.packages)} packages",
              lambda: install_packages(run, root, profile.packages)),
             ("installing guest-server and the init",
-             lambda: (install_guest_server(run, root, repo, scratch), configure(run, root))),
+             lambda: (install_guest_server(run, root, repo), configure(run, root))),
             ("kernel and initramfs", lambda: kernels.append(boot_files(root, out))),
             (f"ext4 file system ({profile.disk_mib} MiB) and qcow2 disk",
              lambda: (slim(root), make_disk(run, root, out, profile.disk_mib))),

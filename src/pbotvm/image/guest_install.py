@@ -1,0 +1,100 @@
+"""Put guest-server into a root file system straight from a source checkout.
+
+Shared by the image build and ``setup-guest``: no pip and no wheel (an operator's VM may have
+neither), just the package's guest files copied to a private directory and a launcher that puts
+that directory first on ``sys.path``. The dependencies (pyserial, click) come from the distro.
+Standard library only: ``setup-guest`` runs this before those dependencies exist.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+LIBDIR = "/usr/local/lib/pbotvm"
+LAUNCHER = "/usr/local/bin/guest-server"
+SCRIPT = "guest-server"
+
+
+class InstallError(RuntimeError):
+    """The message is shown to the operator as is."""
+
+
+def guest_sources(repo: Path) -> list[Path]:
+    """What goes into the guest: the package minus host-only code, and the project metadata."""
+    package = repo / "src" / "pbotvm"
+    files = [p for p in package.rglob("*.py") if "host" not in p.relative_to(package).parts]
+    return sorted([*files, repo / "pyproject.toml"])
+
+
+def entry_point(pyproject: str, name: str = SCRIPT) -> tuple[str, str]:
+    """``module, function`` of the console script ``name`` declared in pyproject.toml."""
+    target = tomllib.loads(pyproject).get("project", {}).get("scripts", {}).get(name)
+    if not isinstance(target, str) or ":" not in target:
+        raise InstallError(f"pyproject.toml declares no {name} console script")
+    module, _, func = target.partition(":")
+    return module.strip(), func.strip()
+
+
+def launcher(module: str, func: str, python: str, libdir: str = LIBDIR) -> str:
+    return (f"#!{python}\nimport sys\nsys.path.insert(0, {libdir!r})\n"
+            f"from {module} import {func}\nsys.exit({func}())\n")
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Every file guest-server needs, as paths inside the target root and their contents."""
+
+    files: dict[str, bytes]
+    modes: dict[str, int]
+
+    def changes(self, root: Path) -> list[str]:
+        """Target paths that differ from the payload: missing, changed, or left over."""
+        wrong = [path for path, data in self.files.items()
+                 if _read(root / path.lstrip("/")) != data
+                 or (root / path.lstrip("/")).stat().st_mode & 0o777 != self.modes[path]]
+        return sorted([*wrong, *self.stale(root)])
+
+    def stale(self, root: Path) -> list[str]:
+        """Modules of an earlier copy that this one no longer has (never bytecode caches)."""
+        base = root / LIBDIR.lstrip("/")
+        if not base.is_dir():
+            return []
+        present = {"/" + str(p.relative_to(root)) for p in base.rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts}
+        return sorted(present - self.files.keys())
+
+    def install(self, root: Path) -> list[str]:
+        """Make the target match; returns what changed (nothing on a second run)."""
+        changed = self.changes(root)
+        for path in changed:
+            target = root / path.lstrip("/")
+            if path not in self.files:
+                target.unlink()
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.files[path])
+            target.chmod(self.modes[path])
+        return changed
+
+
+def payload(repo: Path, python: str) -> Payload:
+    """guest-server's files from the checkout at ``repo``, launched by ``python``."""
+    pyproject = repo / "pyproject.toml"
+    if not pyproject.is_file():
+        raise InstallError(f"no pbotvm source checkout at {repo} (pyproject.toml is missing)")
+    module, func = entry_point(pyproject.read_text())
+    files = {f"{LIBDIR}/{p.relative_to(repo / 'src')}": p.read_bytes()
+             for p in guest_sources(repo) if p.suffix == ".py"}
+    modes = dict.fromkeys(files, 0o644)
+    files[LAUNCHER] = launcher(module, func, python).encode()
+    modes[LAUNCHER] = 0o755
+    return Payload(files, modes)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None

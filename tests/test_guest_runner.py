@@ -131,8 +131,9 @@ def test_runs_with_bash_although_sh_may_be_dash() -> None:
 
 def test_runs_as_the_unprivileged_user_with_its_environment() -> None:
     vm = pwd.getpwnam("vm")
-    assert text("id -u; id -G; echo $USER $LOGNAME $HOME $LANG") == (
-        f"{vm.pw_uid}\n{vm.pw_gid}\nvm vm {vm.pw_dir} C.UTF-8\n")
+    assert text("id -u; id -G; echo $USER $LOGNAME $HOME $LANG $ASAN_OPTIONS "
+                "${DEBUGINFOD_URLS-unset}") == (
+        f"{vm.pw_uid}\n{vm.pw_gid}\nvm vm {vm.pw_dir} C.UTF-8 detect_leaks=0 unset\n")
 
 
 def test_work_directory_is_fresh_and_removed() -> None:

@@ -60,8 +60,11 @@ def utf8(text: str) -> bytes:
 
 
 def user_environment(user: pwd.struct_passwd) -> dict[str, str]:
+    # A fresh environment (no DEBUGINFOD_URLS: gdb must not try the network). The original's
+    # set-up exported ASAN_OPTIONS=detect_leaks=0 for root's shell, which its programs inherited:
+    # LeakSanitizer's report would otherwise bury a snippet's output.
     return {"USER": user.pw_name, "LOGNAME": user.pw_name, "HOME": user.pw_dir,
-            "PATH": PATH, "LANG": "C.UTF-8"}
+            "PATH": PATH, "LANG": "C.UTF-8", "ASAN_OPTIONS": "detect_leaks=0"}
 
 
 def output_text(stderr: Capture, stdout: Capture, limit: int) -> str:

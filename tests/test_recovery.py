@@ -77,6 +77,20 @@ def test_heartbeat_loss_and_return(tmp_path: Path) -> None:
         assert reply == "back"
 
 
+def test_a_guest_silent_for_two_margins_is_reverted_by_the_next_request(tmp_path: Path) -> None:
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="3", PBOTVM_HEART_STALE="3") as s:
+        assert s.control_command("down").startswith("ok")  # as if QEMU had died
+        time.sleep(6.5)
+        assert s.ask("-lang=sh echo x") == "Virtual machine is resetting, try again soon."
+        # No `up`: the revert brings the guest back.
+        deadline = time.monotonic() + 15
+        while (reply := s.ask("-lang=sh echo back")) != "back" and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert reply == "back"
+        log = s.log("vm-server")
+        assert len(re.findall(r"pbot-vm: reverting \(no heartbeat for \d+ s\)", log)) == 1
+
+
 def test_guest_unreachable_says_offline(tmp_path: Path) -> None:
     with make_stack(tmp_path, PBOTVM_TIMEOUT="3", PBOTVM_HEART_STALE="6") as s:
         s.stop_process("ptyvm")

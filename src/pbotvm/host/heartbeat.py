@@ -26,6 +26,7 @@ class HeartbeatMonitor:
         self.port = port
         self.stale_after = stale_after
         self.last_beat = 0.0  # time.monotonic() of the last beat; 0 = never
+        self.started = time.monotonic()
         self._beat = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
@@ -41,6 +42,10 @@ class HeartbeatMonitor:
 
     def alive(self) -> bool:
         return self.last_beat > 0 and time.monotonic() - self.last_beat <= self.stale_after
+
+    def silent_for(self) -> float:
+        """Seconds since the last beat (or since we started listening, if none came yet)."""
+        return time.monotonic() - (self.last_beat or self.started)
 
     async def beat_after(self, since: float, timeout: float) -> bool:
         """Wait until a beat newer than ``since`` (monotonic) arrives; False on time-out."""

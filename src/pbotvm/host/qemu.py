@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pbotvm.config import HostSettings, Machine
@@ -227,11 +227,30 @@ def _start(image: Image, paths: VmPaths, machine: Machine, accel: str) -> int:
         stale.unlink(missing_ok=True)
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
                     "-b", str(image.disk), str(paths.overlay)], check=True)
-    proc = subprocess.run(qemu_argv(image, paths, machine, accel), stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, check=False)
+    return _launch(qemu_argv(image, paths, machine, accel), paths)
+
+
+def _launch(argv: list[str], paths: VmPaths) -> int:
+    """Run QEMU (it daemonizes once its devices are up); returns its pid."""
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          check=False)
     if proc.returncode:
         raise QemuError(f"{QEMU} failed: {proc.stderr.strip()}")
     return int(paths.pidfile.read_text())
+
+
+def restart(paths: VmPaths, info: VmInfo) -> VmInfo:
+    """QEMU is gone (killed, crashed): start it again on the same overlay, straight into the
+    snapshot (``-loadvm``), so a revert also brings back a dead VM."""
+    if not paths.overlay.is_file():
+        raise QemuError(f"QEMU is gone and so is its disk {paths.overlay}; `pbotvm vm up`")
+    for stale in (paths.qmp, paths.pidfile):
+        stale.unlink(missing_ok=True)
+    machine = Machine(name="pbot-vm", addr=info.addr, serial=info.serial, heart=info.heart)
+    argv = qemu_argv(Image(Path(info.image)), paths, machine, info.accel)
+    info = replace(info, pid=_launch([*argv, "-loadvm", SNAPSHOT], paths))
+    paths.info.write_text(json.dumps(asdict(info), indent=1) + "\n")
+    return info
 
 
 async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, str],
@@ -321,9 +340,14 @@ def down(paths: VmPaths) -> bool:
 
 
 async def revert(paths: VmPaths) -> float:
-    """``loadvm 1`` on the running VM; returns the seconds taken."""
-    if read_info(paths) is None:
+    """``loadvm 1`` on the running VM, or QEMU restarted into it; returns the seconds taken."""
+    info = read_info(paths)
+    if info is None:
         raise QemuError(f"no VM is running from {paths.state_dir}")
+    if not pid_alive(info.pid):
+        start = time.monotonic()
+        await asyncio.to_thread(restart, paths, info)
+        return time.monotonic() - start
     try:
         return await loadvm(paths.qmp, SNAPSHOT)
     except QMPError as e:

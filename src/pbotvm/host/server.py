@@ -42,10 +42,18 @@ class MachineSlot:
         self.turn = turn
 
 
+# A guest silent for this many heartbeat margins is not coming back by itself (QEMU gone,
+# kernel hung, guest-server unable to start): a request that finds it so reverts it, at most
+# once per HEAL_INTERVAL so that a machine a revert cannot fix is not reverted in a loop.
+HEAL_AFTER_MARGINS = 2
+HEAL_INTERVAL = 60.0
+
+
 class Turn(asyncio.Lock):
     """A serial line's lock, which knows whether its holder is reverting the machine."""
 
     reverting = False
+    healed_at = -HEAL_INTERVAL  # time.monotonic() of the last revert for a silent guest
 
 
 class VmServer:
@@ -82,6 +90,7 @@ class VmServer:
         try:
             if not slot.heart.alive():
                 log.info("%s: no heartbeat; not sending", slot.machine.name)
+                revert_reason = self._heal_reason(slot)
                 return RESETTING
             try:
                 answer = await asyncio.wait_for(execution.send(prepared), self.settings.timeout)
@@ -98,6 +107,15 @@ class VmServer:
                 task.add_done_callback(self._reverts.discard)
             else:
                 slot.turn.release()
+
+    def _heal_reason(self, slot: MachineSlot) -> str | None:
+        silent = slot.heart.silent_for()
+        now = time.monotonic()
+        if (silent < HEAL_AFTER_MARGINS * self.stale_after
+                or now - slot.turn.healed_at < HEAL_INTERVAL):
+            return None
+        slot.turn.healed_at = now
+        return f"no heartbeat for {silent:.0f} s"
 
     async def _revert(self, slot: MachineSlot, reason: str) -> None:
         """Revert while holding the machine's turn; release it once the guest beats again."""

@@ -173,3 +173,18 @@ def test_snapshot_revert_restarts_qemu_and_the_guest_is_clean(stack: LibvirtStac
     back = wait_answer(stack, "-lang=sh ls /var/tmp; echo clean", "clean")
     print(f"\nlibvirt snapshot-revert: {done.stdout.strip()}; answering again "
           f"{time.monotonic() - start:.2f} s after it began ({back:.2f} s after the revert)")
+
+
+def test_a_destroyed_domain_is_brought_back(stack: LibvirtStack) -> None:
+    conn = connect(stack.env["PBOTVM_LIBVIRT_URI"])
+    try:
+        conn.lookupByName("pbot-vm-test").destroy()  # as if QEMU had been killed
+    finally:
+        conn.close()
+    # Silent for two heartbeat margins: the next request reverts, and libvirt's revert (the
+    # monitor is gone with QEMU) starts the domain again in its snapshot.
+    back = wait_answer(stack, "-lang=sh echo back", "back", 90)
+    log = stack.log("vm-server")
+    assert re.search(r"reverting \(no heartbeat for \d+ s\)", log)
+    assert "the domain is not running" in log and "reverted with snapshot-revert" in log
+    print(f"\nlibvirt domain destroyed: answering again {back:.1f} s later")

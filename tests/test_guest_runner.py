@@ -243,3 +243,13 @@ def test_clock_is_set_only_when_more_than_a_minute_off() -> None:
     assert clock.needs_setting(1000.0, 1061)
     assert clock.needs_setting(1000.0, 900)
     assert not clock.needs_setting(1000.0, 0)
+
+
+def test_cpu_kill_is_told_from_a_faked_status_by_the_cpu_time() -> None:
+    from pbotvm.guest.sandbox import CPU_LIMIT, Limits, limit_hit
+
+    limits = Limits()
+    assert limit_hit(137, 7.91, limits, timed_out=False) == CPU_LIMIT  # tick-sampled rusage
+    assert limit_hit(152, 8.0, limits, timed_out=False) == CPU_LIMIT  # SIGXCPU
+    assert limit_hit(137, 0.01, limits, timed_out=False) is None  # `exit 137` or a kill -9
+    assert limit_hit(1, 8.0, limits, timed_out=False) is None

@@ -136,6 +136,11 @@ class Execution:
         except GuestUnreachable as e:
             log.warning("%s: %s", prepared.machine.name, e)
             return Answer(OFFLINE, 3)
+        except OSError as e:
+            # The guest's end went away mid-request (QEMU killed or restarted). Caught here:
+            # above us a ConnectionError would pass for the *client* going away, unanswered.
+            log.warning("%s: connection to the guest lost: %s", prepared.machine.name, e)
+            return Answer(OFFLINE, 3)
         log.debug("request %s answered over %s", prepared.request.id, channel)
         return Answer(self._finish(self._decoder.text), killed=self._decoder.killed)
 

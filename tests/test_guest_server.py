@@ -227,3 +227,23 @@ def test_vsock_that_cannot_listen_is_one_log_line(tmp_path: Path) -> None:
         g.close()
         if holder is not None:
             holder.close()
+
+
+def test_health_check_of_upstream_head_is_answered(guest: Guest) -> None:
+    guest.beat(10)  # the line is open
+    os.write(guest.heart, b"\n")  # what HEAD's `vm-exec -health` sends
+    got = b""
+    deadline = time.monotonic() + 5
+    while b":END\r\n" not in got and time.monotonic() < deadline:
+        got += _read(guest.heart, 1)
+    lines = [line for line in got.split(b"\r\n") if line.strip()]
+    assert lines[-1] == b":END" and lines[-2].startswith(b"guest-server alive; load ")
+
+
+def test_health_text() -> None:
+    from pbotvm.guest.serial_line import health_text
+
+    text = health_text("0.50 0.25 0.10 1/90 4242\n", "MemTotal: 1 kB\nMemAvailable:  836608 kB\n")
+    assert text == b"guest-server alive; load 0.50 0.25 0.10; memory available 817 MiB\r\n:END\r\n"
+    assert health_text("", "").startswith(b"guest-server alive; load unknown; memory available "
+                                          b"unknown\r\n")

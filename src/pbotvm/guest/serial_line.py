@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import tty
 from collections.abc import Awaitable, Callable
 
 import serial
@@ -85,17 +87,22 @@ class SerialLine:
 
 
 async def heartbeat(path: str) -> None:
-    """A line every 5 s, for as long as the process lives.
+    """A line every 5 s, for as long as the process lives; and an answer to each line the host
+    sends (upstream HEAD's health check: a status line, then ``:END``).
 
     Never blocks: QEMU drops output while no client is connected, and a beat the device
-    cannot take now is simply skipped.
+    cannot take now is simply skipped. A 2023 host never writes, so it only sees the beats.
     """
     fd: int | None = None
+    polls: asyncio.Task[None] | None = None
     last_error = ""
     while True:
         try:
             if fd is None:
-                fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+                fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+                if os.isatty(fd):
+                    tty.setraw(fd)  # the host's poll must not come back as an echo
+                polls = asyncio.create_task(_answer_polls(fd, path))
                 log.info("heartbeat %s: open", path)
             os.write(fd, b"\n")
             last_error = ""
@@ -106,6 +113,36 @@ async def heartbeat(path: str) -> None:
                 log.error("heartbeat %s: %s", path, e)
                 last_error = str(e)
             if fd is not None:
+                if polls is not None:
+                    polls.cancel()
                 os.close(fd)
                 fd = None
         await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+
+async def _answer_polls(fd: int, path: str) -> None:
+    try:
+        while data := await fdio.read_some(fd):
+            for _ in range(data.count(b"\n")):
+                with contextlib.suppress(BlockingIOError):
+                    os.write(fd, health_text(_read("/proc/loadavg"), _read("/proc/meminfo")))
+    except OSError as e:
+        log.warning("heartbeat %s: no longer answering health checks: %s", path, e)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def health_text(loadavg: str, meminfo: str) -> bytes:
+    """What a health check gets (HEAD ran ``vmstat``; its host only logs the text and waits
+    for the exact line ``:END\\r\\n``)."""
+    load = " ".join(loadavg.split()[:3]) or "unknown"
+    available = next((line.split()[1] for line in meminfo.splitlines()
+                      if line.startswith("MemAvailable:")), None)
+    memory = f"{int(available) // 1024} MiB" if available and available.isdigit() else "unknown"
+    return f"guest-server alive; load {load}; memory available {memory}\r\n:END\r\n".encode()

@@ -23,6 +23,7 @@ from pbotvm.config import ConfigError, HostSettings, Machine
 from pbotvm.host.heartbeat import DEFAULT_STALE_AFTER, HeartbeatMonitor
 from pbotvm.host.revert import RevertError, revert
 from pbotvm.host.vmexec import Answer, Execution
+from pbotvm.protocol import Framing
 from pbotvm.text import decode_text
 
 log = logging.getLogger("pbotvm.server")
@@ -69,8 +70,9 @@ class VmServer:
     def slot(self, machine: Machine) -> MachineSlot:
         heart_key = (machine.addr, machine.heart)
         if heart_key not in self._hearts:
-            self._hearts[heart_key] = HeartbeatMonitor(machine.name, machine.addr,
-                                                       machine.heart, self.stale_after)
+            self._hearts[heart_key] = HeartbeatMonitor(
+                machine.name, machine.addr, machine.heart, self.stale_after,
+                poll=machine.framing is Framing.HEAD)
             self._hearts[heart_key].start()
         turn = self._turns.setdefault((machine.addr, machine.serial), Turn())
         return MachineSlot(machine, self._hearts[heart_key], turn)

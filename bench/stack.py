@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import statistics
 import tempfile
 import time
@@ -30,6 +31,19 @@ def timed(stack: LocalStack, code: str) -> float:
     return elapsed
 
 
+def timed_raw(stack: LocalStack, code: str) -> float:
+    """The same request on a socket from this process: the server side without vm-client."""
+    line = json.dumps({"nick": "bench", "channel": "#bench", "code": code}).encode() + b"\n"
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", stack.server)) as sock:
+        sock.sendall(line)
+        reply = b"".join(iter(lambda: sock.recv(65536), b""))
+    elapsed = time.perf_counter() - start
+    if reply != b"hello\n":
+        raise SystemExit(f"unexpected reply {reply!r} for {code!r}")
+    return elapsed
+
+
 def report(name: str, samples: list[float], wall: float) -> None:
     ms = sorted(s * 1000 for s in samples)
     p95 = ms[max(0, round(0.95 * len(ms)) - 1)]
@@ -48,6 +62,9 @@ def main() -> None:
             start = time.perf_counter()
             samples = [timed(stack, code) for _ in range(args.n)]
             report(name, samples, time.perf_counter() - start)
+        start = time.perf_counter()
+        samples = [timed_raw(stack, SH) for _ in range(args.n)]
+        report("sh echo (no vm-client)", samples, time.perf_counter() - start)
         start = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
             samples = [s for chunk in pool.map(

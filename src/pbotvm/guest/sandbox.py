@@ -101,8 +101,9 @@ def run(command: bytes, *, user: pwd.struct_passwd, cwd: Path, env: Mapping[str,
     try:
         wait_status, stdout, stderr = _collect(pid, out_r, err_r, limits.wall_seconds, keep)
     finally:
-        procs.kill_descendants()
-        _reap_all()
+        if _children_left():
+            procs.kill_descendants()
+            _reap_all()
         os.close(out_r)
         os.close(err_r)
     timed_out = wait_status is None
@@ -176,6 +177,21 @@ def _collect(pid: int, out_fd: int, err_fd: int, wall: float,
         wait_status = None
     return (wait_status, Capture(bytes(kept[out_fd]), sizes[out_fd]),
             Capture(bytes(kept[err_fd]), sizes[err_fd]))
+
+
+def _children_left() -> bool:
+    """Reap the children that have exited; True while any child is still there.
+
+    False means nothing of the program is left: as a subreaper we adopt every orphan below
+    us, so with no child we have no descendant. The usual run thus skips the scan of all
+    of /proc that killing needs (1-2 ms).
+    """
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        return False
+    return True
 
 
 def _reap_all() -> None:

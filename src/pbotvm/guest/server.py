@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -111,6 +112,9 @@ def main(serial: str | None, heart: str | None, user: str | None, vport: int | N
     )
     log.info("starting: serial %s, heartbeat %s, user %s, vsock %s", config.serial,
              config.heart, config.run.user, config.vport if config.vsock else "off")
+    # Every request's supervisor is a fork of this process: find the temporary directory
+    # here, once, instead of in each of them (tempfile probes it by writing a file).
+    tempfile.gettempdir()
     try:
         asyncio.run(GuestServer(config).serve())
     except KeyboardInterrupt:

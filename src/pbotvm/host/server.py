@@ -22,7 +22,7 @@ from pbotvm import logs
 from pbotvm.config import ConfigError, HostSettings, Machine
 from pbotvm.host.heartbeat import DEFAULT_STALE_AFTER, HeartbeatMonitor
 from pbotvm.host.revert import RevertError, revert
-from pbotvm.host.vmexec import Answer, Execution
+from pbotvm.host.vmexec import Answer, Execution, PrefetchedStdin
 from pbotvm.protocol import Framing
 from pbotvm.text import decode_text
 
@@ -66,6 +66,8 @@ class VmServer:
         self._hearts: dict[tuple[str, int], HeartbeatMonitor] = {}
         self._turns: dict[tuple[str, int], Turn] = {}
         self._reverts: set[asyncio.Task[None]] = set()
+        command = settings.stdin_command
+        self._stdin = PrefetchedStdin(command) if command else None
 
     def slot(self, machine: Machine) -> MachineSlot:
         heart_key = (machine.addr, machine.heart)
@@ -78,7 +80,7 @@ class VmServer:
         return MachineSlot(machine, self._hearts[heart_key], turn)
 
     async def answer(self, line: str) -> str:
-        execution = Execution(self.settings)
+        execution = Execution(self.settings, default_stdin=self._stdin)
         prepared = await execution.prepare(line)
         if isinstance(prepared, Answer):
             return prepared.text
@@ -185,6 +187,8 @@ class VmServer:
             await stop.wait()
         for heart in self._hearts.values():
             await heart.stop()
+        if self._stdin is not None:
+            await self._stdin.close()
         if self._reverts:
             log.info("waiting for %d revert(s) to finish", len(self._reverts))
             await asyncio.gather(*self._reverts, return_exceptions=True)

@@ -18,6 +18,22 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("user 'vm' is missing: run ./dev setup") from None
 
 
+class AttachedStack(LocalStack):
+    """vm-server and vm-client in front of a guest that is already running (QEMU, libvirt)."""
+
+    def __init__(self, workdir: Path, serial: int, heart: int, env: dict[str, str],
+                 revert_command: str | None) -> None:
+        super().__init__(workdir, serial=serial, heart=heart,
+                         env={"PBOTVM_TIMEOUT": "5", "PBOTVM_STDIN_COMMAND": "", **env})
+        if revert_command is None:
+            del self.env["PBOTVM_REVERT_COMMAND"]  # libvirt reverts it
+        else:
+            self.env["PBOTVM_REVERT_COMMAND"] = revert_command
+
+    def start_vm(self) -> None:
+        pass
+
+
 def make_stack(tmp: Path, **env: str) -> LocalStack:
     return LocalStack(tmp, env={"PBOTVM_STDIN_COMMAND": "", **env})
 

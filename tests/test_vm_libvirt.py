@@ -22,9 +22,10 @@ from pbotvm.host import libvirt_domain as ld
 from pbotvm.host.devices import connect
 from pbotvm.host.private_libvirtd import PrivateLibvirtd
 from pbotvm.host.qemu import choose_accel
-from pbotvm.host.stack import BIN, LocalStack, free_port
+from pbotvm.host.stack import BIN, free_port
 from pbotvm.image.build import build
 from pbotvm.image.profiles import MINIMAL
+from tests.conftest import AttachedStack
 
 pytestmark = pytest.mark.vm
 
@@ -35,18 +36,6 @@ def script(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     # From another directory: the original's add-all only worked from host/devices.
     return subprocess.run([str(DEVICES / name)], env=env, cwd="/", capture_output=True,
                           text=True, timeout=60, check=False)
-
-
-class LibvirtStack(LocalStack):
-    """vm-server in front of a running libvirt domain; reverts go through libvirt."""
-
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        super().__init__(workdir, serial=int(env["PBOTVM_SERIAL"]),
-                         heart=int(env["PBOTVM_HEART"]), env=env)
-        del self.env["PBOTVM_REVERT_COMMAND"]
-
-    def start_vm(self) -> None:
-        pass  # the domain is up already
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +78,9 @@ def domain(daemon: PrivateLibvirtd,
 
 @pytest.fixture(scope="module")
 def stack(domain: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[LibvirtStack]:
-    with LibvirtStack(tmp_path_factory.mktemp("stack"), domain) as s:
+          ) -> Iterator[AttachedStack]:
+    with AttachedStack(tmp_path_factory.mktemp("stack"), int(domain["PBOTVM_SERIAL"]),
+                       int(domain["PBOTVM_HEART"]), domain, revert_command=None) as s:
         yield s
 
 
@@ -135,28 +125,16 @@ def test_device_script_errors_are_one_line(domain: dict[str, str]) -> None:
     ("-lang=sh echo hi from libvirt", "hi from libvirt"),
     ("-lang=python3 print(6 * 7)", "42"),
 ])
-def test_vm_client(stack: LibvirtStack, code: str, expected: str) -> None:
+def test_vm_client(stack: AttachedStack, code: str, expected: str) -> None:
     assert stack.ask(code) == expected
 
 
-def wait_answer(stack: LibvirtStack, code: str, expected: str, timeout: float = 60) -> float:
-    start = time.monotonic()
-    reply = ""
-    while time.monotonic() - start < timeout:
-        reply = stack.ask(code)
-        if reply == expected:
-            return time.monotonic() - start
-        time.sleep(0.2)
-    raise AssertionError(f"no {expected!r} in {timeout} s (last {reply!r}):\n"
-                         f"{stack.log('vm-server')[-2000:]}")
-
-
-def test_time_out_reverts_with_loadvm_through_libvirt(stack: LibvirtStack) -> None:
+def test_time_out_reverts_with_loadvm_through_libvirt(stack: AttachedStack) -> None:
     stack.ask("-lang=sh touch /var/tmp/before-timeout")
     start = time.monotonic()
     assert stack.ask("-lang=sh sleep 60").startswith("[Timed-out]")
     replied = time.monotonic()
-    back = wait_answer(stack, "-lang=sh ls /var/tmp; echo next", "next")
+    back = stack.wait_answer("-lang=sh ls /var/tmp; echo next", "next", 60)
     log = stack.log("vm-server")
     assert "pbot-vm-test: reverted with loadvm" in log
     took = re.findall(r"reverted to snapshot 1 in ([0-9.]+)", log)
@@ -164,18 +142,18 @@ def test_time_out_reverts_with_loadvm_through_libvirt(stack: LibvirtStack) -> No
           f"{took[-1]} s, next good answer {back:.2f} s later")
 
 
-def test_snapshot_revert_restarts_qemu_and_the_guest_is_clean(stack: LibvirtStack) -> None:
+def test_snapshot_revert_restarts_qemu_and_the_guest_is_clean(stack: AttachedStack) -> None:
     stack.ask("-lang=sh touch /var/tmp/before-revert")
     start = time.monotonic()
     done = subprocess.run([str(BIN / "pbotvm"), "libvirt", "revert", "--slow"], env=stack.env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.stdout.startswith("reverted with snapshot-revert in"), done.stderr
-    back = wait_answer(stack, "-lang=sh ls /var/tmp; echo clean", "clean")
+    back = stack.wait_answer("-lang=sh ls /var/tmp; echo clean", "clean", 60)
     print(f"\nlibvirt snapshot-revert: {done.stdout.strip()}; answering again "
           f"{time.monotonic() - start:.2f} s after it began ({back:.2f} s after the revert)")
 
 
-def test_a_destroyed_domain_is_brought_back(stack: LibvirtStack) -> None:
+def test_a_destroyed_domain_is_brought_back(stack: AttachedStack) -> None:
     conn = connect(stack.env["PBOTVM_LIBVIRT_URI"])
     try:
         conn.lookupByName("pbot-vm-test").destroy()  # as if QEMU had been killed
@@ -183,7 +161,7 @@ def test_a_destroyed_domain_is_brought_back(stack: LibvirtStack) -> None:
         conn.close()
     # Silent for two heartbeat margins: the next request reverts, and libvirt's revert (the
     # monitor is gone with QEMU) starts the domain again in its snapshot.
-    back = wait_answer(stack, "-lang=sh echo back", "back", 90)
+    back = stack.wait_answer("-lang=sh echo back", "back", 90)
     log = stack.log("vm-server")
     assert re.search(r"reverting \(no heartbeat for \d+ s\)", log)
     assert "the domain is not running" in log and "reverted with snapshot-revert" in log

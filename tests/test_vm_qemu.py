@@ -9,12 +9,10 @@ tests come last: while vm-server holds the heartbeat port nobody else can connec
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ from pbotvm.host.qmp import loadvm
 from pbotvm.image.build import build, missing_tools
 from pbotvm.image.profiles import MINIMAL
 from pbotvm.protocol import Request
+from tests.conftest import AttachedStack
 
 pytestmark = pytest.mark.vm
 
@@ -132,59 +131,14 @@ def test_status_files(vm: tuple[qemu.VmPaths, Machine]) -> None:
 
 # --- through vm-server and vm-client ------------------------------------------------------------
 
-class Server:
-    def __init__(self, paths: qemu.VmPaths, machine: Machine) -> None:
-        state = paths.state_dir.parent
-        machines = state / "vm-exec.json"
-        machines.write_text(json.dumps({"machines": {"pbot-vm": {
-            "serial": machine.serial, "heart": machine.heart, "cid": 0}}}))
-        self.env = {**os.environ, "PBOTVM_SERVER": str(free_port()),
-                    "PBOTVM_MACHINES": str(machines), "PBOTVM_STATE_DIR": str(state),
-                    "PBOTVM_REVERT_COMMAND": f"{BIN / 'pbotvm'} vm revert",
-                    "PBOTVM_TIMEOUT": "5", "PBOTVM_STDIN_COMMAND": ""}
-        for var in ("PBOTVM_SERIAL", "PBOTVM_HEART", "PBOTVM_CID"):
-            self.env.pop(var, None)
-        self.log = state / "vm-server.log"
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([str(BIN / "vm-server")], env=self.env,
-                                         stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT)
-
-    def ask(self, code: str, timeout: float = 30) -> str:
-        line = json.dumps({"nick": "tester", "channel": "#test", "code": code})
-        return subprocess.run([str(BIN / "vm-client"), line], env=self.env, text=True,
-                              capture_output=True, timeout=timeout,
-                              check=False).stdout.removesuffix("\n")
-
-    def wait_answer(self, code: str, expected: str, timeout: float) -> float:
-        """Ask until the reply is ``expected``; returns the seconds that took."""
-        start = time.monotonic()
-        reply = ""
-        while time.monotonic() - start < timeout:
-            reply = self.ask(code)
-            if reply == expected:
-                return time.monotonic() - start
-            time.sleep(0.2)
-        raise AssertionError(f"no {expected!r} in {timeout} s (last {reply!r}):\n"
-                             f"{self.log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture(scope="module")
-def server(vm: tuple[qemu.VmPaths, Machine]) -> Iterator[Server]:
-    s = Server(*vm)
-    try:
-        s.wait_answer("-lang=sh echo ready", "ready", 30)  # after the first heartbeat
+def server(vm: tuple[qemu.VmPaths, Machine],
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[AttachedStack]:
+    paths, machine = vm
+    with AttachedStack(tmp_path_factory.mktemp("server"), machine.serial, machine.heart,
+                       {"PBOTVM_STATE_DIR": str(paths.state_dir.parent)},
+                       f"{BIN / 'pbotvm'} vm revert") as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.mark.parametrize(("code", "expected"), [
@@ -193,13 +147,13 @@ def server(vm: tuple[qemu.VmPaths, Machine]) -> Iterator[Server]:
     ('-lang=perl print "perl ok\\n";', "perl ok"),
     ('-lang=c11 #include <stdio.h>\nint main(void) { printf("%d\\n", 1 << 10); }', "1024"),
 ], ids=["sh", "python3", "perl", "c11"])
-def test_vm_client(server: Server, code: str, expected: str) -> None:
+def test_vm_client(server: AttachedStack, code: str, expected: str) -> None:
     assert server.ask(code) == expected
 
 
 @pytest.mark.parametrize("code", ["-lang=sh while :; do :; done", "-lang=sh sleep 60"],
                          ids=["loop", "sleep"])
-def test_time_out_reverts_and_the_next_request_works(server: Server, code: str) -> None:
+def test_time_out_reverts_and_the_next_request_works(server: AttachedStack, code: str) -> None:
     server.ask("-lang=sh touch /var/tmp/before-timeout")
     start = time.monotonic()
     assert server.ask(code).startswith("[Timed-out]")
@@ -211,19 +165,19 @@ def test_time_out_reverts_and_the_next_request_works(server: Server, code: str) 
 
 
 def test_killed_qemu_is_reported_and_brought_back(vm: tuple[qemu.VmPaths, Machine],
-                                                  server: Server) -> None:
+                                                  server: AttachedStack) -> None:
     paths, _ = vm
     info = qemu.read_info(paths)
     assert info is not None
     os.kill(info.pid, signal.SIGKILL)  # the QEMU this module started
     start = time.monotonic()
-    reply = server.ask("-lang=sh echo hi", timeout=20)
+    reply = server.ask("-lang=sh echo hi")
     assert reply.startswith("Virtual machine is"), reply
     assert time.monotonic() - start < 15
     # Nobody restarts it by hand: once the guest has been silent for two heartbeat margins,
     # the next request reverts, and the revert starts QEMU again straight into snapshot 1.
     back = server.wait_answer("-lang=sh echo back", "back", 90)
-    log = server.log.read_text()
+    log = server.log("vm-server")
     assert re.search(r"reverting \(no heartbeat for \d+ s\)", log), log[-2000:]
     new = qemu.read_info(paths)
     assert new is not None and new.pid != info.pid and qemu.pid_alive(new.pid)

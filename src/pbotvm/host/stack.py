@@ -106,6 +106,19 @@ class LocalStack:
         line = json.dumps({"nick": "tester", "channel": "#test", "code": code, **fields})
         return self.client(line).stdout.removesuffix("\n")
 
+    def wait_answer(self, code: str, expected: str, timeout: float) -> float:
+        """Ask until the reply is ``expected`` (the guest back after a revert); the seconds
+        that took."""
+        start = time.monotonic()
+        reply = ""
+        while time.monotonic() - start < timeout:
+            reply = self.ask(code)
+            if reply == expected:
+                return time.monotonic() - start
+            time.sleep(0.2)
+        raise AssertionError(f"no {expected!r} in {timeout} s (last {reply!r}):\n"
+                             f"{self.log('vm-server')[-2000:]}")
+
     def control_command(self, command: str) -> str:
         from pbotvm.host.ptyvm import send_control
 

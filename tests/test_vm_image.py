@@ -145,3 +145,13 @@ def test_qmp_client(tmp_path: Path) -> None:
 def test_qmp_connect_error_names_the_socket(tmp_path: Path) -> None:
     with pytest.raises(QMPError, match=r"missing\.sock"):
         asyncio.run(QMP.connect(tmp_path / "missing.sock", timeout=1))
+
+
+def test_host_commands_are_not_guest_sources() -> None:
+    from pbotvm.image.guest_install import guest_sources
+
+    repo = Path(__file__).resolve().parents[1]
+    names = {str(p.relative_to(repo)) for p in guest_sources(repo)}
+    assert "src/pbotvm/guest/server.py" in names and "src/pbotvm/protocol.py" in names
+    assert "src/pbotvm/cli.py" not in names
+    assert not any(name.startswith("src/pbotvm/host/") for name in names)

@@ -21,10 +21,16 @@ class InstallError(RuntimeError):
     """The message is shown to the operator as is."""
 
 
+# The operator's commands: never run in the guest, and an edit to them must not make the
+# cached image stale.
+HOST_ONLY = ("host", "cli.py")
+
+
 def guest_sources(repo: Path) -> list[Path]:
     """What goes into the guest: the package minus host-only code, and the project metadata."""
     package = repo / "src" / "pbotvm"
-    files = [p for p in package.rglob("*.py") if "host" not in p.relative_to(package).parts]
+    files = [p for p in package.rglob("*.py")
+             if not set(HOST_ONLY) & set(p.relative_to(package).parts)]
     return sorted([*files, repo / "pyproject.toml"])
 
 

@@ -155,3 +155,17 @@ def test_host_commands_are_not_guest_sources() -> None:
     assert "src/pbotvm/guest/server.py" in names and "src/pbotvm/protocol.py" in names
     assert "src/pbotvm/cli.py" not in names
     assert not any(name.startswith("src/pbotvm/host/") for name in names)
+
+
+def test_a_zombie_qemu_counts_as_dead() -> None:
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(["sleep", "30"])
+    assert qemu.pid_alive(proc.pid)
+    proc.kill()
+    deadline = time.monotonic() + 5
+    while qemu.pid_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not qemu.pid_alive(proc.pid)  # killed, not yet reaped: a zombie
+    proc.wait()

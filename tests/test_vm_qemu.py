@@ -181,4 +181,6 @@ def test_killed_qemu_is_reported_and_brought_back(vm: tuple[qemu.VmPaths, Machin
     assert re.search(r"reverting \(no heartbeat for \d+ s\)", log), log[-2000:]
     new = qemu.read_info(paths)
     assert new is not None and new.pid != info.pid and qemu.pid_alive(new.pid)
+    # The console log still has the first boot: the restart appended to it.
+    assert "starting: serial /dev/ttyS2" in paths.console.read_text(errors="replace")
     print(f"\nafter a QEMU kill: '{reply}'; answering again {back:.1f} s later")

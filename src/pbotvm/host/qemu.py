@@ -100,7 +100,9 @@ def qemu_argv(image: Image, paths: VmPaths, machine: Machine, accel: str,
         # panic=1 plus -no-reboot: a guest that cannot boot makes QEMU exit instead of looping.
         "-no-reboot",
         "-drive", f"file={paths.overlay},if=virtio,format=qcow2",
-        "-serial", f"file:{paths.console}",
+        # append: a restart after a crash must not wipe the log that shows what happened.
+        "-chardev", f"file,id=console,path={paths.console},append=on",
+        "-serial", "chardev:console",
         *serial_args("serial", machine.addr, machine.serial, SERIAL_INDEX),
         *serial_args("heart", machine.addr, machine.heart, HEART_INDEX),
         "-qmp", f"unix:{paths.qmp},server=on,wait=off",
@@ -147,13 +149,18 @@ def vm_from_env(env: Mapping[str, str]) -> tuple[VmPaths, Machine]:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether the process runs; a zombie (a killed QEMU its parent has not reaped) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def read_info(paths: VmPaths) -> VmInfo | None:

@@ -146,8 +146,9 @@ hostname {HOSTNAME}
 stty -F {serial} raw -echo 115200
 stty -F {heart} raw -echo 115200
 while :; do
-    # The QEMU backend has no vsock device (the serial line carries requests).
-    guest-server --serial {serial} --heart {heart} --user {user} --no-vsock
+    # vsock too when the VM has the device (a libvirt domain on a vhost-vsock host); without
+    # it, guest-server says so in one line and serves the serial line.
+    guest-server --serial {serial} --heart {heart} --user {user}
     echo "pbotvm-init: guest-server exited with status $?; restarting" >/dev/{CONSOLE}
     sleep 1
 done

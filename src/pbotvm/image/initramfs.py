@@ -15,6 +15,9 @@ from pathlib import Path
 
 # crc32c is a soft dependency of ext4 (needed at mount time, absent from modules.dep).
 ROOT_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4")
+# The guest keeps no /lib/modules: what guest-server needs beyond the disk is loaded here too.
+# vsock, for a libvirt domain given a vsock device (devices/add-vsock) on a vhost-vsock host.
+GUEST_MODULES = ("vmw_vsock_virtio_transport",)
 ROOT_DEVICE = "/dev/vda"
 GUEST_INIT = "/sbin/pbotvm-init"
 APPLETS = ("sh", "cat", "echo", "insmod", "mount", "seq", "sleep", "switch_root")
@@ -106,7 +109,7 @@ def entries(root: Path, kernel_version: str) -> list[Entry]:
     moddir = root / "lib" / "modules" / kernel_version
     table = parse_modules_dep((moddir / "modules.dep").read_text())
     builtin = {module_name(p) for p in (moddir / "modules.builtin").read_text().split()}
-    order = load_order(ROOT_MODULES, table, builtin)
+    order = load_order((*ROOT_MODULES, *GUEST_MODULES), table, builtin)
     d, f, x = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o644, stat.S_IFREG | 0o755
     out = [Entry(n, d) for n in ("bin", "dev", "lib", "lib/modules", "proc", "root")]
     out += [Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)),

@@ -118,6 +118,11 @@ def image_build(profile: str, force: bool) -> None:
         raise click.ClickException(str(e)) from None
 
 
+profile_option = click.option(
+    "--profile", type=click.Choice(["minimal", "full"]), default="minimal", show_default=True,
+    help="Image profile (built first if needed).")
+
+
 @main.group()
 def vm() -> None:
     """The QEMU guest: boot it from the image, snapshot it, revert it, stop it.
@@ -139,8 +144,7 @@ def _vm_setup() -> tuple[VmPaths, Machine]:
 
 
 @vm.command("up")
-@click.option("--profile", type=click.Choice(["minimal", "full"]), default="minimal",
-              show_default=True, help="Image profile (built first if needed).")
+@profile_option
 def vm_up(profile: str) -> None:
     """Build the image if needed, boot it, warm it up and save snapshot 1."""
     from pbotvm.host.qemu import QemuError, up
@@ -214,8 +218,7 @@ def _libvirt_setup() -> tuple[DomainPaths, Machine, HostSettings]:
 
 
 @libvirt.command("up")
-@click.option("--profile", type=click.Choice(["minimal", "full"]), default="minimal",
-              show_default=True, help="Image profile (built first if needed).")
+@profile_option
 def libvirt_up(profile: str) -> None:
     """Build the image if needed, define the domain, attach the devices, start it, warm it
     up and create snapshot PBOTVM_SNAPSHOT."""

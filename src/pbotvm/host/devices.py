@@ -9,9 +9,10 @@ replaces a device instead of adding a second one on the same port. The domain de
 
 from __future__ import annotations
 
+import contextlib
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -115,15 +116,23 @@ def connect(uri: str) -> libvirt.virConnect:
         raise LibvirtError(f"libvirt {uri}: {e.get_error_message()}") from None
 
 
-def add(uri: str, domain: str, wanted: list[Device]) -> list[str]:
-    """Attach ``wanted`` to the persistent config of ``domain``; one line per device."""
+@contextlib.contextmanager
+def session(uri: str, domain: str) -> Iterator[libvirt.virConnect]:
+    """A connection to ``uri``; libvirt's errors in the block become one line naming
+    ``domain``, the connection is closed after it."""
     import libvirt
 
     conn = connect(uri)
     try:
-        dom = conn.lookupByName(domain)
-        return [attach(dom, device) for device in wanted]
+        yield conn
     except libvirt.libvirtError as e:
         raise LibvirtError(f"libvirt {uri}, domain {domain}: {e.get_error_message()}") from None
     finally:
         conn.close()
+
+
+def add(uri: str, domain: str, wanted: list[Device]) -> list[str]:
+    """Attach ``wanted`` to the persistent config of ``domain``; one line per device."""
+    with session(uri, domain) as conn:
+        dom = conn.lookupByName(domain)
+        return [attach(dom, device) for device in wanted]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,8 +24,15 @@ from xml.sax.saxutils import escape, quoteattr
 
 from pbotvm.config import HostSettings, Machine
 from pbotvm.host import devices
-from pbotvm.host.devices import LibvirtError, connect
-from pbotvm.host.qemu import KERNEL_ARGS, QEMU, QemuError, boot_and_warm, choose_accel
+from pbotvm.host.devices import LibvirtError, session
+from pbotvm.host.qemu import (
+    KERNEL_ARGS,
+    QEMU,
+    QemuError,
+    boot_and_warm,
+    choose_accel,
+    create_overlay,
+)
 from pbotvm.image.build import Image
 
 if TYPE_CHECKING:
@@ -144,8 +150,7 @@ def define(conn: libvirt.virConnect, machine: Machine, image: Image, paths: Doma
     paths.state_dir.mkdir(parents=True, exist_ok=True)
     paths.overlay.unlink(missing_ok=True)
     paths.console.unlink(missing_ok=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                    "-b", str(image.disk), str(paths.overlay)], check=True)
+    create_overlay(image, paths.overlay)
     return conn.defineXML(domain_xml(machine.domain, image, paths, accel))
 
 
@@ -171,21 +176,12 @@ class UpInfo:
 async def up(image: Image, settings: HostSettings, machine: Machine, paths: DomainPaths,
              env: Mapping[str, str], say: Callable[[str], None] = lambda _: None) -> UpInfo:
     """Define the domain, attach its devices, then :func:`boot` it."""
-    import libvirt
-
-    uri = settings.libvirt_uri
     accel = await asyncio.to_thread(choose_accel, image.kernel, env)
-    conn = connect(uri)
-    try:
+    with session(settings.libvirt_uri, machine.domain) as conn:
         dom = define(conn, machine, image, paths, accel)
         for device in machine_devices(machine, say):
             say(devices.attach(dom, device))
         return await boot(dom, settings, machine, paths, say)
-    except libvirt.libvirtError as e:
-        raise LibvirtError(f"libvirt {uri}, domain {machine.domain}: "
-                           f"{e.get_error_message()}") from None
-    finally:
-        conn.close()
 
 
 async def boot(dom: libvirt.virDomain, settings: HostSettings, machine: Machine,
@@ -210,20 +206,13 @@ async def boot(dom: libvirt.virDomain, settings: HostSettings, machine: Machine,
 
 def down(uri: str, name: str, paths: DomainPaths) -> bool:
     """Stop and undefine our domain; False when there was none."""
-    import libvirt
-
-    conn = connect(uri)
-    try:
+    with session(uri, name) as conn:
         dom = _lookup(conn, name)
         if dom is None:
             return False
         if not is_ours(dom):
             raise LibvirtError(f"domain {name} was not defined by pbotvm; not touching it")
         _remove(dom)
-    except libvirt.libvirtError as e:
-        raise LibvirtError(f"libvirt {uri}, domain {name}: {e.get_error_message()}") from None
-    finally:
-        conn.close()
     paths.overlay.unlink(missing_ok=True)
     return True
 
@@ -246,10 +235,7 @@ def loadvm(dom: libvirt.virDomain, snapshot: str) -> str | None:
 
 def revert(uri: str, name: str, snapshot: str, fast: bool = True) -> str:
     """Revert to ``snapshot``; returns how ("loadvm" or "snapshot-revert")."""
-    import libvirt
-
-    conn = connect(uri)
-    try:
+    with session(uri, name) as conn:
         dom = conn.lookupByName(name)
         snap = dom.snapshotLookupByName(snapshot)
         if fast:
@@ -260,7 +246,3 @@ def revert(uri: str, name: str, snapshot: str, fast: bool = True) -> str:
                         "reverting with libvirt", name, why)
         dom.revertToSnapshot(snap)
         return "snapshot-revert"
-    except libvirt.libvirtError as e:
-        raise LibvirtError(f"libvirt {uri}, domain {name}: {e.get_error_message()}") from None
-    finally:
-        conn.close()

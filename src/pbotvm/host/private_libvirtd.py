@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from pbotvm.host.devices import LibvirtError, connect
+
 LIBVIRTD_CONF = """\
 unix_sock_dir = "{sock}"
 unix_sock_group = "root"
@@ -81,17 +83,14 @@ class PrivateLibvirtd:
         self._wait(timeout)
 
     def _wait(self, timeout: float) -> None:
-        import libvirt
-
-        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
                 raise RuntimeError(f"libvirtd exited {self._proc.returncode}:\n"
                                    f"{self.log.read_text(errors='replace')[-2000:]}")
-            with contextlib.suppress(libvirt.libvirtError):
-                libvirt.open(self.uri).close()
+            with contextlib.suppress(LibvirtError):
+                connect(self.uri).close()
                 return
             time.sleep(0.1)
         raise RuntimeError(f"libvirtd not answering after {timeout} s")
@@ -100,8 +99,8 @@ class PrivateLibvirtd:
         """Destroy every domain (QEMU outlives libvirtd otherwise), then stop the daemon."""
         import libvirt
 
-        with contextlib.suppress(libvirt.libvirtError):
-            conn = libvirt.open(self.uri)
+        with contextlib.suppress(LibvirtError, libvirt.libvirtError):
+            conn = connect(self.uri)
             try:
                 for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
                     with contextlib.suppress(libvirt.libvirtError):

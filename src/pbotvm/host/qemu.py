@@ -232,9 +232,15 @@ def _start(image: Image, paths: VmPaths, machine: Machine, accel: str) -> int:
     paths.state_dir.mkdir(parents=True, exist_ok=True)
     for stale in (paths.overlay, paths.qmp, paths.pidfile, paths.console, paths.info):
         stale.unlink(missing_ok=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                    "-b", str(image.disk), str(paths.overlay)], check=True)
+    create_overlay(image, paths.overlay)
     return _launch(qemu_argv(image, paths, machine, accel), paths)
+
+
+def create_overlay(image: Image, overlay: Path) -> None:
+    """The VM's own disk: writes (and internal snapshots) land here, the cached image stays
+    clean."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+                    "-b", str(image.disk), str(overlay)], check=True)
 
 
 def _launch(argv: list[str], paths: VmPaths) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 
 
 async def wait_readable(fd: int) -> None:
@@ -35,25 +36,50 @@ async def _wait(fd: int, *, writable: bool) -> None:
             loop.remove_reader(fd)
 
 
-async def read_some(fd: int, size: int = 65536) -> bytes:
-    """The next bytes available on ``fd``; b"" at end of file.
+async def feed(fd: int, consume: Callable[[bytes], None]) -> None:
+    """Hand every chunk read from ``fd`` to ``consume`` until end of file.
 
-    Waits for readiness first: a raw tty (VMIN=0, as pyserial sets it) reads 0 bytes, not
-    EAGAIN, when it has nothing, and only a hang-up makes it ready with nothing to read.
+    One reader registration for the whole stream, not one per read: under TCG every syscall
+    and wake-up is costly, and a serial round trip should cost one loop pass.
     """
-    while True:
-        await wait_readable(fd)
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
         try:
-            return os.read(fd, size)
+            data = os.read(fd, 65536)
         except BlockingIOError:
-            continue
+            return
+        except OSError as e:
+            stop(e)
+            return
+        if data:
+            consume(data)
+        else:
+            # A raw tty (VMIN=0, as pyserial sets it) reads 0 bytes, not EAGAIN, when empty;
+            # but only a hang-up makes it ready with nothing to read.
+            stop(None)
+
+    def stop(error: OSError | None) -> None:
+        loop.remove_reader(fd)
+        if ended.done():
+            return
+        if error is None:
+            ended.set_result(None)
+        else:
+            ended.set_exception(error)
+
+    loop.add_reader(fd, readable)
+    try:
+        await ended
+    finally:
+        loop.remove_reader(fd)
 
 
 async def read_to_end(fd: int) -> bytes:
     os.set_blocking(fd, False)
-    chunks = []
-    while chunk := await read_some(fd):
-        chunks.append(chunk)
+    chunks: list[bytes] = []
+    await feed(fd, chunks.append)
     return b"".join(chunks)
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import tty
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import serial
 
@@ -58,11 +59,9 @@ class SerialLine:
             if self._port is None and not self.open():
                 await asyncio.sleep(REOPEN_DELAY)
                 continue
-            decoder = RequestDecoder()
             try:
-                while data := await fdio.read_some(self._port.fileno()):
-                    for item in decoder.feed(data):
-                        self._queue.put_nowait(item)
+                # A new decoder each time: what was half-read before a reopen is dropped.
+                await fdio.feed(self._port.fileno(), partial(self._decode, RequestDecoder()))
                 log.warning("serial %s: end of file; reopening", self.path)
             except OSError as e:
                 log.warning("serial %s: read error: %s; reopening", self.path, e)
@@ -70,6 +69,10 @@ class SerialLine:
                 self._port.close()
                 self._port = None
             await asyncio.sleep(REOPEN_DELAY)
+
+    def _decode(self, decoder: RequestDecoder, data: bytes) -> None:
+        for item in decoder.feed(data):
+            self._queue.put_nowait(item)
 
     async def _reply(self, answer: Answer) -> None:
         while True:
@@ -121,11 +124,13 @@ async def heartbeat(path: str) -> None:
 
 
 async def _answer_polls(fd: int, path: str) -> None:
+    def answer(data: bytes) -> None:
+        for _ in range(data.count(b"\n")):
+            with contextlib.suppress(BlockingIOError):
+                os.write(fd, health_text(_read("/proc/loadavg"), _read("/proc/meminfo")))
+
     try:
-        while data := await fdio.read_some(fd):
-            for _ in range(data.count(b"\n")):
-                with contextlib.suppress(BlockingIOError):
-                    os.write(fd, health_text(_read("/proc/loadavg"), _read("/proc/meminfo")))
+        await fdio.feed(fd, answer)
     except OSError as e:
         log.warning("heartbeat %s: no longer answering health checks: %s", path, e)
 

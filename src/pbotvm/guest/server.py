@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import click
 
@@ -51,7 +52,7 @@ class GuestServer:
 
     async def answer(self, item: Request | ProtocolError, via: str) -> Result:
         if isinstance(item, ProtocolError):
-            log.warning("%s: bad request: %s", via, item)
+            _log_after_reply(logging.WARNING, "%s: bad request: %s", via, item)
             return Result(text=f"Failed to decode request: {item}\n")
         log.info("%s: request %s lang=%s started", via, item.id, item.lang)
         start = time.monotonic()
@@ -62,8 +63,9 @@ class GuestServer:
         except Exception as e:  # fork or pipe failure: answer anyway and keep serving
             log.exception("%s: request %s failed", via, item.id)
             result = Result(text=f"[Fatal error: {e}]\n", id=item.id)
-        log.info("%s: request %s lang=%s finished in %.3fs exit=%s killed=%s", via, item.id,
-                 item.lang, time.monotonic() - start, result.exit, result.killed)
+        _log_after_reply(logging.INFO, "%s: request %s lang=%s finished in %.3fs exit=%s killed=%s",
+                         via, item.id, item.lang, time.monotonic() - start, result.exit,
+                         result.killed)
         return result
 
     @staticmethod
@@ -75,6 +77,14 @@ class GuestServer:
             return
         if old is not None:
             log.info("clock: set from %.0f to %d", old, date)
+
+
+def _log_after_reply(level: int, message: str, *args: object) -> None:
+    """Log once the caller has written the reply, which it does without yielding to the loop.
+
+    Under TCG one log line costs the guest 0.2-0.9 ms, as much as the serial round trip.
+    """
+    asyncio.get_running_loop().call_soon(partial(log.log, level, message, *args))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from pbotvm.config import Machine
 from pbotvm.host import qemu
 from pbotvm.host.qmp import loadvm
+from pbotvm.host.stack import free_port
 from pbotvm.host.transport import open_serial
 from pbotvm.image.build import build
 from pbotvm.image.profiles import MINIMAL
@@ -28,12 +28,6 @@ from pbotvm.protocol import Request
 # Not a valid request (no cmdline): guest-server answers it without forking, so the time is
 # the serial line plus JSON decoding both ways.
 PING = b"{}\n:end:\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def report(name: str, samples: list[float]) -> None:

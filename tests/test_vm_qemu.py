@@ -12,7 +12,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pytest
 from pbotvm.config import Machine
 from pbotvm.host import qemu
 from pbotvm.host.qmp import loadvm
+from pbotvm.host.stack import free_port
 from pbotvm.image.build import build, missing_tools
 from pbotvm.image.profiles import MINIMAL
 from pbotvm.protocol import Request
@@ -31,12 +31,6 @@ from tests.conftest import AttachedStack
 pytestmark = pytest.mark.vm
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(lang: str, source: str, cmdline: str, code: str,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shlex
 import signal
 import socket
@@ -20,9 +21,25 @@ BIN = Path(sys.executable).parent
 
 
 def free_port(addr: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((addr, 0))
-        return int(s.getsockname()[1])
+    """A port nobody uses, taken below the ephemeral range: between now and the bind of the
+    daemon it is for, the kernel cannot give it to some outgoing connection."""
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = random.randrange(10000, low) if low > 10000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind((addr, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError(f"no free port on {addr}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def port_free(port: int, addr: str = "127.0.0.1") -> bool:

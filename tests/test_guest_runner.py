@@ -5,15 +5,26 @@ so the test process itself never becomes a subreaper.
 """
 
 import asyncio
+import concurrent.futures
+import multiprocessing
 import os
 import pwd
+import re
 import time
 from pathlib import Path
 
 import pytest
 
-from pbotvm.guest import clock, supervisor
-from pbotvm.guest.runner import CPU_KILLED, RunSettings, command_line, output_text, result_text
+from pbotvm.guest import clock, sandbox, supervisor
+from pbotvm.guest.runner import (
+    CPU_KILLED,
+    RunSettings,
+    command_line,
+    output_text,
+    result_text,
+    split_arguments,
+    user_environment,
+)
 from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture, Limits
 from pbotvm.protocol import Request, Result
 
@@ -121,8 +132,9 @@ def test_result_text_rules() -> None:
 
 
 def test_command_line_quotes_every_argument() -> None:
-    assert command_line("sh prog.sh", "") == "sh prog.sh"
-    assert command_line("sh prog.sh", "a 'b c' d'e") == "sh prog.sh 'a' 'b c' 'd'\"'\"'e'"
+    assert command_line("sh prog.sh", []) == "sh prog.sh"
+    args = split_arguments("a 'b c' d'e")
+    assert command_line("sh prog.sh", args) == "sh prog.sh 'a' 'b c' 'd'\"'\"'e'"
 
 
 def test_runs_with_bash_although_sh_may_be_dash() -> None:
@@ -253,3 +265,42 @@ def test_cpu_kill_is_told_from_a_faked_status_by_the_cpu_time() -> None:
     assert limit_hit(152, 8.0, limits, timed_out=False) == CPU_LIMIT  # SIGXCPU
     assert limit_hit(137, 0.01, limits, timed_out=False) is None  # `exit 137` or a kill -9
     assert limit_hit(1, 8.0, limits, timed_out=False) is None
+
+
+# A command line bash would only exec runs without bash; the program cannot tell the difference.
+SHOW_PROCESS = 'echo "$0 $#: $*"; env | sort; ls -l /proc/$$/fd/ | wc -l'
+
+
+def test_a_plain_command_line_runs_as_under_bash() -> None:
+    direct = run(request(SHOW_PROCESS, cmdline="sh prog.sh", arguments="a 'b c'"))
+    via_bash = run(request(SHOW_PROCESS, cmdline="sh 'prog.sh'", arguments="a 'b c'"))
+    # Each request has its own work directory.
+    assert re.sub("run-[^\n]+", "run-X", direct.text) == re.sub("run-[^\n]+", "run-X",
+                                                                via_bash.text)
+    assert direct.text.startswith("prog.sh 2: a b c\n")
+    assert "\nSHLVL=0\n" in direct.text and "\n_=/usr/bin/sh\n" in direct.text
+
+
+def test_what_bash_would_refuse_is_still_reported_by_bash() -> None:
+    result = run(request("", cmdline="no-such-program prog.sh"))
+    assert result.text == ("/bin/bash: line 1: no-such-program: command not found\n"
+                           "  [Exit 127]\n")
+    # A script without #! cannot be exec'd: bash runs it itself, as it always did.
+    result = run(request("echo from a script", "c11", cmdline="chmod +x prog.sh"))
+    assert result.text == "from a script\n"
+
+
+def _sandbox_output(command: bytes, argv: list[str] | None) -> bytes:
+    user = pwd.getpwnam(RunSettings().user)
+    outcome = sandbox.run(command, argv=argv, user=user, cwd=Path("/"),
+                          env=user_environment(user), stdin=b"", limits=Limits(), keep=1024)
+    return outcome.stdout.data
+
+
+def test_sandbox_execs_argv_itself_and_falls_back_to_bash() -> None:
+    # In a worker process: sandbox.run makes its caller a subreaper.
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        assert pool.submit(_sandbox_output, b"echo bash", ["printf", "argv"]).result() == b"argv"
+        assert pool.submit(_sandbox_output, b"echo bash", ["no-such"]).result() == b"bash\n"
+        assert pool.submit(_sandbox_output, b"echo bash", None).result() == b"bash\n"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pbotvm.config import DEFAULT_OUTPUT_LIMIT
 from pbotvm.guest import sandbox, workdir
+from pbotvm.guest.plain_command import plain_argv
 from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture, Limits, Outcome
 from pbotvm.protocol import Request, Result
 from pbotvm.text import cap_output, decode_text, truncation_marker
@@ -43,9 +44,13 @@ def quote(arg: str) -> str:
     return "'" + arg.replace("'", "'\"'\"'") + "'"
 
 
-def command_line(cmdline: str, arguments: str) -> str:
-    """The command plus each argument single-quoted, split by the original guest's rules."""
-    args = split_line(arguments, strip_quotes=True, preserve_escapes=False)
+def split_arguments(arguments: str) -> list[str]:
+    """The program's arguments, split by the original guest's rules."""
+    return split_line(arguments, strip_quotes=True, preserve_escapes=False)
+
+
+def command_line(cmdline: str, args: list[str]) -> str:
+    """The command plus each argument single-quoted."""
     return " ".join([cmdline, *map(quote, args)])
 
 
@@ -121,23 +126,24 @@ def run_request(request: Request, settings: RunSettings) -> Result:
     with workdir.work_directory(user, files, request.persist_key,
                                 settings.persist_root) as cwd:
 
-        def run(script: str, stdin: bytes) -> Outcome:
-            return sandbox.run(utf8(script), user=user, cwd=cwd, env=user_environment(user),
-                               stdin=stdin, limits=settings.limits, keep=settings.output_limit)
+        def run(cmdline: str, args: list[str], stdin: bytes) -> Outcome:
+            return sandbox.run(utf8(command_line(cmdline, args)),
+                               argv=plain_argv(cmdline, args), user=user, cwd=cwd,
+                               env=user_environment(user), stdin=stdin,
+                               limits=settings.limits, keep=settings.output_limit)
 
+        args = split_arguments(request.arguments)
         if request.lang not in COMPILED:
-            outcome = run(command_line(request.cmdline, request.arguments),
-                          stdin_bytes(request.input))
+            outcome = run(request.cmdline, args, stdin_bytes(request.input))
             return to_result(request, outcome, settings.output_limit)
-        compiled = run(request.cmdline, b"")
+        compiled = run(request.cmdline, [], b"")
         diagnostics = output_text(compiled.stderr, compiled.stdout, settings.output_limit)
         if compiled.status or compiled.killed:
             # As the original: a failed compile shows its diagnostics, without [Exit N].
             text = diagnostics or f"Exit {compiled.status}."
             return Result(text=text.rstrip("\n") + "\n", id=request.id, exit=compiled.status,
                           killed=compiled.killed)
-        outcome = run(command_line(f"./{request.execfile}", request.arguments),
-                      stdin_bytes(request.input))
+        outcome = run(f"./{request.execfile}", args, stdin_bytes(request.input))
     result = to_result(request, outcome, settings.output_limit)
     if diagnostics.strip():
         result.text = f"[{diagnostics.strip()}]\n{result.text}"

@@ -14,6 +14,7 @@ import os
 import pwd
 import resource
 import selectors
+import shutil
 import signal
 import tempfile
 import time
@@ -81,9 +82,10 @@ def limit_hit(status: int, cpu_seconds: float, limits: Limits, timed_out: bool) 
     return None
 
 
-def run(command: bytes, *, user: pwd.struct_passwd, cwd: Path, env: Mapping[str, str],
-        stdin: bytes, limits: Limits, keep: int) -> Outcome:
-    """Run ``/bin/bash -c command``; keep at most ``keep`` bytes of each output stream."""
+def run(command: bytes, *, argv: list[str] | None = None, user: pwd.struct_passwd, cwd: Path,
+        env: Mapping[str, str], stdin: bytes, limits: Limits, keep: int) -> Outcome:
+    """Run ``/bin/bash -c command``, or ``argv`` directly when bash would only exec it (see
+    ``plain_command``); keep at most ``keep`` bytes of each output stream."""
     procs.become_subreaper()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -94,8 +96,8 @@ def run(command: bytes, *, user: pwd.struct_passwd, cwd: Path, env: Mapping[str,
         stdin_file.seek(0)
         pid = os.fork()
         if pid == 0:
-            _exec_as_user([SHELL.encode(), b"-c", command], user, cwd, env, limits,
-                          stdin_file.fileno(), out_w, err_w)
+            _exec_as_user(command, argv, user, cwd, env, limits, stdin_file.fileno(), out_w,
+                          err_w)
     os.close(out_w)
     os.close(err_w)
     try:
@@ -113,7 +115,19 @@ def run(command: bytes, *, user: pwd.struct_passwd, cwd: Path, env: Mapping[str,
     return Outcome(stdout, stderr, status, killed)
 
 
-def _exec_as_user(argv: list[bytes], user: pwd.struct_passwd, cwd: Path,
+def _exec_as_bash_would(argv: list[str], env: Mapping[str, str]) -> None:
+    """Exec ``argv`` as ``bash -c`` execs a lone command: found on PATH (as the user), with
+    the variables bash adds. Returns when it cannot, for bash to report it in its words."""
+    path = shutil.which(argv[0], path=env.get("PATH", ""))
+    if path is None:
+        return
+    # bash counts itself in SHLVL, then uncounts the exec; `_` is the path it ran.
+    bash_adds = {"PWD": os.getcwd(), "SHLVL": "0", "_": path}
+    with contextlib.suppress(OSError):  # e.g. a script without #!: bash runs it itself
+        os.execve(path, argv, {**env, **bash_adds})
+
+
+def _exec_as_user(command: bytes, argv: list[str] | None, user: pwd.struct_passwd, cwd: Path,
                   env: Mapping[str, str], limits: Limits, stdin: int, stdout: int,
                   stderr: int) -> NoReturn:
     """In the forked child: drop to the user, apply the limits, exec. Never returns."""
@@ -132,7 +146,9 @@ def _exec_as_user(argv: list[bytes], user: pwd.struct_passwd, cwd: Path,
         # Python ignores these; the program should see the defaults, as under a shell.
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
-        os.execve(argv[0], argv, env)
+        if argv is not None:
+            _exec_as_bash_would(argv, env)
+        os.execve(SHELL, [SHELL, "-c", command], env)
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.write(2, f"guest: cannot run the program: {e}\n".encode())

@@ -37,11 +37,14 @@ def report(name: str, samples: list[float]) -> None:
           f"{statistics.median(ms):8.1f} ms  p95 {p95:8.1f} ms", flush=True)
 
 
-async def serial_rtt(machine: Machine, n: int) -> list[float]:
+async def serial_rtt(machine: Machine, n: int, gap: float = 0.0) -> list[float]:
+    """Pings back to back, or ``gap`` seconds apart (an idle guest, as requests from IRC
+    find it: its vCPU halted, every thread on the way asleep)."""
     reader, writer = await open_serial(machine.addr, machine.serial)
     samples = []
     try:
         for _ in range(n):
+            await asyncio.sleep(gap)
             start = time.perf_counter()
             writer.write(PING)
             await writer.drain()
@@ -51,6 +54,29 @@ async def serial_rtt(machine: Machine, n: int) -> list[float]:
     finally:
         writer.close()
     return samples
+
+
+async def health_rtt(machine: Machine, n: int) -> list[float]:
+    """upstream HEAD's health check on the heart line: a newline, then a status and ``:END``."""
+    reader, writer = await open_serial(machine.addr, machine.heart)
+    samples = []
+    try:
+        for _ in range(n):
+            start = time.perf_counter()
+            writer.write(b"\n")
+            await writer.drain()
+            while (await reader.readline()).strip() != b":END":
+                pass
+            samples.append(time.perf_counter() - start)
+    finally:
+        writer.close()
+    return samples
+
+
+async def serial_rtts(machine: Machine, n: int) -> None:
+    report("serial RTT", await serial_rtt(machine, n))
+    report("  idle line (50 ms)", await serial_rtt(machine, n, gap=0.05))
+    report("  heart-line poll", await health_rtt(machine, n))
 
 
 async def repeat(n: int, action: Callable[[], Awaitable[object]]) -> list[float]:
@@ -73,7 +99,7 @@ async def run_program(machine: Machine, lang: str, source: str, cmdline: str,
 
 
 async def bench(paths: qemu.VmPaths, machine: Machine, n: int) -> None:
-    report("serial RTT", await serial_rtt(machine, n))
+    await serial_rtts(machine, n)
     report("loadvm", await repeat(n, lambda: loadvm(paths.qmp)))
     await bench_programs(machine, n)
 

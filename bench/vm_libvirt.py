@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vm import bench_programs, free_port, report, serial_rtt
+from vm import bench_programs, free_port, report, serial_rtts
 
 from pbotvm.config import HostSettings
 from pbotvm.host import libvirt_domain as ld
@@ -51,7 +51,7 @@ def main() -> None:
                                  env))
         print(f"libvirt domain: first heartbeat {info.boot_seconds} s, warm-up "
               f"{info.warmup_seconds} s, snapshot {info.snapshot_seconds} s", flush=True)
-        report("serial RTT", asyncio.run(serial_rtt(machine, args.n)))
+        asyncio.run(serial_rtts(machine, args.n))
         report("revert (loadvm)", reverts(daemon.uri, machine.domain, args.n, fast=True))
         report("revert (libvirt)", reverts(daemon.uri, machine.domain, max(3, args.n // 4),
                                            fast=False))

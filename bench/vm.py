@@ -37,35 +37,20 @@ def report(name: str, samples: list[float]) -> None:
           f"{statistics.median(ms):8.1f} ms  p95 {p95:8.1f} ms", flush=True)
 
 
-async def serial_rtt(machine: Machine, n: int, gap: float = 0.0) -> list[float]:
-    """Pings back to back, or ``gap`` seconds apart (an idle guest, as requests from IRC
-    find it: its vCPU halted, every thread on the way asleep)."""
-    reader, writer = await open_serial(machine.addr, machine.serial)
+async def round_trips(machine: Machine, port: int, message: bytes, last_line: bytes, n: int,
+                      gap: float = 0.0) -> list[float]:
+    """``message`` until ``last_line`` comes back, ``n`` times: back to back, or ``gap`` s
+    apart (an idle guest, as requests from IRC find it: its vCPU halted, every thread on the
+    way asleep)."""
+    reader, writer = await open_serial(machine.addr, port)
     samples = []
     try:
         for _ in range(n):
             await asyncio.sleep(gap)
             start = time.perf_counter()
-            writer.write(PING)
+            writer.write(message)
             await writer.drain()
-            while (await reader.readline()).strip() != b"result:end":
-                pass
-            samples.append(time.perf_counter() - start)
-    finally:
-        writer.close()
-    return samples
-
-
-async def health_rtt(machine: Machine, n: int) -> list[float]:
-    """upstream HEAD's health check on the heart line: a newline, then a status and ``:END``."""
-    reader, writer = await open_serial(machine.addr, machine.heart)
-    samples = []
-    try:
-        for _ in range(n):
-            start = time.perf_counter()
-            writer.write(b"\n")
-            await writer.drain()
-            while (await reader.readline()).strip() != b":END":
+            while (await reader.readline()).strip() != last_line:
                 pass
             samples.append(time.perf_counter() - start)
     finally:
@@ -74,9 +59,11 @@ async def health_rtt(machine: Machine, n: int) -> list[float]:
 
 
 async def serial_rtts(machine: Machine, n: int) -> None:
-    report("serial RTT", await serial_rtt(machine, n))
-    report("  idle line (50 ms)", await serial_rtt(machine, n, gap=0.05))
-    report("  heart-line poll", await health_rtt(machine, n))
+    report("serial RTT", await round_trips(machine, machine.serial, PING, b"result:end", n))
+    report("  idle line (50 ms)", await round_trips(machine, machine.serial, PING,
+                                                    b"result:end", n, gap=0.05))
+    # upstream HEAD's health check on the heart line: a newline, then a status and `:END`.
+    report("  heart-line poll", await round_trips(machine, machine.heart, b"\n", b":END", n))
 
 
 async def repeat(n: int, action: Callable[[], Awaitable[object]]) -> list[float]:

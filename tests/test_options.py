@@ -297,13 +297,15 @@ def test_usage_text() -> None:
     '"' + "z " * (MB // 2),
     "-a " * (MB // 12),
 ])
-def test_one_megabyte_is_fast(code: str) -> None:
+def test_one_megabyte_takes_linear_time(code: str) -> None:
+    # Well under 1 s when every step is linear; one quadratic step would take minutes. The bound is
+    # loose so that a busy machine does not fail it (speed itself is for bench/).
     start = time.perf_counter()
     parse(code)
     newlines_outside_quotes(code)
     unescape_stdin(code)
     strip_exec_options(code)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 10.0
 
 
 def test_one_megabyte_token_survives_intact() -> None:

@@ -54,6 +54,13 @@ class Guest:
         assert got.replace(b"\r", b"") == b"\n", got
         return time.monotonic() - self.started
 
+    def log_with(self, text: str, timeout: float = 5) -> str:
+        """The log once it has ``text`` (some lines are written after the reply, by design)."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return log
+
     def send(self, *requests: Request, framing: Framing = Framing.V2023) -> None:
         data = b"".join(b"".join(encode_request(r, framing)) for r in requests)
         self.write(data)
@@ -156,7 +163,7 @@ def test_limits_reach_the_reply(guest: Guest) -> None:
 def test_log_has_one_line_per_request_event(guest: Guest) -> None:
     guest.send(sh("exit 3", "logged"))
     guest.results(1)
-    log = guest.log.read_text()
+    log = guest.log_with("serial: request logged lang=sh finished in")
     assert "serial: request logged lang=sh started" in log
     assert "serial: request logged lang=sh finished in" in log and "exit=3 killed=None" in log
 

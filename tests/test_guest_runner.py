@@ -281,6 +281,13 @@ def test_a_plain_command_line_runs_as_under_bash() -> None:
     assert "\nSHLVL=0\n" in direct.text and "\n_=/usr/bin/sh\n" in direct.text
 
 
+def test_an_argument_exec_cannot_carry_is_left_to_bash() -> None:
+    code = 'echo "[$1]"'
+    direct = run(request(code, cmdline="sh prog.sh", arguments="a\ud800b"))
+    via_bash = run(request(code, cmdline="sh 'prog.sh'", arguments="a\ud800b"))
+    assert direct.text == via_bash.text == "[a?b]\n"
+
+
 def test_what_bash_would_refuse_is_still_reported_by_bash() -> None:
     result = run(request("", cmdline="no-such-program prog.sh"))
     assert result.text == ("/bin/bash: line 1: no-such-program: command not found\n"

@@ -123,7 +123,8 @@ def _exec_as_bash_would(argv: list[str], env: Mapping[str, str]) -> None:
         return
     # bash counts itself in SHLVL, then uncounts the exec; `_` is the path it ran.
     bash_adds = {"PWD": os.getcwd(), "SHLVL": "0", "_": path}
-    with contextlib.suppress(OSError):  # e.g. a script without #!: bash runs it itself
+    # A script without #!, or text exec cannot carry (a lone surrogate): bash deals with it.
+    with contextlib.suppress(OSError, ValueError):
         os.execve(path, argv, {**env, **bash_adds})
 
 

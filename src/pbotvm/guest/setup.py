@@ -159,19 +159,14 @@ class File:
     mode: int
 
     def check(self, run: Runner) -> str | None:
-        target = run.root / self.path.lstrip("/")
-        try:
-            if target.read_text() == self.text and target.stat().st_mode & 0o777 == self.mode:
-                return None
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        return f"write {self.path}"
+        target = guest_install.in_root(run.root, self.path)
+        if guest_install.differs(target, self.text.encode(), self.mode):
+            return f"write {self.path}"
+        return None
 
     def apply(self, run: Runner) -> None:
-        target = run.root / self.path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(self.text)
-        target.chmod(self.mode)
+        guest_install.write(guest_install.in_root(run.root, self.path), self.text.encode(),
+                            self.mode)
 
 
 @dataclass(frozen=True)
@@ -181,7 +176,7 @@ class Link:
     title: str
 
     def check(self, run: Runner) -> str | None:
-        link = run.root / self.path.lstrip("/")
+        link = guest_install.in_root(run.root, self.path)
         if link.is_symlink() and os.readlink(link) == self.target:
             return None
         if link.exists() and not link.is_symlink():
@@ -190,7 +185,7 @@ class Link:
         return self.title
 
     def apply(self, run: Runner) -> None:
-        link = run.root / self.path.lstrip("/")
+        link = guest_install.in_root(run.root, self.path)
         link.parent.mkdir(parents=True, exist_ok=True)
         link.unlink(missing_ok=True)
         link.symlink_to(self.target)

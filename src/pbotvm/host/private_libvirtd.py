@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
+from pbotvm import procs
+from pbotvm.guest.setup import has_user
 from pbotvm.host.devices import LibvirtError, connect
 
 LIBVIRTD_CONF = """\
@@ -52,7 +53,7 @@ QEMU_USER = "libvirt-qemu"
 
 
 def with_user(passwd: str, group: str, name: str = QEMU_USER, uid: int = 64055) -> tuple[str, str]:
-    if any(line.split(":", 1)[0] == name for line in passwd.splitlines()):
+    if has_user(passwd, name):
         return passwd, group
     return (passwd.rstrip("\n") + f"\n{name}:x:{uid}:{uid}::/var/lib/libvirt:/usr/sbin/nologin\n",
             group.rstrip("\n") + f"\n{name}:x:{uid}:\n")
@@ -107,13 +108,8 @@ class PrivateLibvirtd:
                         dom.destroy()
             finally:
                 conn.close()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        if self._proc is not None:
+            procs.terminate(self._proc)
         self._proc = None
 
     def __enter__(self) -> PrivateLibvirtd:

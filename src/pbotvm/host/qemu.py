@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from pbotvm import procs
 from pbotvm.config import HostSettings, Machine
 from pbotvm.host.qmp import QMP, QMPError, loadvm, snapshot
 from pbotvm.host.transport import exchange
@@ -156,11 +157,7 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+    return procs.running(pid)
 
 
 def read_info(paths: VmPaths) -> VmInfo | None:

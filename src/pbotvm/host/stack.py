@@ -9,13 +9,14 @@ import json
 import os
 import random
 import shlex
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from pbotvm import procs
 
 BIN = Path(sys.executable).parent
 
@@ -147,15 +148,8 @@ class LocalStack:
 
     def stop_process(self, name: str) -> None:
         proc = self._procs.pop(name, None)
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            procs.terminate(proc)
 
     def stop(self) -> None:
         for name in ("vm-server", "ptyvm"):

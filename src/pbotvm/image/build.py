@@ -214,9 +214,8 @@ def install_guest_server(run: Runner, root: Path, repo: Path) -> None:
 
 def configure(run: Runner, root: Path) -> None:
     run(["chroot", str(root), "useradd", "-m", "-s", "/bin/bash", GUEST_USER], "useradd")
-    init = root / initramfs.GUEST_INIT.lstrip("/")
-    init.write_text(init_script())
-    init.chmod(0o755)
+    guest_install.write(guest_install.in_root(root, initramfs.GUEST_INIT),
+                        init_script().encode(), 0o755)
     (root / "etc/hostname").write_text(HOSTNAME + "\n")
     (root / "etc/fstab").write_text("# the initramfs mounts /dev/vda; pbotvm-init the rest\n")
 

@@ -58,13 +58,12 @@ class Payload:
     def changes(self, root: Path) -> list[str]:
         """Target paths that differ from the payload: missing, changed, or left over."""
         wrong = [path for path, data in self.files.items()
-                 if _read(root / path.lstrip("/")) != data
-                 or (root / path.lstrip("/")).stat().st_mode & 0o777 != self.modes[path]]
+                 if differs(in_root(root, path), data, self.modes[path])]
         return sorted([*wrong, *self.stale(root)])
 
     def stale(self, root: Path) -> list[str]:
         """Modules of an earlier copy that this one no longer has (never bytecode caches)."""
-        base = root / LIBDIR.lstrip("/")
+        base = in_root(root, LIBDIR)
         if not base.is_dir():
             return []
         present = {"/" + str(p.relative_to(root)) for p in base.rglob("*")
@@ -75,13 +74,11 @@ class Payload:
         """Make the target match; returns what changed (nothing on a second run)."""
         changed = self.changes(root)
         for path in changed:
-            target = root / path.lstrip("/")
-            if path not in self.files:
+            target = in_root(root, path)
+            if path in self.files:
+                write(target, self.files[path], self.modes[path])
+            else:
                 target.unlink()
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.files[path])
-            target.chmod(self.modes[path])
         return changed
 
 
@@ -97,6 +94,22 @@ def payload(repo: Path, python: str) -> Payload:
     files[LAUNCHER] = launcher(module, func, python).encode()
     modes[LAUNCHER] = 0o755
     return Payload(files, modes)
+
+
+def in_root(root: Path, path: str) -> Path:
+    """The target system's absolute ``path``, that system being mounted at ``root``."""
+    return root / path.lstrip("/")
+
+
+def differs(target: Path, data: bytes, mode: int) -> bool:
+    """Whether ``target`` is missing, or has other content or permissions."""
+    return _read(target) != data or target.stat().st_mode & 0o777 != mode
+
+
+def write(target: Path, data: bytes, mode: int) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    target.chmod(mode)
 
 
 def _read(path: Path) -> bytes | None:

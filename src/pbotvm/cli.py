@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,6 +98,15 @@ def demo(pty: bool) -> None:
     raise SystemExit(run_demo(pty))
 
 
+@contextlib.contextmanager
+def _one_line(*errors: type[Exception]) -> Iterator[None]:
+    """These errors, raised in the block, are the operator's one line of output."""
+    try:
+        yield
+    except errors as e:
+        raise click.ClickException(str(e)) from None
+
+
 @main.group()
 def image() -> None:
     """The guest disk image (Debian, built with debootstrap, cached)."""
@@ -112,10 +122,8 @@ def image_build(profile: str, force: bool) -> None:
     from pbotvm.image.build import BuildError, build
     from pbotvm.image.profiles import PROFILES
 
-    try:
+    with _one_line(BuildError):
         click.echo(build(PROFILES[profile], force=force).directory)
-    except BuildError as e:
-        raise click.ClickException(str(e)) from None
 
 
 profile_option = click.option(
@@ -137,10 +145,8 @@ def _vm_setup() -> tuple[VmPaths, Machine]:
     from pbotvm.config import ConfigError
     from pbotvm.host.qemu import vm_from_env
 
-    try:
+    with _one_line(ConfigError):
         return vm_from_env(os.environ)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
 
 
 @vm.command("up")
@@ -152,12 +158,10 @@ def vm_up(profile: str) -> None:
     from pbotvm.image.profiles import PROFILES
 
     paths, machine = _vm_setup()
-    try:
+    with _one_line(BuildError, QemuError):
         image = build(PROFILES[profile])
         info = asyncio.run(up(image, paths, machine, os.environ,
                               lambda line: click.echo(f"pbotvm vm: {line}", err=True)))
-    except (BuildError, QemuError) as e:
-        raise click.ClickException(str(e)) from None
     click.echo(f"up: pid {info.pid}, {info.accel}, serial {info.addr}:{info.serial}, heart "
                f"{info.heart}, boot {info.boot_seconds} s, savevm {info.savevm_seconds} s")
 
@@ -192,10 +196,8 @@ def vm_revert() -> None:
     from pbotvm.host.qemu import QemuError, revert
 
     paths, _ = _vm_setup()
-    try:
+    with _one_line(QemuError):
         click.echo(f"reverted in {asyncio.run(revert(paths)):.3f} s")
-    except QemuError as e:
-        raise click.ClickException(str(e)) from None
 
 
 @main.group()
@@ -211,10 +213,8 @@ def _libvirt_setup() -> tuple[DomainPaths, Machine, HostSettings]:
     from pbotvm.config import ConfigError
     from pbotvm.host.libvirt_domain import state_paths
 
-    try:
+    with _one_line(ConfigError):
         return state_paths(os.environ)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
 
 
 @libvirt.command("up")
@@ -227,12 +227,10 @@ def libvirt_up(profile: str) -> None:
     from pbotvm.image.profiles import PROFILES
 
     paths, machine, settings = _libvirt_setup()
-    try:
+    with _one_line(BuildError, LibvirtError):
         image = build(PROFILES[profile])
         info = asyncio.run(up(image, settings, machine, paths, os.environ,
                               lambda line: click.echo(f"pbotvm libvirt: {line}", err=True)))
-    except (BuildError, LibvirtError) as e:
-        raise click.ClickException(str(e)) from None
     click.echo(f"up: domain {machine.domain} on {settings.libvirt_uri}, serial "
                f"{machine.addr}:{machine.serial}, heart {machine.heart}, boot "
                f"{info.boot_seconds} s, snapshot {info.snapshot_seconds} s")
@@ -244,11 +242,9 @@ def libvirt_down() -> None:
     from pbotvm.host.libvirt_domain import LibvirtError, down
 
     paths, machine, settings = _libvirt_setup()
-    try:
+    with _one_line(LibvirtError):
         click.echo("removed" if down(settings.libvirt_uri, machine.domain, paths)
                    else "not defined")
-    except LibvirtError as e:
-        raise click.ClickException(str(e)) from None
 
 
 @libvirt.command("revert")
@@ -262,10 +258,8 @@ def libvirt_revert(slow: bool) -> None:
 
     _, machine, settings = _libvirt_setup()
     start = time.monotonic()
-    try:
+    with _one_line(LibvirtError):
         how = revert(settings.libvirt_uri, machine.domain, settings.snapshot, fast=not slow)
-    except LibvirtError as e:
-        raise click.ClickException(str(e)) from None
     click.echo(f"reverted with {how} in {time.monotonic() - start:.3f} s")
 
 
@@ -282,7 +276,7 @@ def _add_devices(which: str) -> None:
     from pbotvm.config import ConfigError, HostSettings
     from pbotvm.host import devices as dev
 
-    try:
+    with _one_line(ConfigError, dev.LibvirtError):
         settings = HostSettings.from_env(os.environ)
         machine = settings.machines.resolve()
         wanted = []
@@ -294,8 +288,6 @@ def _add_devices(which: str) -> None:
                 click.echo(f"note: {note}", err=True)
         for line in dev.add(settings.libvirt_uri, machine.domain, wanted):
             click.echo(f"{machine.domain}: {line}")
-    except (ConfigError, dev.LibvirtError) as e:
-        raise click.ClickException(str(e)) from None
 
 
 @devices.command("add-serials")

@@ -1,7 +1,7 @@
 """The guest's execution of one request, with real processes (as root, dropping to `vm`).
 
-Requests go through ``supervisor.run`` as in the server: a forked root supervisor runs them,
-so the test process itself never becomes a subreaper.
+Requests go through ``supervisor.Supervisors`` as in the server: a forked root supervisor runs
+them, so the test process itself never becomes a subreaper.
 """
 
 import asyncio
@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import pwd
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from pbotvm.guest.runner import (
     user_environment,
 )
 from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture, Limits
+from pbotvm.procs import running as alive
 from pbotvm.protocol import Request, Result
 
 LANGS = {
@@ -42,8 +44,16 @@ def request(code: str, lang: str = "sh", **kw: object) -> Request:
     return Request(lang=lang, code=code, **fields)
 
 
+async def run_once(req: Request, settings: RunSettings | None = None) -> Result:
+    supervisors = supervisor.Supervisors(settings or RunSettings())
+    try:
+        return await supervisors.run(req)
+    finally:
+        await supervisors.aclose()
+
+
 def run(req: Request, settings: RunSettings | None = None) -> Result:
-    return asyncio.run(supervisor.run(req, settings or RunSettings()))
+    return asyncio.run(run_once(req, settings))
 
 
 def text(code: str, lang: str = "sh", **kw: object) -> str:
@@ -199,20 +209,12 @@ print(os.read(r, 100).decode())
 """
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_daemons_are_killed_but_not_other_requests() -> None:
     async def scenario() -> tuple[Result, Result]:
-        other = asyncio.create_task(supervisor.run(
-            request("sleep 2; echo other survived", id="other"), RunSettings()))
+        other = asyncio.create_task(run_once(request("sleep 2; echo other survived",
+                                                     id="other")))
         await asyncio.sleep(0.5)
-        daemon = await supervisor.run(request(DAEMON, "python3", id="daemon"), RunSettings())
+        daemon = await run_once(request(DAEMON, "python3", id="daemon"))
         return daemon, await other
 
     daemon, other = asyncio.run(scenario())
@@ -311,3 +313,56 @@ def test_sandbox_execs_argv_itself_and_falls_back_to_bash() -> None:
         assert pool.submit(_sandbox_output, b"echo bash", ["printf", "argv"]).result() == b"argv"
         assert pool.submit(_sandbox_output, b"echo bash", ["no-such"]).result() == b"bash\n"
         assert pool.submit(_sandbox_output, b"echo bash", None).result() == b"bash\n"
+
+
+def test_a_spare_supervisor_forked_ahead_runs_the_next_request() -> None:
+    async def scenario() -> tuple[int | None, str, int | None, str]:
+        supervisors = supervisor.Supervisors(RunSettings())
+        try:
+            supervisors.prepare()
+            spare = supervisors.spare_pid
+            # The program's parent is its supervisor (sh is exec'd without bash).
+            first = await supervisors.run(request("echo $PPID"))
+            after = supervisors.spare_pid
+            second = await supervisors.run(request("echo $PPID"))
+            return spare, first.text, after, second.text
+        finally:
+            await supervisors.aclose()
+
+    spare, first, after, second = asyncio.run(scenario())
+    assert spare is not None
+    assert first == f"{spare}\n"
+    assert after is None  # taken; the server prepares the next once the reply is out
+    assert second.strip().isdigit() and second != first
+    assert not alive(spare)
+
+
+def test_a_spare_that_died_is_replaced_and_nothing_is_left() -> None:
+    async def scenario() -> tuple[int, Result]:
+        supervisors = supervisor.Supervisors(RunSettings())
+        try:
+            supervisors.prepare()
+            spare = supervisors.spare_pid
+            assert spare is not None
+            os.kill(spare, signal.SIGKILL)
+            while alive(spare):  # dead but not reaped: its pipe is closed
+                await asyncio.sleep(0.01)
+            return spare, await supervisors.run(request("echo hello"))
+        finally:
+            await supervisors.aclose()
+
+    spare, result = asyncio.run(scenario())
+    assert result.text == "hello\n"
+    assert not os.path.exists(f"/proc/{spare}")  # reaped, not a zombie
+
+
+def test_closing_lets_an_idle_spare_go() -> None:
+    async def scenario() -> int:
+        supervisors = supervisor.Supervisors(RunSettings())
+        supervisors.prepare()
+        spare = supervisors.spare_pid
+        assert spare is not None and alive(spare)
+        await asyncio.wait_for(supervisors.aclose(), 5)
+        return spare
+
+    assert not os.path.exists(f"/proc/{asyncio.run(scenario())}")

@@ -17,6 +17,7 @@ import pytest
 
 from pbotvm.guest import server, vsock
 from pbotvm.guest.runner import RunSettings
+from pbotvm.procs import running
 from pbotvm.protocol import END_2023, Framing, Request, encode_request
 
 GUEST_SERVER = str(Path(sys.executable).with_name("guest-server"))
@@ -254,3 +255,37 @@ def test_health_text() -> None:
     assert text == b"guest-server alive; load 0.50 0.25 0.10; memory available 817 MiB\r\n:END\r\n"
     assert health_text("", "").startswith(b"guest-server alive; load unknown; memory available "
                                           b"unknown\r\n")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _new_child(pid: int, old: set[int], timeout: float = 5) -> int:
+    """The one child of ``pid``, once the ``old`` ones are gone."""
+    deadline = time.monotonic() + timeout
+    while (len(children := _children(pid)) != 1 or children[0] in old) \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(children) == 1 and children[0] not in old, children
+    return children[0]
+
+
+def test_each_request_runs_in_a_supervisor_forked_before_it_came(tmp_path: Path) -> None:
+    g = Guest(tmp_path / "guest.log")
+    try:
+        g.beat(5)
+        used: set[int] = set()
+        for rid in ("first", "second"):
+            spare = _new_child(g.proc.pid, used)  # idle, waiting for the request
+            g.send(sh("echo $PPID", rid))  # the program's parent is its supervisor
+            assert g.results(1) == [{"result": f"{spare}\n", "id": rid, "exit": 0}]
+            used.add(spare)
+        last = _new_child(g.proc.pid, used)
+    finally:
+        g.close()
+    # The server's end of the spare's request pipe closed with it: the spare exits too.
+    deadline = time.monotonic() + 5
+    while running(last) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not running(last)

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import socket
 
+from pbotvm.guest import fdio
 from pbotvm.guest.serial_line import Answer
 from pbotvm.protocol import RequestDecoder, encode_result
 
@@ -69,7 +70,9 @@ async def handle(conn: socket.socket, answer: Answer, via: str) -> None:
                     return
                 items = decoder.feed(data)
             result = await answer(items[0], via)
-            await asyncio.wait_for(loop.sock_sendall(conn, encode_result(result)), IDLE_TIMEOUT)
+            # Written at once, without a turn of the loop: the server forks the next
+            # supervisor as soon as this task yields.
+            await fdio.write_all(conn.fileno(), encode_result(result), IDLE_TIMEOUT)
         except (OSError, TimeoutError) as e:
             log.warning("%s: %s", via, e or "idle time-out")
         with contextlib.suppress(OSError):

@@ -366,3 +366,12 @@ def test_closing_lets_an_idle_spare_go() -> None:
         return spare
 
     assert not os.path.exists(f"/proc/{asyncio.run(scenario())}")
+
+
+def test_a_supervisor_that_fails_gets_a_fatal_error_answer(tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    result = run(request("echo never", persist_key="k"),
+                 RunSettings(persist_root=not_a_directory))
+    assert result == Result(text="[Fatal error: the guest could not run the request]\n",
+                            id=None)

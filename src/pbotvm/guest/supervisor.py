@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import os
 import pickle
@@ -34,7 +33,7 @@ HANDOVER_STALL = 30.0  # seconds a supervisor may take nothing of its request
 class _Supervisor:
     pid: int
     request_w: int  # the request goes in, pickled (self-delimiting: no end-of-file needed)
-    result_r: int  # the result comes out as JSON, up to end of file
+    result_r: int  # the result comes out, pickled, up to end of file
 
 
 class Supervisors:
@@ -75,7 +74,7 @@ class Supervisors:
         if self._spare is not None:
             os.close(self._spare.request_w)
             os.close(self._spare.result_r)
-            self._reap_later(self._spare.pid, None)
+            self._reap_later(self._spare.pid, "idle spare")
             self._spare = None
         await asyncio.gather(*self._reaping)
 
@@ -90,28 +89,26 @@ class Supervisors:
                 raise
             finally:
                 os.close(supervisor.request_w)
-                self._reap_later(supervisor.pid, request.id)
+                self._reap_later(supervisor.pid, f"request {request.id}")
             payload = await fdio.read_to_end(supervisor.result_r)
         finally:
             os.close(supervisor.result_r)
         try:
-            obj = json.loads(payload)
-            return Result(text=obj["result"], id=request.id, exit=obj.get("exit"),
-                          killed=obj.get("killed"))
-        except (ValueError, KeyError, TypeError):
-            # Its exit status is logged once it is reaped.
+            return pickle.loads(payload)
+        except (pickle.UnpicklingError, EOFError):
+            # It died before its result was whole; its exit status is logged once it is reaped.
             return Result(text="[Fatal error: the guest could not run the request]\n",
                           id=request.id)
 
-    def _reap_later(self, pid: int, request_id: str | None) -> None:
+    def _reap_later(self, pid: int, what: str) -> None:
         # The reply need not wait for the supervisor's exit (~7 ms under TCG): its result
         # is complete once its pipe closes.
-        task = asyncio.get_running_loop().create_task(_reap(pid, request_id))
+        task = asyncio.get_running_loop().create_task(_reap(pid, what))
         self._reaping.add(task)
         task.add_done_callback(self._reaping.discard)
 
 
-async def _reap(pid: int, request_id: str | None) -> None:
+async def _reap(pid: int, what: str) -> None:
     pidfd = os.pidfd_open(pid)
     try:
         await fdio.wait_readable(pidfd)
@@ -119,8 +116,7 @@ async def _reap(pid: int, request_id: str | None) -> None:
         os.close(pidfd)
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if code:
-        log.error("request %s: supervisor %d failed (status %d)", request_id or "(none yet)",
-                  pid, code)
+        log.error("%s: supervisor %d failed (status %d)", what, pid, code)
 
 
 def _fork(settings: runner.RunSettings) -> _Supervisor:
@@ -151,7 +147,7 @@ def _supervise(settings: runner.RunSettings, request_r: int, result_w: int) -> N
             request = pickle.load(requests)  # a spare waits here, idle, for its request
         result = runner.run_request(request, settings)
         with os.fdopen(result_w, "wb") as out:
-            out.write(json.dumps(result.to_json()).encode())
+            out.write(pickle.dumps(result))
         code = 0
     except EOFError:
         code = 0  # the server closed (or exited) before it had a request for us

@@ -43,19 +43,17 @@ async def round_trips(machine: Machine, port: int, message: bytes, last_line: by
     apart (an idle guest, as requests from IRC find it: its vCPU halted, every thread on the
     way asleep)."""
     reader, writer = await open_serial(machine.addr, port)
-    samples = []
+
+    async def round_trip() -> None:
+        writer.write(message)
+        await writer.drain()
+        while (await reader.readline()).strip() != last_line:
+            pass
+
     try:
-        for _ in range(n):
-            await asyncio.sleep(gap)
-            start = time.perf_counter()
-            writer.write(message)
-            await writer.drain()
-            while (await reader.readline()).strip() != last_line:
-                pass
-            samples.append(time.perf_counter() - start)
+        return await repeat(n, round_trip, gap)
     finally:
         writer.close()
-    return samples
 
 
 async def serial_rtts(machine: Machine, n: int) -> None:

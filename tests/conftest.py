@@ -1,11 +1,24 @@
 import os
 import pwd
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from pbotvm.host.stack import LocalStack
+
+T = TypeVar("T")
+
+
+def until(condition: Callable[[], T], timeout: float, interval: float = 0.02) -> T:
+    """Poll ``condition`` until it returns a true value, or ``timeout`` seconds have passed;
+    returns its last value (false on time-out)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return value
 
 
 def pytest_configure(config: pytest.Config) -> None:

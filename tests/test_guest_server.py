@@ -19,6 +19,7 @@ from pbotvm.guest import server, vsock
 from pbotvm.guest.runner import RunSettings
 from pbotvm.procs import running
 from pbotvm.protocol import END_2023, Framing, Request, encode_request
+from tests.conftest import until
 
 GUEST_SERVER = str(Path(sys.executable).with_name("guest-server"))
 
@@ -57,10 +58,8 @@ class Guest:
 
     def log_with(self, text: str, timeout: float = 5) -> str:
         """The log once it has ``text`` (some lines are written after the reply, by design)."""
-        deadline = time.monotonic() + timeout
-        while text not in (log := self.log.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return log
+        until(lambda: text in self.log.read_text(), timeout)
+        return self.log.read_text()
 
     def send(self, *requests: Request, framing: Framing = Framing.V2023) -> None:
         data = b"".join(b"".join(encode_request(r, framing)) for r in requests)
@@ -263,12 +262,13 @@ def _children(pid: int) -> list[int]:
 
 def _new_child(pid: int, old: set[int], timeout: float = 5) -> int:
     """The one child of ``pid``, once the ``old`` ones are gone."""
-    deadline = time.monotonic() + timeout
-    while (len(children := _children(pid)) != 1 or children[0] in old) \
-            and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert len(children) == 1 and children[0] not in old, children
-    return children[0]
+    def new_child() -> int | None:
+        children = _children(pid)
+        return children[0] if len(children) == 1 and children[0] not in old else None
+
+    child = until(new_child, timeout)
+    assert child is not None, _children(pid)
+    return child
 
 
 def test_each_request_runs_in_a_supervisor_forked_before_it_came(tmp_path: Path) -> None:
@@ -285,7 +285,4 @@ def test_each_request_runs_in_a_supervisor_forked_before_it_came(tmp_path: Path)
     finally:
         g.close()
     # The server's end of the spare's request pipe closed with it: the spare exits too.
-    deadline = time.monotonic() + 5
-    while running(last) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not running(last)
+    assert until(lambda: not running(last), 5)

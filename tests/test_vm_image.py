@@ -15,6 +15,7 @@ from pbotvm.host.qmp import QMP, QMPError, loadvm
 from pbotvm.image import build, initramfs
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
 from pbotvm.image.profiles import FULL, MINIMAL
+from tests.conftest import until
 
 
 def test_missing_tools_names_each_tool_and_its_package() -> None:
@@ -159,13 +160,9 @@ def test_host_commands_are_not_guest_sources() -> None:
 
 def test_a_zombie_qemu_counts_as_dead() -> None:
     import subprocess
-    import time
 
     proc = subprocess.Popen(["sleep", "30"])
     assert qemu.pid_alive(proc.pid)
     proc.kill()
-    deadline = time.monotonic() + 5
-    while qemu.pid_alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not qemu.pid_alive(proc.pid)  # killed, not yet reaped: a zombie
+    assert until(lambda: not qemu.pid_alive(proc.pid), 5)  # killed, not yet reaped: a zombie
     proc.wait()

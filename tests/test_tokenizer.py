@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from pbotvm.tokenizer import split_line, split_line_sh, token_spans
+from pbotvm.tokenizer import split_line, token_spans
 
 MB = 1 << 20
 
@@ -29,50 +29,6 @@ def test_2023_split_line_matches_the_spec_table(line: str, opts: dict[str, bool]
     assert split_line(line, **opts) == tokens
 
 
-@pytest.mark.parametrize(("line", "opts", "tokens"), [
-    ("", {}, []),
-    ("    ", {}, []),
-    ("don't stop", {}, ["don't", "stop"]),  # a quote after a letter is an ordinary character
-    ("a\tb\nc d", {}, ["a\tb\nc", "d"]),  # only the space separates
-    ('x="a b" y', {}, ['x="a b"', "y"]),  # opens after '='
-    ('x = "a b"; y', {}, ["x", "=", '"a b"', ";", "y"]),  # closes before ';', which starts a token
-    ('echo "" x', {"strip_quotes": True}, ["echo", "", "x"]),  # an empty quote is still a token
-    ("'it''s'", {}, ["'it''s'"]),
-    ("a\\", {}, ["a"]),  # a lone trailing backslash is dropped
-    ('echo "abc\\', {}, ["echo", '\\"abc']),  # the Perl rescan put the pending escape on the quote
-    ('a "b\\" c"', {}, ["a", '"b\\" c"']),
-    ("echo 'héllo wörld' 😀", {"strip_quotes": True}, ["echo", "héllo wörld", "😀"]),
-    ("a   b", {"keep_spaces": True}, ["a", "  b"]),
-])
-def test_2023_split_line_edge_cases(line: str, opts: dict[str, bool], tokens: list[str]) -> None:
-    assert split_line(line, **opts) == tokens
-
-
-@pytest.mark.parametrize(("line", "opts", "tokens"), [
-    ("", {}, []),
-    ("   ", {}, [""]),
-    ('echo "a".txt', {}, ["echo", '"a".txt']),  # a quote does not end its word
-    ('echo a"b c"d', {}, ["echo", 'a"b c"d']),  # and opens anywhere
-    ("a\tb\nc  d", {}, ["a", "b", "c", "d"]),
-    ("a\\ b", {}, ["a b"]),  # escapes are not preserved by default
-    ("a\\ b", {"preserve_escapes": True}, ["a\\ b"]),
-    ('"a b"c', {"strip_quotes": True}, ["a bc"]),
-    ("it's here", {}, ["it's", "here"]),  # unbalanced: an ordinary character
-    ("a \\", {}, ["a\\"]),  # the trailing backslash is kept (and glued on, as in HEAD)
-    ("a, b,c", {"strip_commas": True}, ["a", "b", "c"]),
-    ("a   b", {"keep_spaces": True}, ["a  ", "b"]),
-    ("x\n  y", {"keep_spaces": True}, ["x\n  ", "y"]),
-])
-def test_head_split_line_sh(line: str, opts: dict[str, bool], tokens: list[str]) -> None:
-    assert split_line_sh(line, **opts) == tokens
-
-
-def test_head_keep_spaces_join_restores_indentation() -> None:
-    code = "if x:\n    if y:\n        z = 'a  b'"
-    joined = " ".join(split_line_sh(code, keep_spaces=True, preserve_escapes=True))
-    assert joined.replace("\n ", "\n") == code  # what HEAD's vm-exec does with the tokens
-
-
 @pytest.mark.parametrize(("line", "words"), [
     ("", []),
     (" \t\n ", []),
@@ -94,13 +50,13 @@ def _fast(function: object, text: str, limit: float) -> None:
     assert time.perf_counter() - start < limit
 
 
-@pytest.mark.parametrize("function", [split_line, split_line_sh, token_spans])
+@pytest.mark.parametrize("function", [split_line, token_spans])
 def test_one_megabyte_token_is_fast(function: object) -> None:
     _fast(function, "x" * MB, 0.3)
     _fast(function, '"' + "y" * MB, 0.3)  # one unbalanced quote: no rescan
 
 
-@pytest.mark.parametrize("function", [split_line, split_line_sh, token_spans])
+@pytest.mark.parametrize("function", [split_line, token_spans])
 @pytest.mark.parametrize("text", [
     '"a"b ' * 50_000,  # 2023: every quote opens and none closes (the Perl rescanned each)
     "\"'" * 125_000,  # HEAD: alternating unbalanced quotes

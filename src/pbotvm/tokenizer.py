@@ -1,16 +1,16 @@
 """SplitLine: the original's way of cutting a line of user text into quoted tokens.
 
-Three scanners share the quoting rules of the Perl original (a backslash escapes the next
+Two scanners share the quoting rules of the Perl original (a backslash escapes the next
 character everywhere, inside quotes too; an unbalanced quote is an ordinary character):
 
 * ``split_line``: the 2023 tokenizer, the documented original (spec edit.md §7). A quote opens
   only after whitespace or one of ``: { ( [ . + =`` and closes only before the end,
   whitespace or one of ``, : ; } ) [ ] . + =``; the closing quote ends the token. Only the
   space character separates tokens.
-* ``split_line_sh``: upstream HEAD's sh-like rewrite. A quote opens anywhere and closes at the
-  next matching quote; space, tab and newline separate tokens.
-* ``token_spans``: HEAD's token boundaries as offsets into the line, so a caller can cut
-  options out of code without re-joining (and so re-spacing) what it keeps.
+* ``token_spans``: the token boundaries of upstream HEAD's sh-like rewrite (a quote opens
+  anywhere and closes at the next matching quote; space, tab and newline separate tokens), as
+  offsets into the line, so a caller can cut options out of code without re-joining (and so
+  re-spacing) what it keeps.
 
 The Perl rescanned the line from an unbalanced quote, which is quadratic on hostile input.
 Here the position of each quote's closer is looked up instead; the tokens are the same, and
@@ -34,7 +34,6 @@ _SH_SEPARATORS = " \t\n"
 
 _SPECIAL_2023 = re.compile(r"[\\'\" ]")
 _SPECIAL_SH = re.compile(r"[\\'\" \t\n]")
-_SPECIAL_SH_COMMAS = re.compile(r"[\\'\" \t\n,]")
 _ESCAPE_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _SPACE_RUN = re.compile(r" +")
 
@@ -144,111 +143,6 @@ def split_line(
             i = close + 1
     flush()
     return tokens
-
-
-def split_line_sh(
-    line: str, *, strip_quotes: bool = False, keep_spaces: bool = False,
-    preserve_escapes: bool = False, strip_commas: bool = False,
-) -> list[str]:
-    """HEAD's sh-like SplitLine, quirks included.
-
-    With keep_spaces, every separator but the first space of a run stays at the end of the
-    token before it (so joining with single spaces restores the text, give or take a space
-    next to a newline or tab). A blank line gives ``[""]``, an empty one ``[]``; a trailing
-    lone backslash is kept. strip_commas makes unquoted commas separators.
-    """
-    if not line:
-        return []
-    n = len(line)
-    closers = _Closers(line, lambda _pos: True)
-    carry = _escaped(line, n)  # see split_line
-    special = _SPECIAL_SH_COMMAS if strip_commas else _SPECIAL_SH
-    tokens: list[str] = []
-    token: list[str] = []
-    pending = False  # a separator was seen: the next character starts a new token
-    seen = False  # a non-separator character was seen; separators before it start nothing
-    ignore_quote = False
-    i = 0
-
-    def start_token() -> None:
-        nonlocal pending
-        if pending:
-            tokens.append("".join(token))
-            token.clear()
-            pending = False
-
-    while i < n:
-        match = special.search(line, i)
-        end = n if match is None else match.start()
-        if end > i:
-            start_token()
-            seen = True
-            token.append(line[i:end])
-            i = end
-            continue
-        ch = line[i]
-        if ch == "\\":
-            seen = True
-            if i + 1 == n:
-                token.append("\\")  # kept, and glued to the token before even after a space
-                break
-            start_token()
-            token.append(line[i : i + 2] if preserve_escapes else line[i + 1])
-            i += 2
-        elif ch in _QUOTES:
-            seen = True
-            start_token()
-            i += 1
-            if ignore_quote:
-                token.append(ch)
-                ignore_quote = False
-                continue
-            close = closers.find(ch, i)
-            if close is None:
-                if carry:
-                    token.append("\\" + ch if preserve_escapes else ch)
-                    ignore_quote = True
-                else:
-                    token.append(ch)
-                continue
-            body = _unescape(line[i:close], preserve_escapes)
-            token.append(body if strip_quotes else ch + body + ch)
-            i = close + 1
-        else:
-            i, starts_token = _separator_run(line, i, token, seen, keep_spaces, strip_commas)
-            pending = pending or starts_token
-    tokens.append("".join(token))
-    return tokens
-
-
-def _separator_run(
-    line: str, i: int, token: list[str], seen: bool, keep_spaces: bool, strip_commas: bool,
-) -> tuple[int, bool]:
-    """Consume the run of separators at ``i``: where it ends, and whether a token starts next.
-
-    The first space of a run is dropped (a join puts it back); with keep_spaces the other
-    separators are kept, except commas. A lone ``,`` token does not end at a separator.
-    """
-    separators = _SH_SEPARATORS + ("," if strip_commas else "")
-    end = i
-    while end < len(line) and line[end] in separators:
-        end += 1
-    if not strip_commas:
-        if keep_spaces:
-            token.append(line[i + 1 : end] if line[i] == " " else line[i:end])
-        return end, seen
-    is_comma = "".join(token) == ","
-    starts = False
-    spaces = 0
-    for ch in line[i:end]:
-        spaces = spaces + 1 if ch == " " else 1
-        if keep_spaces and (spaces > 1 or ch in "\n\t"):
-            token.append(ch)
-            is_comma = False
-            if spaces > 1:
-                continue
-        starts = starts or (seen and not is_comma)
-    return end, starts
 
 
 def token_spans(line: str) -> list[tuple[int, int]]:

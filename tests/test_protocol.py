@@ -1,4 +1,5 @@
 import json
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from pbotvm.protocol import (
 )
 
 
-def request(code: str = "echo hi", **kw: object) -> Request:
+def request(code: str = "echo hi", **kw: Any) -> Request:
     return Request(lang="sh", sourcefile="prog.sh", execfile="prog.sh", cmdline="sh prog.sh",
                    code=code, input="", arguments="", date=1795901501, **kw)
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pbotvm.guest import distro, setup, units
-from pbotvm.guest.distro import Distro, Family
-from pbotvm.image import guest_install
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
 from pbotvm.image.profiles import FULL, MINIMAL
+from pbotvm.provision import distro, units
+from pbotvm.provision import payload as guest_install
+from pbotvm.provision import setup_guest as setup
+from pbotvm.provision.distro import Distro, Family
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "guest" / "setup-guest"
@@ -75,8 +76,10 @@ def test_every_profile_package_has_a_name_on_each_family() -> None:
     wanted = setup.package_names(FULL)
     for family in (Family.FEDORA, Family.SUSE):
         _, unavailable = distro.native_packages(Distro("x", family), wanted)
-        # The only gap is the unversioned ``python`` command, which openSUSE does not have.
-        assert unavailable == ([] if family is Family.FEDORA else ["python-is-python3"])
+        # The only gaps are openSUSE's: its Brainfuck interpreter is not beef, and it has no
+        # unversioned ``python`` command.
+        assert unavailable == ([] if family is Family.FEDORA
+                               else ["beef", "python-is-python3"])
 
 
 def test_debian_names_come_from_the_profile_without_the_image_only_packages() -> None:
@@ -162,40 +165,6 @@ def test_network_off_script_keeps_loopback(tmp_path: Path) -> None:
     assert (log.read_text().splitlines() if log.exists() else []) == expected
 
 
-def test_entry_point_and_launcher() -> None:
-    pyproject = '[project.scripts]\nguest-server = "pbotvm.guest.server:main"\npbotvm = "x:y"\n'
-    assert guest_install.entry_point(pyproject) == ("pbotvm.guest.server", "main")
-    text = guest_install.launcher("pbotvm.guest.server", "main", "/usr/bin/python3.11")
-    assert text.startswith("#!/usr/bin/python3.11\n")
-    assert "sys.path.insert(0, '/usr/local/lib/pbotvm')" in text
-    with pytest.raises(guest_install.InstallError):
-        guest_install.entry_point(pyproject, "vm-server")
-
-
-def test_payload_is_the_guest_code_and_syncs(tmp_path: Path) -> None:
-    payload = guest_install.payload(REPO, "/usr/bin/python3")
-    lib = guest_install.LIBDIR
-    assert f"{lib}/pbotvm/guest/server.py" in payload.files
-    assert not any("/host/" in p for p in payload.files)
-    assert payload.install(tmp_path) == sorted(payload.files)
-    assert payload.install(tmp_path) == []
-    stale = tmp_path / lib.lstrip("/") / "pbotvm/guest/gone.py"
-    stale.write_text("")
-    cache = tmp_path / lib.lstrip("/") / "pbotvm/__pycache__/x.pyc"
-    cache.parent.mkdir()
-    cache.write_text("")
-    (tmp_path / guest_install.LAUNCHER.lstrip("/")).chmod(0o644)
-    assert payload.install(tmp_path) == sorted([guest_install.LAUNCHER,
-                                                f"{lib}/pbotvm/guest/gone.py"])
-    assert not stale.exists() and cache.exists()
-    # The copied tree is complete: guest-server imports from it alone.
-    probe = (f"import sys; sys.path.insert(0, {str(tmp_path / lib.lstrip('/'))!r}); "
-             "import pbotvm.guest.server as s; print(s.__file__)")
-    out = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.startswith(str(tmp_path))
-
-
 def plan_for(family: Family | None, packages: bool = True,
              managers: tuple[str, ...] = ()) -> setup.Plan:
     options = setup.Options(Path("/r"), MINIMAL, packages, dry_run=False)
@@ -268,6 +237,7 @@ def tree(root: Path) -> dict[str, tuple[int, int, str]]:
             for p in sorted(root.rglob("*"))}
 
 
+@pytest.mark.root
 def test_real_run_into_a_fake_root_is_idempotent(tmp_path: Path) -> None:
     root = fake_root(tmp_path, FEDORA_40)
     dry = run_setup("--root", str(root), "--no-packages", "--dry-run")
@@ -302,6 +272,7 @@ def test_real_run_into_a_fake_root_is_idempotent(tmp_path: Path) -> None:
     assert tree(root) == before
 
 
+@pytest.mark.root
 def test_failures_are_one_line(tmp_path: Path) -> None:
     missing = run_setup("--root", str(tmp_path / "nope"), "--no-packages")
     assert (missing.returncode, missing.stderr) == \

@@ -13,6 +13,8 @@ import pytest
 from pbotvm.host.stack import LocalStack
 from pbotvm.protocol import Framing, Request, encode_request
 
+pytestmark = pytest.mark.root
+
 
 def test_sh(stack: LocalStack) -> None:
     assert stack.ask("-lang=sh echo hello world") == "hello world"
@@ -159,7 +161,7 @@ def test_two_requests_queued_on_the_serial_line(stack: LocalStack) -> None:
     with socket.create_connection(("127.0.0.1", stack.serial)) as s:
         s.settimeout(10)
         s.sendall(data)
-        lines = []
+        lines: list[bytes] = []
         f = s.makefile("rb")
         while len([x for x in lines if x == b"result:end"]) < 2:
             lines.append(f.readline().rstrip(b"\r\n"))

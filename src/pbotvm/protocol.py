@@ -24,6 +24,8 @@ CHUNK_2023 = 16383
 CHUNK_HEAD = 4000  # stays under the 4096-byte canonical tty line limit
 RESULT_PREFIX = b"result:"
 RESULT_END = b"result:end"
+# What a reply starts with when a time limit stopped the program (the guest's or the host's).
+TIMED_OUT = "[Timed-out]"
 
 # `:end:` alone on its line (whitespace allowed), as the original guest matched it.
 _END_RE = re.compile(rb"(?:^|\n)[ \t\r]*:end:[ \t\r]*(?:\n|$)")

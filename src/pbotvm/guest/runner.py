@@ -1,35 +1,32 @@
-"""Run one request the way the original's ``_default`` language module did, and turn what
+"""Run one request the way the original's guest language modules did, and turn what
 happened into the result text (the original's output rules, §8.4/§8.5 of the spec).
 
-Most languages run their command line as the program. The compiled ones (the original's
-guest ``_c_base`` family) compile with it, then run the program; the gdb driver and the C
-output filters come with the C-family work.
+The language table says how (``langspec.RunMode``): most languages run their command line
+as the program; the compiled ones compile with it, then run the program. A language the
+table does not know runs its command line, as the original's ``_default`` module did.
 """
 
 from __future__ import annotations
 
 import pwd
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pbotvm import langspec
 from pbotvm.config import DEFAULT_OUTPUT_LIMIT
-from pbotvm.guest import sandbox, workdir
+from pbotvm.guest import java, sandbox, shell_shim, workdir
 from pbotvm.guest.plain_command import plain_argv
 from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture, Limits, Outcome
-from pbotvm.protocol import Request, Result
+from pbotvm.protocol import TIMED_OUT, Request, Result
 from pbotvm.text import cap_output, decode_text, truncation_marker
 from pbotvm.tokenizer import split_line
 
-PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
-TIMED_OUT = "[Timed-out]"
+PATH = f"{shell_shim.SHIM_DIR}:/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
 CPU_KILLED = "[Killed: CPU time limit exceeded]"
 # Room kept below the output limit for the truncation line and the status suffix, so the
 # whole text fits the limit and the host has no reason to cut it again.
 _RESERVE = 128
-# The original's guest modules derived from _c_base; "c++"/"clang++" only compiled there.
-COMPILED = frozenset({"c11", "c2x", "c89", "c99", "clang", "clang11", "clang2x", "clang89",
-                      "clang99", "clangpp", "clang++", "cpp", "c++", "freebasic", "qbasic",
-                      "haskell"})
 
 
 @dataclass(frozen=True)
@@ -110,6 +107,16 @@ def to_result(request: Request, outcome: Outcome, limit: int) -> Result:
     return Result(text=text, id=request.id, exit=outcome.status, killed=outcome.killed)
 
 
+def missing_toolchain(spec: langspec.LangSpec) -> str | None:
+    """One line naming what to install, when the language's program is not on the PATH."""
+    program = spec.toolchain.program
+    if shutil.which(program, path=PATH) is not None:
+        return None
+    where = (f"the Debian package {spec.toolchain.package} has it; setup-guest --profile full "
+             "installs it" if spec.toolchain.package else "Debian does not package it")
+    return f"[{spec.display} is not installed in this guest: no {program!r} ({where})]\n"
+
+
 def run_request(request: Request, settings: RunSettings) -> Result:
     """Blocking; runs as root inside the request's supervisor process."""
     try:
@@ -122,7 +129,15 @@ def run_request(request: Request, settings: RunSettings) -> Result:
     bad = workdir.bad_name([request.sourcefile], request.persist_key)
     if bad is not None:
         return Result(text=f"[Fatal error: bad file name {bad!r}]\n", id=request.id)
-    files = {request.sourcefile: utf8(request.code + "\n")}
+    spec = langspec.find(request.lang)
+    if spec is not None and (missing := missing_toolchain(spec)) is not None:
+        return Result(text=missing, id=request.id, exit=127)
+    run_mode = spec.run if spec is not None else langspec.RunMode.SCRIPT
+    shell_shim.ensure()
+    sourcefile, cmdline = request.sourcefile, request.cmdline
+    if run_mode is langspec.RunMode.JAVA:
+        sourcefile, cmdline = java.source_file(request.code, sourcefile, cmdline)
+    files = {sourcefile: utf8(request.code + "\n")}
     with workdir.work_directory(user, files, request.persist_key,
                                 settings.persist_root) as cwd:
 
@@ -133,17 +148,19 @@ def run_request(request: Request, settings: RunSettings) -> Result:
                                limits=settings.limits, keep=settings.output_limit)
 
         args = split_arguments(request.arguments)
-        if request.lang not in COMPILED:
-            outcome = run(request.cmdline, args, stdin_bytes(request.input))
+        if run_mode is langspec.RunMode.SCRIPT:
+            outcome = run(cmdline, args, stdin_bytes(request.input))
             return to_result(request, outcome, settings.output_limit)
-        compiled = run(request.cmdline, [], b"")
+        compiled = run(cmdline, [], b"")
         diagnostics = output_text(compiled.stderr, compiled.stdout, settings.output_limit)
         if compiled.status or compiled.killed:
             # As the original: a failed compile shows its diagnostics, without [Exit N].
             text = diagnostics or f"Exit {compiled.status}."
             return Result(text=text.rstrip("\n") + "\n", id=request.id, exit=compiled.status,
                           killed=compiled.killed)
-        outcome = run(f"./{request.execfile}", args, stdin_bytes(request.input))
+        program = (java.run_command(request.code) if run_mode is langspec.RunMode.JAVA
+                   else f"./{request.execfile}")
+        outcome = run(program, args, stdin_bytes(request.input))
     result = to_result(request, outcome, settings.output_limit)
     if diagnostics.strip():
         result.text = f"[{diagnostics.strip()}]\n{result.text}"

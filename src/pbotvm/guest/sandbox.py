@@ -149,7 +149,7 @@ def _exec_as_user(command: bytes, argv: list[str] | None, user: pwd.struct_passw
             signal.signal(sig, signal.SIG_DFL)
         if argv is not None:
             _exec_as_bash_would(argv, env)
-        os.execve(SHELL, [SHELL, "-c", command], env)
+        os.execve(SHELL, [SHELL.encode(), b"-c", command], env)
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.write(2, f"guest: cannot run the program: {e}\n".encode())

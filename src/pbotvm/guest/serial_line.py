@@ -59,14 +59,16 @@ class SerialLine:
             if self._port is None and not self.open():
                 await asyncio.sleep(REOPEN_DELAY)
                 continue
+            port = self._port
+            assert port is not None  # open() succeeded
             try:
                 # A new decoder each time: what was half-read before a reopen is dropped.
-                await fdio.feed(self._port.fileno(), partial(self._decode, RequestDecoder()))
+                await fdio.feed(port.fileno(), partial(self._decode, RequestDecoder()))
                 log.warning("serial %s: end of file; reopening", self.path)
             except OSError as e:
                 log.warning("serial %s: read error: %s; reopening", self.path, e)
             async with self._lock:
-                self._port.close()
+                port.close()
                 self._port = None
             await asyncio.sleep(REOPEN_DELAY)
 

@@ -10,7 +10,7 @@ import socket
 
 from pbotvm.guest import fdio
 from pbotvm.guest.serial_line import Answer
-from pbotvm.protocol import RequestDecoder, encode_result
+from pbotvm.protocol import ProtocolError, Request, RequestDecoder, encode_result
 
 log = logging.getLogger("pbotvm.guest")
 
@@ -62,7 +62,7 @@ async def handle(conn: socket.socket, answer: Answer, via: str) -> None:
     with conn:
         conn.setblocking(False)
         try:
-            items = []
+            items: list[Request | ProtocolError] = []
             while not items:
                 data = await asyncio.wait_for(loop.sock_recv(conn, 65536), IDLE_TIMEOUT)
                 if not data:

@@ -10,6 +10,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -43,8 +44,8 @@ def run_demo(pty: bool) -> int:
         raise click.ClickException("the guest runs as root (it drops to user vm) and QEMU "
                                    "needs its devices; run as root")
     with tempfile.TemporaryDirectory(prefix="pbotvm-demo-") as tmp:
-        ports = {"serial": _port(DEFAULT_SERIAL), "heart": _port(DEFAULT_HEART),
-                 "server": _port(DEFAULT_SERVER_PORT)}
+        ports: dict[str, Any] = {"serial": _port(DEFAULT_SERIAL), "heart": _port(DEFAULT_HEART),
+                                 "server": _port(DEFAULT_SERVER_PORT)}
         stack: LocalStack
         if pty:
             stack = LocalStack(Path(tmp), **ports)

@@ -2,7 +2,7 @@
 
 Pure functions for vm-exec (spec original.md §3.1 step 3, §3.5-§3.8). The order of use is
 ``strip_exec_options`` -> ``parse_standard_options`` -> ``Language.preprocess_code`` ->
-``build_cmdline`` (and ``unescape_stdin`` on the stdin text).
+``Language.cmdline`` (and ``unescape_stdin`` on the stdin text).
 
 Rules. Words are cut the sh way (``tokenizer.token_spans``): quotes group, a backslash
 escapes, an unbalanced quote is an ordinary character. Where these differ from the original
@@ -30,12 +30,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pbotvm.tokenizer import PERL_SPACE, token_spans
-
-if TYPE_CHECKING:
-    from pbotvm.host.languages import Language
 
 USAGE = (
     "Usage: cc [-lang=<language>] [-vm=<virtual machine>] [-info] [-paste] "
@@ -46,7 +42,6 @@ USAGE = (
 _WS = re.escape(PERL_SPACE)
 _EXEC_OPTION = re.compile(rf"-(lang|vm-cid|vm-vport|vm-serial|vm)=([^{_WS}]+)[{_WS}]*")
 _STDIN = re.compile(rf"(?<![^{_WS}])-stdin(?![^={_WS}])")
-_OPTIONS_GAP = re.compile(rf"\$options[{_WS}]+")
 _FORTUNE_BREAKS = re.compile(r"[\n\r\t]")
 _SPACE_RUN = re.compile(rf"[{_WS}]+")
 _NEWLINE_SCAN = re.compile(r"[\\\"']")
@@ -79,16 +74,15 @@ def strip_exec_options(code: str) -> tuple[str, dict[str, str]]:
     return code[pos:], found
 
 
-def parse_standard_options(code: str, language: Language) -> ParsedOptions:
-    """Rules 2-5. ``language`` is for the custom options of the C family and Java (later)."""
+def parse_standard_options(code: str) -> ParsedOptions:
+    """Rules 2-5."""
     code, stdin = _split_stdin(code)
     code, settings = _split_standard_options(code)
-    # The C family and Java take their custom options (-nomain, -noheaders, -include) here.
     code, cmdline_options = take_cmdline_options(code)
     return ParsedOptions(
         code=code,
         info=bool(settings.get("info", False)),
-        arguments=_unquote(settings["arguments"]) if "arguments" in settings else None,
+        arguments=_unquote(str(settings["arguments"])) if "arguments" in settings else None,
         paste=bool(settings.get("paste", False)),
         stdin=stdin,
         cmdline_options=cmdline_options,
@@ -259,29 +253,3 @@ def fortune_to_stdin(text: str) -> str:
     """The default stdin from ``fortune`` output, flattened to one line as the original did."""
     text = _FORTUNE_BREAKS.sub(" ", text).replace(":", " - ")
     return _SPACE_RUN.sub(" ", text).strip(PERL_SPACE)
-
-
-def _fill_options(cmdline: str, options: str) -> str:
-    if options:
-        return cmdline.replace("$options", options, 1)
-    return _OPTIONS_GAP.sub("", cmdline, count=1)
-
-
-def _fill_files(cmdline: str, language: Language) -> str:
-    return cmdline.replace("$sourcefile", language.sourcefile).replace(
-        "$execfile", language.execfile)
-
-
-def build_cmdline(language: Language, cmdline_options: str, paste: bool) -> str:
-    """§3.8: the command line sent to the guest (with paste: also the paste header's)."""
-    options = cmdline_options or language.default_options
-    extra = language.options_paste if paste else language.options_nopaste
-    if extra:
-        options = f"{options} {extra}" if options else extra
-    return _fill_options(_fill_files(language.cmdline, language), options)
-
-
-def info_line(language: Language) -> str:
-    """The ``-info`` answer: the default command line, without the paste/nopaste extras."""
-    cmdline = _fill_files(_fill_options(language.cmdline, language.default_options), language)
-    return f"{language.display} cmdline: {cmdline}"

@@ -1,16 +1,25 @@
-"""The base post-processing of a guest answer (spec original.md §3.9), before the language's.
+"""The user's answer made from the guest's text: the one place output is finished.
 
-In order: one trailing newline goes; backspaces move a cursor back over what was written;
-each BEL becomes a random noise word; ESC and FF become ``<esc>`` and ``<ff>``; any other
-control character below 0x20 becomes ``\\xNN``, except newline, carriage return, tab and the
-IRC formatting codes, which IRC clients render (HEAD's set: bold, colour, reset, monospace,
-italic, strikethrough, underline).
+``finish`` runs the base post-processing (spec original.md §3.9), then the language's own
+filter, then caps the reply. The base post-processing, in order: one trailing newline goes;
+backspaces move a cursor back over what was written; each BEL becomes a random noise word;
+ESC and FF become ``<esc>`` and ``<ff>``; any other control character below 0x20 becomes
+``\\xNN``, except newline, carriage return, tab and the IRC formatting codes, which IRC
+clients render (HEAD's set: bold, colour, reset, monospace, italic, strikethrough,
+underline).
 """
 
 from __future__ import annotations
 
 import random
 import re
+from typing import TYPE_CHECKING
+
+from pbotvm.protocol import TIMED_OUT
+from pbotvm.text import cap_output, truncation_marker
+
+if TYPE_CHECKING:
+    from pbotvm.host.languages import Language
 
 BEEPS = ("*BEEP*", "*BING*", "*DING*", "*DONG*", "*CLUNK*", "*BONG*", "*PING*", "*BOOP*",
          "*BLIP*", "*BOP*", "*WHIRR*")
@@ -45,3 +54,16 @@ def postprocess(text: str, rng: random.Random | None = None) -> str:
     for char, name in _NAMED.items():
         text = text.replace(char, name)
     return _UNPRINTABLE.sub(lambda match: f"\\x{ord(match[0]):02X}", text)
+
+
+def finish(text: str, language: Language, limit: int, *, timed_out: bool = False) -> str:
+    """The answer to print for the guest's ``text``; ``timed_out`` when the host's time limit
+    cut it short, as the original: ``[Timed-out]`` and what had arrived. The cap applies to
+    the reply itself, after escaping (which can make a character four)."""
+    text = language.postprocess_output(postprocess(text))
+    if timed_out:
+        text = f"{TIMED_OUT} {text}".rstrip()
+    raw, cut = cap_output(text.encode("utf-8", "surrogatepass"), limit)
+    if not cut:
+        return text
+    return raw.decode("utf-8", "surrogatepass").rstrip("\n") + "\n" + truncation_marker(cut)

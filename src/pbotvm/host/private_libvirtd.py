@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from pbotvm import procs
-from pbotvm.guest.setup import has_user
 from pbotvm.host.devices import LibvirtError, connect
+from pbotvm.provision.setup_guest import has_user
 
 LIBVIRTD_CONF = """\
 unix_sock_dir = "{sock}"

@@ -100,7 +100,7 @@ class VmServer:
                 answer = await asyncio.wait_for(execution.send(prepared), self.settings.timeout)
             except TimeoutError:
                 revert_reason = "time-out"
-                return execution.timed_out_answer()
+                return execution.timed_out_answer(prepared)
             if answer.killed:
                 revert_reason = f"guest killed the program: {answer.killed}"
             return answer.text

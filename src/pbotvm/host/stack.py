@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 
 from pbotvm import procs
 
@@ -155,7 +156,7 @@ class LocalStack:
         for name in ("vm-server", "ptyvm"):
             self.stop_process(name)
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:

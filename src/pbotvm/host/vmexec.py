@@ -13,13 +13,14 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, replace
+from typing import Any
 
 from pbotvm.config import ConfigError, HostSettings, Machine, UnknownMachine
-from pbotvm.host import options, output
+from pbotvm.host import options
 from pbotvm.host.languages import Language, find_language, unsupported_message
+from pbotvm.host.output import finish
 from pbotvm.host.transport import GuestUnreachable, exchange
 from pbotvm.protocol import ProtocolError, Request, ResultDecoder, parse_client_line
-from pbotvm.text import cap_output, truncation_marker
 
 log = logging.getLogger("pbotvm.vmexec")
 
@@ -54,7 +55,6 @@ class Execution:
         self.allow_overrides = allow_overrides or settings.allow_overrides
         self.default_stdin = default_stdin
         self._decoder: ResultDecoder | None = None
-        self._language: Language | None = None
 
     async def prepare(self, line: str) -> Prepared | Answer:
         try:
@@ -73,31 +73,19 @@ class Execution:
         except (UnknownMachine, ConfigError) as e:
             return Answer(str(e), 1)
 
-        parsed = options.parse_standard_options(code, language)
+        parsed = options.parse_standard_options(code)
         if parsed.info:
-            return Answer(options.info_line(language))
-        arguments = parsed.arguments if parsed.arguments is not None else context.get(
-            "arguments", "")
+            return Answer(language.info_line())
         stdin = await self._stdin(parsed.stdin)
-        self._language = language
-        request = Request(
-            lang=lang,
-            sourcefile=language.sourcefile,
-            execfile=language.execfile,
-            cmdline=options.build_cmdline(language, parsed.cmdline_options, parsed.paste),
-            code=language.preprocess_code(parsed.code),
-            input=stdin,
-            arguments=arguments,
-            date=int(time.time()),
-            factoid=context.get("factoid") or None,
-            persist_key=context.get("persist-key") or None,
-            id=uuid.uuid4().hex[:16],
-        )
+        request = make_request(language, lang, parsed, stdin=stdin,
+                               arguments=context.get("arguments", ""),
+                               factoid=context.get("factoid") or None,
+                               persist_key=context.get("persist-key") or None)
         return Prepared(machine, language, request)
 
     def _machine(self, exec_options: dict[str, str]) -> Machine:
         machine = self.settings.machines.resolve(exec_options.get("vm"))
-        changes: dict[str, int] = {}
+        changes: dict[str, Any] = {}
         for option, field in OVERRIDES.items():
             if option not in exec_options:
                 continue
@@ -133,22 +121,33 @@ class Execution:
             log.warning("%s: connection to the guest lost: %s", prepared.machine.name, e)
             return Answer(OFFLINE, 3)
         log.debug("request %s answered over %s", prepared.request.id, channel)
-        return Answer(self._finish(self._decoder.text), killed=self._decoder.killed)
+        return Answer(finish(self._decoder.text, prepared.language, self.settings.output_limit),
+                      killed=self._decoder.killed)
 
-    def timed_out_answer(self) -> str:
+    def timed_out_answer(self, prepared: Prepared) -> str:
         """``[Timed-out]`` and whatever had arrived before the time-out."""
-        partial = self._finish(self._decoder.text) if self._decoder else ""
-        return f"[Timed-out] {partial}".rstrip()
+        partial = self._decoder.text if self._decoder else ""
+        return finish(partial, prepared.language, self.settings.output_limit, timed_out=True)
 
-    def _finish(self, text: str) -> str:
-        raw, cut = cap_output(text.encode("utf-8", "surrogatepass"), self.settings.output_limit)
-        text = raw.decode("utf-8", "replace")
-        if cut:
-            text = text.rstrip("\n") + "\n" + truncation_marker(cut) + "\n"
-        text = output.postprocess(text)
-        if self._language is not None:
-            text = self._language.postprocess_output(text)
-        return text
+
+def make_request(language: Language, lang: str, parsed: options.ParsedOptions, *,
+                 stdin: str | None, arguments: str = "", factoid: str | None = None,
+                 persist_key: str | None = None) -> Request:
+    """The guest request for parsed code; ``arguments`` are the request's own, which
+    ``-args`` replaces."""
+    return Request(
+        lang=lang,
+        sourcefile=language.spec.sourcefile,
+        execfile=language.spec.execfile,
+        cmdline=language.cmdline(parsed.cmdline_options, parsed.paste),
+        code=language.preprocess_code(parsed.code),
+        input=stdin,
+        arguments=parsed.arguments if parsed.arguments is not None else arguments,
+        date=int(time.time()),
+        factoid=factoid,
+        persist_key=persist_key,
+        id=uuid.uuid4().hex[:16],
+    )
 
 
 async def stdin_from_command(command: list[str]) -> str | None:
@@ -202,4 +201,4 @@ async def run(line: str, settings: HostSettings, *, allow_overrides: bool = Fals
     try:
         return await asyncio.wait_for(execution.send(prepared), settings.timeout)
     except TimeoutError:
-        return Answer(execution.timed_out_answer(), 124)
+        return Answer(execution.timed_out_answer(prepared), 124)

@@ -1,7 +1,7 @@
 """``pbotvm image build``: a Debian guest image, cached by a hash of its inputs.
 
 Steps: debootstrap (minbase) -> apt-get install the profile's packages in the chroot ->
-configure (user ``vm``, our init, guest-server copied from this repo) -> kernel and a
+configure (user ``vm``, our init, guest-server's payload from this package) -> kernel and a
 small initramfs -> ``mkfs.ext4 -d`` -> ``qemu-img convert -O qcow2``. No loop mounts; the only
 mount is /proc in the chroot while packages are configured.
 """
@@ -22,13 +22,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pbotvm.image import guest_install, initramfs
-from pbotvm.image.layout import CONSOLE, HEART_INDEX, SERIAL_INDEX, guest_tty
+from pbotvm.image import initramfs
+from pbotvm.image.layout import CONSOLE, GUEST_USER, HEART_INDEX, SERIAL_INDEX, guest_tty
 from pbotvm.image.profiles import Profile
+from pbotvm.provision import payload
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-GUEST_USER = "vm"
+GUEST_PYTHON = "/usr/bin/python3"
 HOSTNAME = "pbot-vm"
 # Bump when the build steps change what they produce, so cached images are rebuilt.
 BUILD_FORMAT = 2
@@ -100,20 +101,12 @@ def host_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
     return mirror_from_sources(texts) or DEFAULT_MIRROR
 
 
-def repo_root() -> Path:
-    """This checkout (the guest code is copied from it)."""
-    root = Path(__file__).resolve().parents[3]
-    if not (root / "pyproject.toml").is_file():
-        raise BuildError(f"no source checkout at {root}: pbotvm image build needs the repository")
-    return root
-
-
-def cache_key(profile: Profile, root: Path) -> str:
+def cache_key(profile: Profile, package: Path = payload.PACKAGE) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps([BUILD_FORMAT, SUITE, profile.name, sorted(profile.packages),
                               profile.disk_mib]).encode())
-    for path in guest_install.guest_sources(root):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path, data in sorted(payload.payload(GUEST_PYTHON, package).files.items()):
+        digest.update(path.encode() + b"\0" + data + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -122,8 +115,8 @@ def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(base) / "pbotvm"
 
 
-def image_for(profile: Profile, cache: Path, root: Path) -> Image:
-    return Image(cache / "images" / f"{profile.name}-{cache_key(profile, root)}")
+def image_for(profile: Profile, cache: Path) -> Image:
+    return Image(cache / "images" / f"{profile.name}-{cache_key(profile)}")
 
 
 # --- what we put into the guest ----------------------------------------------------------------
@@ -202,19 +195,16 @@ def install_packages(run: Runner, root: Path, packages: Iterable[str]) -> None:
              *packages], "apt-get install", env)
 
 
-def install_guest_server(run: Runner, root: Path, repo: Path) -> None:
-    try:
-        guest_install.payload(repo, "/usr/bin/python3").install(root)
-    except guest_install.InstallError as e:
-        raise BuildError(str(e)) from None
+def install_guest_server(run: Runner, root: Path) -> None:
+    payload.payload(GUEST_PYTHON).install(root)
     # Byte-compiled now, so the guest's first start does not write to its disk.
-    run(["chroot", str(root), "python3", "-m", "compileall", "-q", guest_install.LIBDIR],
+    run(["chroot", str(root), "python3", "-m", "compileall", "-q", payload.LIBDIR],
         "compiling guest-server in the guest")
 
 
 def configure(run: Runner, root: Path) -> None:
     run(["chroot", str(root), "useradd", "-m", "-s", "/bin/bash", GUEST_USER], "useradd")
-    guest_install.write(guest_install.in_root(root, initramfs.GUEST_INIT),
+    payload.write(payload.in_root(root, initramfs.GUEST_INIT),
                         init_script().encode(), 0o755)
     (root / "etc/hostname").write_text(HOSTNAME + "\n")
     (root / "etc/fstab").write_text("# the initramfs mounts /dev/vda; pbotvm-init the rest\n")
@@ -269,12 +259,16 @@ def stderr_progress(line: str) -> None:
     print(f"pbotvm image: {line}", file=sys.stderr, flush=True)
 
 
+def _both(first: Callable[[], object], second: Callable[[], object]) -> None:
+    first()
+    second()
+
+
 def build(profile: Profile, *, cache: Path | None = None, force: bool = False,
           progress: Progress = stderr_progress) -> Image:
     """The image for ``profile``, built unless an up-to-date one is cached."""
     cache = cache or cache_dir()
-    repo = repo_root()
-    image = image_for(profile, cache, repo)
+    image = image_for(profile, cache)
     if image.exists() and not force:
         progress(f"{profile.name} image is up to date: {image.directory}")
         return image
@@ -298,10 +292,12 @@ def build(profile: Profile, *, cache: Path | None = None, force: bool = False,
             (f"installing {len(profile.packages)} packages",
              lambda: install_packages(run, root, profile.packages)),
             ("installing guest-server and the init",
-             lambda: (install_guest_server(run, root, repo), configure(run, root))),
+             lambda: _both(lambda: install_guest_server(run, root),
+                           lambda: configure(run, root))),
             ("kernel and initramfs", lambda: kernels.append(boot_files(root, out))),
             (f"ext4 file system ({profile.disk_mib} MiB) and qcow2 disk",
-             lambda: (slim(root), make_disk(run, root, out, profile.disk_mib))),
+             lambda: _both(lambda: slim(root),
+                           lambda: make_disk(run, root, out, profile.disk_mib))),
         ]
         for number, (title, step) in enumerate(steps, 1):
             progress(f"[{number}/{len(steps)}] {title} ({time.monotonic() - start:.0f} s)")

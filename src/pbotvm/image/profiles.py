@@ -1,14 +1,25 @@
-"""Image profiles: which Debian packages go into the guest."""
+"""Image profiles: which Debian packages go into the guest.
+
+The languages' packages come from the language table (``langspec``), so a language added
+there is installed by the ``full`` profile, setup-guest and ``./dev`` alike.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from pbotvm.langspec import LANGUAGES
 
 # Every image: the kernel we boot directly, busybox for our initramfs, guest-server's
 # Python and its dependencies from Debian (the guest has no network), and the tools the
 # guest's own scripts use.
 BASE = ("linux-image-amd64", "busybox-static", "python3", "python3-serial", "python3-click",
         "bash", "procps")
+# The C family also needs the C library's headers and gdb (crash reports, print()...).
+C_FAMILY = ("gcc", "libc6-dev", "gdb")
+# Every toolchain Debian packages for the language table, in table order.
+LANGUAGE_PACKAGES = tuple(dict.fromkeys(
+    spec.toolchain.package for spec in LANGUAGES if spec.toolchain.package))
 
 
 @dataclass(frozen=True)
@@ -18,12 +29,12 @@ class Profile:
     disk_mib: int
 
 
-MINIMAL = Profile("minimal", (*BASE, "perl", "gcc", "libc6-dev", "gdb"), disk_mib=2048)
-
-# Debian bookworm's toolchains for the language table (bf, fbc and tendra are not packaged).
-FULL = Profile("full", (*MINIMAL.packages, "g++", "clang", "bc", "clisp", "golang-go", "ghc",
-                        "default-jdk-headless", "nodejs", "ksh", "lua5.4", "php-cli",
-                        "python-is-python3", "ruby", "guile-3.0", "tcl", "zsh", "fortune-mod"),
-               disk_mib=8192)
+MINIMAL = Profile("minimal", (*BASE, "perl", *C_FAMILY), disk_mib=2048)
+FULL = Profile("full", tuple(dict.fromkeys((*MINIMAL.packages, *LANGUAGE_PACKAGES,
+                                            "fortune-mod"))), disk_mib=8192)
 
 PROFILES = {p.name: p for p in (MINIMAL, FULL)}
+
+if __name__ == "__main__":
+    # ./dev installs these on a development machine (no venv yet: standard library only).
+    print(*(p for p in FULL.packages if p not in BASE), sep="\n")

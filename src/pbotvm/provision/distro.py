@@ -48,6 +48,7 @@ OTHER_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "g++": (("gcc-c++",), ("gcc-c++",)),
     "clang": (("clang",), ("clang",)),
     "bc": (("bc",), ("bc",)),
+    "beef": (("beef",), ()),  # openSUSE's Brainfuck is bff, under another name
     "clisp": (("clisp",), ("clisp",)),
     "golang-go": (("golang",), ("go",)),
     "ghc": (("ghc",), ("ghc",)),

@@ -1,46 +1,39 @@
-"""Put guest-server into a root file system straight from a source checkout.
+"""What ships into the guest, and its installation into a root file system.
 
-Shared by the image build and ``setup-guest``: no pip and no wheel (an operator's VM may have
-neither), just the package's guest files copied to a private directory and a launcher that puts
-that directory first on ``sys.path``. The dependencies (pyserial, click) come from the distro.
-Standard library only: ``setup-guest`` runs this before those dependencies exist.
+An allow-list: guest-server's own code, the modules it shares with the host, the language
+table and the C family's headers, taken from this very package (a checkout's ``src/pbotvm``
+or an installed wheel alike). Shared by the image build and ``setup-guest``: no pip in the
+guest (an operator's VM may have neither pip nor a network), just these files in a private
+directory and a launcher that puts it first on ``sys.path``. The dependencies (pyserial,
+click) come from the distro. Standard library only: ``setup-guest`` runs this before those
+dependencies exist.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import pbotvm
+
+PACKAGE = Path(pbotvm.__file__).resolve().parent
 LIBDIR = "/usr/local/lib/pbotvm"
 LAUNCHER = "/usr/local/bin/guest-server"
-SCRIPT = "guest-server"
+# Relative to the package. Nothing else of it reaches the guest: not the host's daemons,
+# the operator's commands, nor the image builder.
+GUEST_FILES = ("__init__.py", "config.py", "logs.py", "procs.py", "protocol.py", "text.py",
+               "tokenizer.py", "langspec/*.py", "guest/*.py", "guest/cfamily/*.py",
+               "guest/cfamily/include/*")
+# The C family's headers go where its compilers find them, as on the original's guests.
+HEADERS = "guest/cfamily/include/*"
+INCLUDE_DIR = "/usr/include"
+ENTRY = ("pbotvm.guest.server", "main")  # pyproject.toml's guest-server script (a test checks)
 
 
-class InstallError(RuntimeError):
-    """The message is shown to the operator as is."""
-
-
-# The operator's commands: never run in the guest, and an edit to them must not make the
-# cached image stale.
-HOST_ONLY = ("host", "cli.py")
-
-
-def guest_sources(repo: Path) -> list[Path]:
-    """What goes into the guest: the package minus host-only code, and the project metadata."""
-    package = repo / "src" / "pbotvm"
-    files = [p for p in package.rglob("*.py")
-             if not set(HOST_ONLY) & set(p.relative_to(package).parts)]
-    return sorted([*files, repo / "pyproject.toml"])
-
-
-def entry_point(pyproject: str, name: str = SCRIPT) -> tuple[str, str]:
-    """``module, function`` of the console script ``name`` declared in pyproject.toml."""
-    target = tomllib.loads(pyproject).get("project", {}).get("scripts", {}).get(name)
-    if not isinstance(target, str) or ":" not in target:
-        raise InstallError(f"pyproject.toml declares no {name} console script")
-    module, _, func = target.partition(":")
-    return module.strip(), func.strip()
+def guest_files(package: Path = PACKAGE) -> list[Path]:
+    """The package's files that go into the guest, sorted."""
+    return sorted({path for pattern in GUEST_FILES for path in package.glob(pattern)
+                   if path.is_file()})
 
 
 def launcher(module: str, func: str, python: str, libdir: str = LIBDIR) -> str:
@@ -82,16 +75,14 @@ class Payload:
         return changed
 
 
-def payload(repo: Path, python: str) -> Payload:
-    """guest-server's files from the checkout at ``repo``, launched by ``python``."""
-    pyproject = repo / "pyproject.toml"
-    if not pyproject.is_file():
-        raise InstallError(f"no pbotvm source checkout at {repo} (pyproject.toml is missing)")
-    module, func = entry_point(pyproject.read_text())
-    files = {f"{LIBDIR}/{p.relative_to(repo / 'src')}": p.read_bytes()
-             for p in guest_sources(repo) if p.suffix == ".py"}
+def payload(python: str, package: Path = PACKAGE) -> Payload:
+    """guest-server's files from ``package``, launched by ``python``."""
+    headers = set(package.glob(HEADERS))
+    files = {f"{INCLUDE_DIR}/{path.name}" if path in headers
+             else f"{LIBDIR}/pbotvm/{path.relative_to(package)}": path.read_bytes()
+             for path in guest_files(package)}
     modes = dict.fromkeys(files, 0o644)
-    files[LAUNCHER] = launcher(module, func, python).encode()
+    files[LAUNCHER] = launcher(*ENTRY, python).encode()
     modes[LAUNCHER] = 0o755
     return Payload(files, modes)
 

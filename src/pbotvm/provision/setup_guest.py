@@ -18,8 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pbotvm.guest import units
-from pbotvm.guest.distro import (
+from pbotvm.image.layout import GUEST_USER, HEART_INDEX, SERIAL_INDEX, guest_tty
+from pbotvm.image.profiles import BASE, PROFILES, Profile
+from pbotvm.provision import payload as guest_install
+from pbotvm.provision import units
+from pbotvm.provision.distro import (
     SETUP_PACKAGES,
     Distro,
     Family,
@@ -27,10 +30,6 @@ from pbotvm.guest.distro import (
     native_packages,
     parse_os_release,
 )
-from pbotvm.image import guest_install
-from pbotvm.image.build import GUEST_USER, BuildError, repo_root
-from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
-from pbotvm.image.profiles import BASE, PROFILES, Profile
 
 GUEST_SHELL = "/bin/bash"
 # guest-server's own needs: a new enough Python with its two dependencies.
@@ -242,11 +241,11 @@ def plan(distro: Distro, options: Options, payload: guest_install.Payload,
     names, unavailable = native_packages(distro, package_names(options.profile))
     packages = (Packages(distro.family, tuple(names))
                 if options.packages and distro.family and names else None)
-    guest = (GuestServer(payload), User(GUEST_USER),
+    guest: tuple[Step, ...] = (GuestServer(payload), User(GUEST_USER),
              File(f"{units.UNIT_DIR}/{units.GUEST_SERVICE}", units.guest_service(GUEST_USER),
                   0o644),
              Link(*units.wants_link(units.GUEST_SERVICE), f"enable {units.GUEST_SERVICE}"))
-    network = (File(units.NETWORK_SCRIPT, units.network_off_script(), 0o755),
+    network: tuple[Step, ...] = (File(units.NETWORK_SCRIPT, units.network_off_script(), 0o755),
                File(f"{units.UNIT_DIR}/{units.NETWORK_SERVICE}", units.network_off_service(),
                     0o644),
                Link(*units.wants_link(units.NETWORK_SERVICE), f"enable {units.NETWORK_SERVICE}"),
@@ -353,7 +352,7 @@ def setup(options: Options) -> None:
         raise SetupError("setup-guest must run as root")
     distro = read_distro(options.root)
     run = Runner(options.root)
-    payload = guest_install.payload(repo_root(), distro.python)
+    payload = guest_install.payload(distro.python)
     the_plan = plan(distro, options, payload, units.installed_managers(options.root))
     say(f"setup-guest: {distro.name} ({distro.manager or 'no known package manager'}), "
         f"profile {options.profile.name}, root {options.root}"
@@ -396,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     try:
         setup(options)
-    except (SetupError, guest_install.InstallError, BuildError) as e:
+    except SetupError as e:
         print(f"setup-guest: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pbotvm.image.guest_install import LAUNCHER
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
+from pbotvm.provision.payload import LAUNCHER
 
 UNIT_DIR = "/etc/systemd/system"
 GUEST_SERVICE = "pbotvm-guest-server.service"

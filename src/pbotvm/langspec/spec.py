@@ -1,0 +1,55 @@
+"""The shape of a language's facts: what host, guest and image each read from one table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class RunMode(StrEnum):
+    """How the guest turns a request into a running program."""
+
+    SCRIPT = "script"  # the command line is the program (interpreters)
+    COMPILED = "compiled"  # the command line compiles; then ./execfile runs
+    CFAMILY = "cfamily"  # compiled, with prelude.h, gdb reports and the last-statement value
+    JAVA = "java"  # javac compiles; then java runs the class that has main
+
+
+@dataclass(frozen=True)
+class PasteMarkers:
+    """The comments around the command line and the output in a pasted program."""
+
+    cmdline_open: str
+    cmdline_close: str
+    output_open: str
+    output_close: str
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """The program a language needs in the guest, and where it comes from."""
+
+    program: str  # looked up on the program's PATH before a run
+    package: str | None  # the Debian package that has it; None: Debian has none
+
+
+@dataclass(frozen=True, kw_only=True)
+class LangSpec:
+    name: str  # the -lang= key, as the original module file was named
+    display: str = ""  # shown by -info and the supported list; defaults to name
+    sourcefile: str
+    execfile: str
+    cmdline: str  # with $sourcefile, $execfile and $options
+    default_options: str = ""
+    options_paste: str = ""  # added to the options when the answer is pasted
+    options_nopaste: str = ""  # ... and when it is not
+    markers: PasteMarkers
+    prelude: str = ""
+    run: RunMode = RunMode.SCRIPT
+    toolchain: Toolchain
+    hello: str  # a program printing "hello", as a user would write it in a channel
+    gdb: bool = False  # C family: prelude.h's helpers and the last-statement value
+
+    def __post_init__(self) -> None:
+        if not self.display:
+            object.__setattr__(self, "display", self.name)

@@ -22,13 +22,25 @@ def until(condition: Callable[[], T], timeout: float, interval: float = 0.02) ->
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "root: starts guest-server, which runs as root and drops "
+                            "each program to user vm")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Pure tests run anywhere; the others need root and the user vm (./dev setup)."""
+    reason = None
     if os.geteuid() != 0:
-        raise pytest.UsageError("the tests start guest-server, which must run as root "
-                                "(run ./dev test as root or with sudo)")
-    try:
-        pwd.getpwnam("vm")
-    except KeyError:
-        raise pytest.UsageError("user 'vm' is missing: run ./dev setup") from None
+        reason = "needs root (run ./dev test as root or with sudo)"
+    else:
+        try:
+            pwd.getpwnam("vm")
+        except KeyError:
+            reason = "needs the user vm: run ./dev setup"
+    if reason is None:
+        return
+    for item in items:
+        if item.get_closest_marker("root") or item.get_closest_marker("vm"):
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 class AttachedStack(LocalStack):

@@ -28,6 +28,7 @@ def run_demo(*args: str, timeout: float) -> list[str]:
     return replies(proc.stdout)
 
 
+@pytest.mark.root
 def test_demo_on_the_pty_vm() -> None:
     assert run_demo("--pty", timeout=120) == ANSWERS
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
+
 from pbotvm.host.heartbeat import HeartbeatMonitor
 
 
@@ -48,6 +50,7 @@ def test_a_head_guest_is_polled_and_counts_only_its_end_line() -> None:
     assert not asyncio.run(alive(beating_guest, poll=True))
 
 
+@pytest.mark.root
 def test_a_head_framed_machine_is_watched_by_polls_end_to_end(tmp_path) -> None:
     from tests.conftest import make_stack
 

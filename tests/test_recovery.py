@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import make_stack
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
 def test_timeout_reverts_and_the_next_request_is_answered(tmp_path: Path) -> None:

@@ -116,6 +116,23 @@ def test_result_decoder_reports_killed_and_escapes_invalid_utf8() -> None:
     assert decoder.text == "x\n\\xFF\\xFE tail\n"
 
 
+def test_plain_client_line_shows_invalid_utf8_as_escapes() -> None:
+    line = b"echo caf\xe9".decode("utf-8", "surrogateescape")
+    assert parse_client_line(line) == {"code": "echo caf\\xE9"}
+
+
+@pytest.mark.parametrize("frame", [
+    b'{"cmdline":"sh prog.sh","code":' + b"[" * 100000 + b"]" * 100000 + b"}\n:end:\n",
+    b'{"cmdline":"sh prog.sh","code":"x","date":' + b"9" * 5000 + b"}\n:end:\n",
+    b'{"cmdline":"sh prog.sh","code":"x","date":"' + b"9" * 5000 + b'"}\n:end:\n',
+])
+def test_guest_decoder_answers_hostile_frames_and_carries_on(frame: bytes) -> None:
+    decoder = RequestDecoder()
+    bad, good = decoder.feed(frame + b'{"cmdline":"sh prog.sh","code":"ok"}\n:end:\n')
+    assert isinstance(bad, ProtocolError) and "\n" not in str(bad)
+    assert isinstance(good, Request) and good.code == "ok"
+
+
 def test_client_line_json_and_plain() -> None:
     assert parse_client_line('{"nick":"a","channel":"#c","code":"-lang=sh echo"}') == {
         "nick": "a", "channel": "#c", "code": "-lang=sh echo"}
@@ -126,6 +143,13 @@ def test_client_line_json_and_plain() -> None:
 @pytest.mark.parametrize("line, message", [
     ('{"code": "x"', "Malformed JSON request: Expecting"),
     ('{"code": ["x"]}', "'code' must be a string"),
+    # Each of these once gave a traceback and an empty reply.
+    ('{"code": ' + "9" * 5000 + "}", "Malformed JSON request: a number has more than 4300 digits."),
+    ('{"code": ' + "[" * 10000 + "]" * 10000 + "}", "Malformed JSON request: nested too deeply"),
+    ('{"code": "echo \\ud800"}', "'code' has a lone surrogate (\\ud800), which is no character"),
+    # A Latin-1 byte, as vm-server reads it (surrogateescape): not "Invalid \\escape".
+    ('{"code": "caf' + b"\xe9".decode("utf-8", "surrogateescape") + '"}',
+     "Malformed JSON request: byte 0xE9 at character 13 is not UTF-8."),
 ])
 def test_client_line_malformed_json_is_one_clear_line(line: str, message: str) -> None:
     with pytest.raises(ProtocolError) as e:

@@ -1,12 +1,14 @@
 """End to end: vm-client -> vm-server -> vm-exec -> serial (PTY) -> guest-server and back."""
 
 import json
+import pwd
 import re
 import shutil
 import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -107,6 +109,34 @@ def test_machines(stack: LocalStack) -> None:
 def test_malformed_json_is_one_clear_line(stack: LocalStack) -> None:
     reply = stack.client('{"nick":"a","code":"-lang=sh echo hi"').stdout
     assert reply.startswith("Malformed JSON request:") and reply.count("\n") == 1
+
+
+@pytest.mark.parametrize(("line", "reply"), [
+    (b'{"code": ' + b"9" * 5000 + b"}",
+     b"Malformed JSON request: a number has more than 4300 digits.\n"),
+    (b'{"code": ' + b"[" * 10000 + b"]" * 10000 + b"}",
+     b"Malformed JSON request: nested too deeply.\n"),
+    (b'{"code": "-lang=sh echo \\ud800"}',
+     b"Malformed JSON request: 'code' has a lone surrogate (\\ud800), which is no character.\n"),
+    (b'{"code": "-lang=sh echo caf\xe9"}',
+     b"Malformed JSON request: byte 0xE9 at character 27 is not UTF-8.\n"),
+])
+def test_hostile_json_gets_one_clear_line_and_the_server_carries_on(
+        stack: LocalStack, line: bytes, reply: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", stack.server)) as s:
+        s.sendall(line + b"\n")
+        assert s.makefile("rb").read() == reply
+    assert stack.ask("-lang=sh echo still here") == "still here"
+
+
+def test_a_tree_too_deep_for_rmtree_is_cleaned_up(stack: LocalStack) -> None:
+    # shutil.rmtree recursed once per level, and failed: the reply was a fatal error and
+    # the tree stayed.
+    code = ("-lang=python3 import os\\nprint(os.getcwd())\\n"
+            "for i in range(3000): os.mkdir('d'); os.chdir('d')")
+    workdir = Path(stack.ask(code))
+    assert workdir.parent == Path(pwd.getpwnam("vm").pw_dir) and not workdir.exists()
+    assert stack.ask("-lang=sh echo next") == "next"
 
 
 def test_invalid_utf8_from_the_client_is_escaped(stack: LocalStack) -> None:

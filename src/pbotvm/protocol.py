@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -179,6 +180,14 @@ class RequestDecoder:
         return frame
 
 
+def _limit_reason(error: ValueError | RecursionError) -> str:
+    """What valid JSON we cannot take: arrays nested thousands deep, or a number of
+    thousands of digits (Python refuses to convert those, as a defence against slow input)."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return f"a number has more than {sys.get_int_max_str_digits()} digits"
+
+
 def _decode_payload(frame: bytes) -> Request | ProtocolError:
     # Neither framing puts raw newlines inside the JSON text, so removing them is lossless.
     text = frame.replace(b"\r", b"").replace(b"\n", b"")
@@ -190,6 +199,8 @@ def _decode_payload(frame: bytes) -> Request | ProtocolError:
         return ProtocolError(f"request is not JSON: {e.msg} at character {e.pos}")
     except ProtocolError as e:
         return e
+    except (ValueError, RecursionError) as e:
+        return ProtocolError(f"request is not JSON: {_limit_reason(e)}")
 
 
 @dataclass
@@ -280,19 +291,30 @@ CLIENT_FIELDS = ("nick", "channel", "code", "lang", "arguments", "factoid", "per
                  "usage")
 
 
+_ESCAPED_BYTE = re.compile(r"[\udc80-\udcff]")  # a byte that was not UTF-8 (surrogateescape)
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 def parse_client_line(line: str) -> dict[str, str]:
     """The context of one client line: a JSON object (what PBot sends) or plain vm-exec text.
 
-    A line that starts like a JSON object must be one; the original compiled broken JSON
-    as C code. Plain text becomes the code.
+    ``line`` is decoded with ``surrogateescape``: a byte that is not UTF-8 is shown as
+    ``\\xNN`` in plain text, and makes a JSON line malformed. A line that starts like a JSON
+    object must be one; the original compiled broken JSON as C code. Plain text becomes the
+    code. Whatever the line holds, the answer to a bad one is one clear line.
     """
     stripped = line.strip()
     if not stripped.startswith('{"'):
-        return {"code": stripped}
+        return {"code": decode_text(stripped.encode("utf-8", "surrogateescape"))}
+    if bad := _ESCAPED_BYTE.search(stripped):
+        raise ProtocolError(f"Malformed JSON request: byte 0x{ord(bad[0]) - 0xDC00:02X} at "
+                            f"character {bad.start()} is not UTF-8.")
     try:
         obj = json.loads(stripped)
     except json.JSONDecodeError as e:
         raise ProtocolError(f"Malformed JSON request: {e.msg} at character {e.pos}.") from None
+    except (ValueError, RecursionError) as e:
+        raise ProtocolError(f"Malformed JSON request: {_limit_reason(e)}.") from None
     if not isinstance(obj, dict):
         raise ProtocolError("Malformed JSON request: expected an object.")
     context: dict[str, str] = {}
@@ -302,5 +324,9 @@ def parse_client_line(line: str) -> dict[str, str]:
             continue
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ProtocolError(f"Malformed JSON request: {key!r} must be a string.")
-        context[key] = str(value)
+        text = str(value)
+        if surrogate := _LONE_SURROGATE.search(text):
+            raise ProtocolError(f"Malformed JSON request: {key!r} has a lone surrogate "
+                                f"(\\u{ord(surrogate[0]):04x}), which is no character.")
+        context[key] = text
     return context

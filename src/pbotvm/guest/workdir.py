@@ -133,9 +133,60 @@ def _save(path: Path, target: Path) -> None:
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        remove_tree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree of any depth, never following a symlink.
+
+    A program can leave a tree thousands of levels deep: ``shutil.rmtree`` recurses (and
+    fails past Python's recursion limit), and holding a descriptor per level would run out of
+    descriptors. This walks with one descriptor, down by name and back up by ``..``, which
+    is safe because nothing of the user's runs any more; each step up is checked against
+    the directory it came from.
+    """
+    fd = os.open(path, _DIRECTORY)
+    # Per level: the directory's inode, its name in its parent, its subdirectories left.
+    stack: list[tuple[int, str, list[str]]] = [(os.fstat(fd).st_ino, "", _clear_files(fd))]
+    try:
+        while stack:
+            _, _, pending = stack[-1]
+            if pending:
+                name = pending.pop()
+                child = os.open(name, _DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                stack.append((os.fstat(fd).st_ino, name, _clear_files(fd)))
+                continue
+            _, name, _ = stack.pop()
+            if not stack:
+                break
+            parent = os.open("..", _DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            if os.fstat(fd).st_ino != stack[-1][0]:
+                raise OSError(f"{path}: the tree changed while it was being removed")
+            os.rmdir(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(path)
+
+
+def _clear_files(fd: int) -> list[str]:
+    """Unlink everything in the directory but its subdirectories, which it returns."""
+    subdirectories = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirectories.append(entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    return subdirectories
 
 
 def _mount_persist_device(root: Path) -> None:

@@ -24,7 +24,6 @@ from pbotvm.host.heartbeat import DEFAULT_STALE_AFTER, HeartbeatMonitor
 from pbotvm.host.revert import RevertError, revert
 from pbotvm.host.vmexec import Answer, Execution, PrefetchedStdin
 from pbotvm.protocol import Framing
-from pbotvm.text import decode_text
 
 log = logging.getLogger("pbotvm.server")
 
@@ -197,14 +196,16 @@ class VmServer:
 async def _first_line(reader: asyncio.StreamReader) -> str:
     """The first non-blank line (empty string if the client sent none)."""
     while raw := await reader.readline():
-        line = decode_text(raw).rstrip("\r\n")
+        # Invalid UTF-8 is kept as surrogates for parse_client_line to judge.
+        line = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
         if line.strip():
             return line
     return ""
 
 
 def _short(text: str, limit: int = 200) -> str:
-    text = text.replace("\n", "\\n")
+    # Printable whatever the text holds (a byte that was not UTF-8 is a surrogate here).
+    text = text.encode("utf-8", "backslashreplace").decode().replace("\n", "\\n")
     return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more]"
 
 

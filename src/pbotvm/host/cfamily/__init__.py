@@ -1,0 +1,1 @@
+"""The C family's host side."""

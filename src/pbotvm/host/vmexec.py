@@ -12,10 +12,13 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from pbotvm.config import ConfigError, HostSettings, Machine, UnknownMachine
 from pbotvm.host import options, output
+from pbotvm.host.edit.session import EditSession, shown_code
 from pbotvm.host.languages import Language, find_language, unsupported_message
 from pbotvm.host.transport import GuestUnreachable, exchange
 from pbotvm.protocol import ProtocolError, Request, ResultDecoder, parse_client_line
@@ -55,6 +58,7 @@ class Execution:
         self.default_stdin = default_stdin
         self._decoder: ResultDecoder | None = None
         self._language: Language | None = None
+        self._said: Callable[[str], str] = str  # the answer text as printed ("Same output.")
 
     async def prepare(self, line: str) -> Prepared | Answer:
         try:
@@ -73,9 +77,18 @@ class Execution:
         except (UnknownMachine, ConfigError) as e:
             return Answer(str(e), 1)
 
-        parsed = options.parse_standard_options(code, language)
+        history = EditSession.open(self.settings.state_dir,
+                                   (context.get("channel") or "vm").strip(), lang)
+        edit = history.edit(code)
+        if edit.reply is not None:
+            return Answer(edit.reply)
+        parsed = options.parse_standard_options(edit.code, language)
         if parsed.info:
             return Answer(options.info_line(language))
+        if edit.only_show:
+            return Answer(shown_code(parsed.code))
+        paste = parsed.paste or edit.paste
+        self._said = partial(history.answer, factoid=bool(context.get("factoid")), paste=paste)
         arguments = parsed.arguments if parsed.arguments is not None else context.get(
             "arguments", "")
         stdin = await self._stdin(parsed.stdin)
@@ -84,7 +97,7 @@ class Execution:
             lang=lang,
             sourcefile=language.sourcefile,
             execfile=language.execfile,
-            cmdline=options.build_cmdline(language, parsed.cmdline_options, parsed.paste),
+            cmdline=options.build_cmdline(language, parsed.cmdline_options, paste),
             code=language.preprocess_code(parsed.code),
             input=stdin,
             arguments=arguments,
@@ -133,7 +146,7 @@ class Execution:
             log.warning("%s: connection to the guest lost: %s", prepared.machine.name, e)
             return Answer(OFFLINE, 3)
         log.debug("request %s answered over %s", prepared.request.id, channel)
-        return Answer(self._finish(self._decoder.text), killed=self._decoder.killed)
+        return Answer(self._said(self._finish(self._decoder.text)), killed=self._decoder.killed)
 
     def timed_out_answer(self) -> str:
         """``[Timed-out]`` and whatever had arrived before the time-out."""

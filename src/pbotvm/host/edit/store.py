@@ -108,9 +108,10 @@ class HistoryStore:
             db.executemany("INSERT INTO history (channel, lang, seq, code) VALUES (?, ?, ?, ?)",
                            [(*key, top + n, code)
                             for n, code in enumerate(reversed(change.push), 1)])
-            db.execute("DELETE FROM history WHERE channel = ? AND lang = ? AND seq <= ("
-                       "SELECT seq FROM history WHERE channel = ? AND lang = ? "
-                       "ORDER BY seq DESC LIMIT 1 OFFSET ?)", (*key, *key, keep))
+            # Entries are numbered without gaps (drops take the newest, pushes go on top),
+            # so the newest ``keep`` are the last ``keep`` numbers: an index range to cut.
+            db.execute("DELETE FROM history WHERE channel = ? AND lang = ? AND seq <= ?",
+                       (*key, top + len(change.push) - keep))
 
     def last_output(self, channel: str, lang: str) -> tuple[float, str] | None:
         """When the last answer in ``channel`` and ``lang`` was printed, and its text."""

@@ -46,6 +46,7 @@ SUBSTITUTIONS = [
     (r"(a)\g1", "X", "aab", 1, False, "Xb"),
     (r"\x{62}", "B", "echo a.b", 1, False, "echo a.B"),  # observed
     (r"\x41\101\o{102}", "-", "xAABy", 1, False, "x-y"),
+    (r"\x{zz}", "N", "a\0b", 1, False, "aNb"),  # Perl: leading hex digits, none is 0 (observed: no error)
     (r"[[:alpha:]]+$", "X", "echo a-b fooNbar", 1, False, "echo a-b X"),  # observed
     (r"[[:^digit:]]+", "", "ab12", 1, False, "12"),
     (r"\d+", "N", "foo123bar", 1, False, "fooNbar"),  # observed
@@ -107,7 +108,8 @@ def test_pattern_errors_in_perls_words(pattern: str, message: str) -> None:
 
 
 def test_other_errors_are_one_line_too() -> None:
-    for pattern in [r"\k<x>", r"(?<x>a)\g{y}", r"\g{-3}", "a{3,1}", "(?P<1>x)", "[[:^foo:]]"]:
+    for pattern in [r"\k<x>", r"(?<x>a)\g{y}", r"\g{-3}", "a{3,1}", "(?P<1>x)", "[[:^foo:]]",
+                    r"\x{110000}"]:
         with pytest.raises(PerlRegexError) as error:
             compile_perl(pattern)
         assert " in regex; marked by <-- HERE in m/" in str(error.value)

@@ -202,15 +202,17 @@ class _Editor:
             raise _Answer("No recent code to show." if newest is None else newest)
         self.prevchange = stack.at(0)
         undone = self._undo(stack)
-        run, diff, replacements = self._commands(copied is not None)
+        run, diff, replacements = self._commands()
         if replacements:
             self._replace_all(replacements)
 
-        only_show = (copied is not None or undone) and not self.changed and run is None
-        saved = not ((run or diff) and not self.changed) or (undone and run and not diff)
+        taken = copied is not None or undone  # the code is an entry of a history as it is
+        only_show = taken and not self.changed and run is None
+        # run and diff alone change nothing, except that an undo with run is kept (fix 7).
+        saved = self.changed or not (run or diff) or (undone and run is not None and not diff)
         change = None
         if saved:
-            if self.changed or not (undone or copied is not None):
+            if self.changed or not taken:
                 stack.top.insert(0, self.code)
             change = stack.change(self.channel)
         if diff:
@@ -245,7 +247,7 @@ class _Editor:
             undone = True
         return undone
 
-    def _commands(self, copied: bool) -> tuple[str | None, bool, list[_Replacement]]:
+    def _commands(self) -> tuple[str | None, bool, list[_Replacement]]:
         """The loop over the chained commands: (run word, diff given, queued replacements)."""
         run: str | None = None
         replacements: list[_Replacement] = []

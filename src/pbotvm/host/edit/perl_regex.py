@@ -13,6 +13,7 @@ escapes), so an unknown letter escape is the letter itself, as in the original.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 
 import regex
@@ -38,6 +39,8 @@ _POSIX_CLASSES = frozenset({"alpha", "digit", "alnum", "upper", "lower", "space"
                             "punct", "print", "graph", "cntrl", "xdigit", "word", "ascii"})
 
 _BRACED_CODE = re.compile(r"([xo])\{([^}]*)\}")
+_HEX_DIGITS = re.compile(r"[0-9A-Fa-f]*")
+_OCTAL_DIGITS = re.compile(r"[0-7]*")
 _SHORT_HEX = re.compile(r"x([0-9A-Fa-f]{0,2})")
 _NAMED_CHAR = re.compile(r"N\{U\+([0-9A-Fa-f]+)\}")
 _NAMED_REFERENCE = re.compile(r"k(?:<(\w+)>|\{(\w+)\}|'(\w+)')")
@@ -113,11 +116,14 @@ def _escape(source: str, at: int, groups: int, in_class: bool) -> tuple[str, int
         raise _here(source, "Trailing \\", at + 1)
     char = rest[0]
     if match := _BRACED_CODE.match(rest):
+        # As Perl: the leading digits count, none is 0 (\x{zz} is a NUL).
         base = 16 if match[1] == "x" else 8
-        try:
-            return _literal(chr(int(match[2] or "0", base))), at + 1 + match.end()
-        except (ValueError, OverflowError):
-            raise _here(source, "Non-hex character", at + 1 + match.end()) from None
+        digits = (_HEX_DIGITS if base == 16 else _OCTAL_DIGITS).match(match[2].strip())
+        assert digits is not None  # '*': always matches
+        value = int(digits[0] or "0", base)
+        if value > sys.maxunicode:
+            raise _here(source, f"Code point 0x{value:X} is not allowed", at + 1 + match.end())
+        return _literal(chr(value)), at + 1 + match.end()
     if char == "x":
         match = _SHORT_HEX.match(rest)
         assert match is not None  # {0,2}: always matches

@@ -46,7 +46,7 @@ SUBSTITUTIONS = [
     (r"(a)\g1", "X", "aab", 1, False, "Xb"),
     (r"\x{62}", "B", "echo a.b", 1, False, "echo a.B"),  # observed
     (r"\x41\101\o{102}", "-", "xAABy", 1, False, "x-y"),
-    (r"\x{zz}", "N", "a\0b", 1, False, "aNb"),  # Perl: leading hex digits, none is 0 (observed: no error)
+    (r"\x{zz}", "N", "a\0b", 1, False, "aNb"),  # leading hex digits; none: 0
     (r"[[:alpha:]]+$", "X", "echo a-b fooNbar", 1, False, "echo a-b X"),  # observed
     (r"[[:^digit:]]+", "", "ab12", 1, False, "12"),
     (r"\d+", "N", "foo123bar", 1, False, "fooNbar"),  # observed

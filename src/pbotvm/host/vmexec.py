@@ -78,7 +78,7 @@ class Execution:
             return Answer(str(e), 1)
 
         history = EditSession.open(self.settings.state_dir,
-                                   (context.get("channel") or "vm").strip(), lang)
+                                   context.get("channel", "vm").strip(), lang)
         edit = history.edit(code)
         if edit.reply is not None:
             return Answer(edit.reply)

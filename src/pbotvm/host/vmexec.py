@@ -17,6 +17,7 @@ from typing import Any
 
 from pbotvm.config import ConfigError, HostSettings, Machine, UnknownMachine
 from pbotvm.host import options
+from pbotvm.host.edit.session import EditSession, shown_code
 from pbotvm.host.languages import Language, find_language, unsupported_message
 from pbotvm.host.output import finish
 from pbotvm.host.transport import GuestUnreachable, exchange
@@ -44,6 +45,8 @@ class Prepared:
     machine: Machine
     language: Language
     request: Request
+    history: EditSession
+    paste: bool  # -paste, or the paste edit command
 
 
 class Execution:
@@ -73,15 +76,23 @@ class Execution:
         except (UnknownMachine, ConfigError) as e:
             return Answer(str(e), 1)
 
-        parsed = options.parse_standard_options(code)
+        history = EditSession.open(self.settings.state_dir,
+                                   context.get("channel", "vm").strip(), lang)
+        edit = history.edit(code)
+        if edit.reply is not None:
+            return Answer(edit.reply)
+        parsed = options.parse_standard_options(edit.code)
         if parsed.info:
             return Answer(language.info_line())
+        if edit.only_show:
+            return Answer(shown_code(parsed.code))
+        paste = parsed.paste or edit.paste
         stdin = await self._stdin(parsed.stdin)
-        request = make_request(language, lang, parsed, stdin=stdin,
+        request = make_request(language, lang, parsed, stdin=stdin, paste=paste,
                                arguments=context.get("arguments", ""),
                                factoid=context.get("factoid") or None,
                                persist_key=context.get("persist-key") or None)
-        return Prepared(machine, language, request)
+        return Prepared(machine, language, request, history, paste)
 
     def _machine(self, exec_options: dict[str, str]) -> Machine:
         machine = self.settings.machines.resolve(exec_options.get("vm"))
@@ -121,8 +132,14 @@ class Execution:
             log.warning("%s: connection to the guest lost: %s", prepared.machine.name, e)
             return Answer(OFFLINE, 3)
         log.debug("request %s answered over %s", prepared.request.id, channel)
-        return Answer(finish(self._decoder.text, prepared.language, self.settings.output_limit),
-                      killed=self._decoder.killed)
+        return Answer(self.reply(prepared, self._decoder.text), killed=self._decoder.killed)
+
+    def reply(self, prepared: Prepared, text: str) -> str:
+        """The user's answer to the guest's text: finished, then the channel's "Same output."
+        rule (which also remembers it)."""
+        return prepared.history.answer(
+            finish(text, prepared.language, self.settings.output_limit),
+            factoid=bool(prepared.request.factoid), paste=prepared.paste)
 
     def timed_out_answer(self, prepared: Prepared) -> str:
         """``[Timed-out]`` and whatever had arrived before the time-out."""
@@ -131,15 +148,16 @@ class Execution:
 
 
 def make_request(language: Language, lang: str, parsed: options.ParsedOptions, *,
-                 stdin: str | None, arguments: str = "", factoid: str | None = None,
-                 persist_key: str | None = None) -> Request:
+                 stdin: str | None, paste: bool | None = None, arguments: str = "",
+                 factoid: str | None = None, persist_key: str | None = None) -> Request:
     """The guest request for parsed code; ``arguments`` are the request's own, which
-    ``-args`` replaces."""
+    ``-args`` replaces; ``paste`` is ``-paste`` unless said otherwise."""
     return Request(
         lang=lang,
         sourcefile=language.spec.sourcefile,
         execfile=language.spec.execfile,
-        cmdline=language.cmdline(parsed.cmdline_options, parsed.paste),
+        cmdline=language.cmdline(parsed.cmdline_options,
+                                 parsed.paste if paste is None else paste),
         code=language.preprocess_code(parsed.code),
         input=stdin,
         arguments=parsed.arguments if parsed.arguments is not None else arguments,

@@ -31,7 +31,7 @@ WALL_LIMIT = "wall time limit"
 # Statuses of a process killed by RLIMIT_CPU (SIGKILL at the hard limit, SIGXCPU at the soft
 # one), directly or as reported by a shell that waited for it.
 _CPU_KILL_STATUSES = frozenset({128 + signal.SIGKILL, 128 + signal.SIGXCPU})
-CPU_SAMPLING_SLACK = 0.5  # seconds; see limit_hit
+CPU_SAMPLING_SLACK = 1.0  # seconds; see limit_hit
 _REAP_GRACE = 2.0  # seconds to wait for SIGKILLed processes to be reaped
 
 
@@ -76,7 +76,8 @@ def limit_hit(status: int, cpu_seconds: float, limits: Limits, timed_out: bool) 
     if timed_out:
         return WALL_LIMIT
     # The kernel enforces the limit on its precise run time, rusage reports tick-sampled time:
-    # a process killed at 8 s shows 7.90-7.98 s on a busy machine.
+    # a process killed at 8 s shows 7.90-7.98 s on a busy machine, 7.84 s with both cores
+    # taken by other work, and failed a 0.5 s margin in a test run on a loaded machine.
     if status in _CPU_KILL_STATUSES and cpu_seconds >= limits.cpu_seconds - CPU_SAMPLING_SLACK:
         return CPU_LIMIT
     return None

@@ -1,0 +1,1 @@
+"""The C family's host side: custom options, preprocessing into a whole program, astyle."""

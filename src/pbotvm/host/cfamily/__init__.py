@@ -1,1 +1,1 @@
-"""The C family's host side."""
+"""The C family's host side: its options, preprocessing, formatting and output filters."""

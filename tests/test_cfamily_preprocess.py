@@ -27,8 +27,8 @@ from pbotvm.host.cfamily.custom_options import (
 )
 from pbotvm.host.cfamily.functions import UnmatchedBrackets
 from pbotvm.host.cfamily.preprocess import Dialect, preprocess
-from pbotvm.host.languages import CFamilyLanguage, find_language
 from pbotvm.host.options import take_cmdline_options
+from pbotvm.langspec import RunMode, find
 
 DATA = Path(__file__).parent / "data"
 ROWS: list[dict[str, Any]] = json.loads((DATA / "cfamily_preprocess.json").read_text())
@@ -44,9 +44,9 @@ needs_astyle = pytest.mark.skipif(shutil.which("astyle") is None,
 
 
 def _dialect(name: str) -> Dialect:
-    language = find_language(name)
-    assert isinstance(language, CFamilyLanguage)
-    return Dialect(language.prelude, language.gdb_extensions, c89=name == "c89")
+    spec = find(name)
+    assert spec is not None and spec.run is RunMode.CFAMILY
+    return Dialect(spec.prelude, spec.gdb, c89=name == "c89")
 
 
 def _custom(row: dict[str, Any]) -> CustomOptions:
@@ -58,9 +58,9 @@ def _ours(row: dict[str, Any], code: str) -> str:
     custom = _custom(row)
     if row["lang"] == "java":
         return java.preprocess(code, JAVA_PRELUDE_2023, custom)
-    language = find_language(row["lang"])
-    assert language is not None
-    return pretty(preprocess(code, _dialect(row["lang"]), custom).code, language.sourcefile)
+    spec = find(row["lang"])
+    assert spec is not None
+    return pretty(preprocess(code, _dialect(row["lang"]), custom).code, spec.sourcefile)
 
 
 def _want(row: dict[str, Any]) -> str:

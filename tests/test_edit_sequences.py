@@ -66,11 +66,11 @@ def test_sequence_pure(sequence: dict[str, Any], tmp_path: Path) -> None:
         else:
             language = find_language(lang)
             assert language is not None
-            parsed = options.parse_standard_options(edit.code)
+            parsed = options.parse_standard_options(edit.code, language.take_custom_options)
             if edit.only_show:
                 reply = shown_code(parsed.code)
             else:
-                ran = language.preprocess_code(parsed.code)
+                ran = language.preprocess(parsed.code, parsed.custom).code
                 printed = step.get("output", want["reply"]) + "\n"
                 reply = session.answer(printed, factoid="factoid" in step, now=now)
         context = f"{step['code']!r} in {sequence['name']!r}"

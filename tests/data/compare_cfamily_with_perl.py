@@ -22,8 +22,8 @@ from pbotvm.host import java
 from pbotvm.host.cfamily import preprocess as c_preprocess
 from pbotvm.host.cfamily.custom_options import take_custom_options, take_java_options
 from pbotvm.host.cfamily.functions import UnmatchedBrackets
-from pbotvm.host.languages import CFamilyLanguage, find_language
 from pbotvm.host.options import take_cmdline_options
+from pbotvm.langspec import RunMode, find
 
 HOST_LIB = "/tmp/pbotvm-original-0/src/applets/pbot-vm/host/lib"
 # One child per input: the original prints "error: unmatched brackets" and exits.
@@ -67,11 +67,11 @@ def _ours(lang: str, code: str) -> dict[str, Any]:
             code, custom = take_java_options(code)
             code, _ = take_cmdline_options(code)
             return {"code": java.preprocess(code, JAVA_PRELUDE_2023, custom), "warn": 0}
-        language = find_language(lang)
-        assert isinstance(language, CFamilyLanguage)
+        language = find(lang)
+        assert language is not None and language.run is RunMode.CFAMILY
         code, custom = take_custom_options(code)
         code, _ = take_cmdline_options(code)
-        dialect = c_preprocess.Dialect(language.prelude, language.gdb_extensions, lang == "c89")
+        dialect = c_preprocess.Dialect(language.prelude, language.gdb, lang == "c89")
         result = c_preprocess.preprocess(code, dialect, custom)
         return {"code": result.code, "warn": int(result.unterminated_directive)}
     except UnmatchedBrackets as error:

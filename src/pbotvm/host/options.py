@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from pbotvm.host.cfamily.custom_options import CustomOptions
 from pbotvm.tokenizer import PERL_SPACE, token_spans
 
 USAGE = (
@@ -62,6 +63,7 @@ class ParsedOptions:
     paste: bool = False
     stdin: str | None = None  # as written; None: not given
     cmdline_options: str = ""
+    custom: CustomOptions = field(default_factory=CustomOptions)  # the language's own
 
 
 def strip_exec_options(code: str) -> tuple[str, dict[str, str]]:
@@ -74,10 +76,14 @@ def strip_exec_options(code: str) -> tuple[str, dict[str, str]]:
     return code[pos:], found
 
 
-def parse_standard_options(code: str) -> ParsedOptions:
-    """Rules 2-5."""
+def parse_standard_options(
+    code: str, take_custom: Callable[[str], tuple[str, CustomOptions]] | None = None,
+) -> ParsedOptions:
+    """Rules 2-5; ``take_custom`` takes the language's own options (the C family's
+    ``-nomain``...) between the standard options and the compiler options, as the original."""
     code, stdin = _split_stdin(code)
     code, settings = _split_standard_options(code)
+    code, custom = take_custom(code) if take_custom else (code, CustomOptions())
     code, cmdline_options = take_cmdline_options(code)
     return ParsedOptions(
         code=code,
@@ -86,6 +92,7 @@ def parse_standard_options(code: str) -> ParsedOptions:
         paste=bool(settings.get("paste", False)),
         stdin=stdin,
         cmdline_options=cmdline_options,
+        custom=custom,
     )
 
 

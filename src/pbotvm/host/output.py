@@ -19,7 +19,7 @@ from pbotvm.protocol import TIMED_OUT
 from pbotvm.text import cap_output, truncation_marker
 
 if TYPE_CHECKING:
-    from pbotvm.host.languages import Language
+    from pbotvm.host.languages import Language, Shown, Source
 
 BEEPS = ("*BEEP*", "*BING*", "*DING*", "*DONG*", "*CLUNK*", "*BONG*", "*PING*", "*BOOP*",
          "*BLIP*", "*BOP*", "*WHIRR*")
@@ -56,11 +56,12 @@ def postprocess(text: str, rng: random.Random | None = None) -> str:
     return _UNPRINTABLE.sub(lambda match: f"\\x{ord(match[0]):02X}", text)
 
 
-def finish(text: str, language: Language, limit: int, *, timed_out: bool = False) -> str:
-    """The answer to print for the guest's ``text``; ``timed_out`` when the host's time limit
-    cut it short, as the original: ``[Timed-out]`` and what had arrived. The cap applies to
-    the reply itself, after escaping (which can make a character four)."""
-    text = language.postprocess_output(postprocess(text))
+def finish(text: str, language: Language, source: Source, shown: Shown, limit: int, *,
+           timed_out: bool = False) -> str:
+    """The answer to print for the guest's ``text`` about ``source``; ``timed_out`` when the
+    host's time limit cut it short, as the original: ``[Timed-out]`` and what had arrived.
+    The cap applies to the reply itself, after escaping (which can make a character four)."""
+    text = language.postprocess_output(postprocess(text), source, shown)
     if timed_out:
         text = f"{TIMED_OUT} {text}".rstrip()
     raw, cut = cap_output(text.encode("utf-8", "surrogatepass"), limit)

@@ -207,9 +207,11 @@ def warmup_requests() -> list[Request]:
     for spec in langspec.LANGUAGES:
         language = find_language(spec.name)
         if language is not None and spec.toolchain.program not in requests:
-            parsed = options.parse_standard_options(spec.hello)
+            parsed = options.parse_standard_options(spec.hello, language.take_custom_options)
+            source = language.preprocess(parsed.code, parsed.custom)
             requests[spec.toolchain.program] = replace(
-                make_request(language, spec.name, parsed, stdin=""), id=f"warmup-{spec.name}")
+                make_request(language, spec.name, parsed, source, stdin=""),
+                id=f"warmup-{spec.name}")
     return list(requests.values())
 
 

@@ -17,8 +17,9 @@ from typing import Any
 
 from pbotvm.config import ConfigError, HostSettings, Machine, UnknownMachine
 from pbotvm.host import options
+from pbotvm.host.cfamily.functions import UnmatchedBrackets
 from pbotvm.host.edit.session import EditSession, shown_code
-from pbotvm.host.languages import Language, find_language, unsupported_message
+from pbotvm.host.languages import Language, Shown, Source, find_language, unsupported_message
 from pbotvm.host.output import finish
 from pbotvm.host.transport import GuestUnreachable, exchange
 from pbotvm.protocol import ProtocolError, Request, ResultDecoder, parse_client_line
@@ -45,8 +46,9 @@ class Prepared:
     machine: Machine
     language: Language
     request: Request
+    source: Source
+    shown: Shown  # shown.paste: -paste, or the paste edit command
     history: EditSession
-    paste: bool  # -paste, or the paste edit command
 
 
 class Execution:
@@ -81,18 +83,24 @@ class Execution:
         edit = history.edit(code)
         if edit.reply is not None:
             return Answer(edit.reply)
-        parsed = options.parse_standard_options(edit.code)
+        parsed = options.parse_standard_options(edit.code, language.take_custom_options)
         if parsed.info:
             return Answer(language.info_line())
         if edit.only_show:
             return Answer(shown_code(parsed.code))
+        try:
+            # A thread: the C family runs astyle, which must not stall vm-server's loop.
+            source = await asyncio.to_thread(language.preprocess, parsed.code, parsed.custom)
+        except UnmatchedBrackets as e:
+            return Answer(str(e))
         paste = parsed.paste or edit.paste
         stdin = await self._stdin(parsed.stdin)
-        request = make_request(language, lang, parsed, stdin=stdin, paste=paste,
+        request = make_request(language, lang, parsed, source, stdin=stdin, paste=paste,
                                arguments=context.get("arguments", ""),
                                factoid=context.get("factoid") or None,
                                persist_key=context.get("persist-key") or None)
-        return Prepared(machine, language, request, history, paste)
+        return Prepared(machine, language, request, source,
+                        Shown(paste, context.get("channel", "")), history)
 
     def _machine(self, exec_options: dict[str, str]) -> Machine:
         machine = self.settings.machines.resolve(exec_options.get("vm"))
@@ -138,27 +146,29 @@ class Execution:
         """The user's answer to the guest's text: finished, then the channel's "Same output."
         rule (which also remembers it)."""
         return prepared.history.answer(
-            finish(text, prepared.language, self.settings.output_limit),
-            factoid=bool(prepared.request.factoid), paste=prepared.paste)
+            finish(text, prepared.language, prepared.source, prepared.shown,
+                   self.settings.output_limit),
+            factoid=bool(prepared.request.factoid), paste=prepared.shown.paste)
 
     def timed_out_answer(self, prepared: Prepared) -> str:
         """``[Timed-out]`` and whatever had arrived before the time-out."""
         partial = self._decoder.text if self._decoder else ""
-        return finish(partial, prepared.language, self.settings.output_limit, timed_out=True)
+        return finish(partial, prepared.language, prepared.source, prepared.shown,
+                      self.settings.output_limit, timed_out=True)
 
 
-def make_request(language: Language, lang: str, parsed: options.ParsedOptions, *,
-                 stdin: str | None, paste: bool | None = None, arguments: str = "",
+def make_request(language: Language, lang: str, parsed: options.ParsedOptions, source: Source,
+                 *, stdin: str | None, paste: bool | None = None, arguments: str = "",
                  factoid: str | None = None, persist_key: str | None = None) -> Request:
-    """The guest request for parsed code; ``arguments`` are the request's own, which
-    ``-args`` replaces; ``paste`` is ``-paste`` unless said otherwise."""
+    """The guest request for parsed code and its ``source``; ``arguments`` are the request's
+    own, which ``-args`` replaces; ``paste`` is ``-paste`` unless said otherwise."""
     return Request(
         lang=lang,
         sourcefile=language.spec.sourcefile,
         execfile=language.spec.execfile,
         cmdline=language.cmdline(parsed.cmdline_options,
                                  parsed.paste if paste is None else paste),
-        code=language.preprocess_code(parsed.code),
+        code=source.code,
         input=stdin,
         arguments=parsed.arguments if parsed.arguments is not None else arguments,
         date=int(time.time()),

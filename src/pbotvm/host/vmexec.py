@@ -19,7 +19,7 @@ from pbotvm.config import ConfigError, HostSettings, Machine, UnknownMachine
 from pbotvm.host import options
 from pbotvm.host.languages import Language, find_language, unsupported_message
 from pbotvm.host.output import finish
-from pbotvm.host.transport import GuestUnreachable, exchange
+from pbotvm.host.transport import GuestUnreachable, VsockBackoff, exchange
 from pbotvm.protocol import ProtocolError, Request, ResultDecoder, parse_client_line
 
 log = logging.getLogger("pbotvm.vmexec")
@@ -108,10 +108,11 @@ class Execution:
             return await self.default_stdin.take()
         return await stdin_from_command(command)
 
-    async def send(self, prepared: Prepared) -> Answer:
+    async def send(self, prepared: Prepared, vsock: VsockBackoff | None = None) -> Answer:
+        """The guest's answer; ``vsock``: the machine's back-off, when vm-server keeps one."""
         self._decoder = ResultDecoder(prepared.request.id)
         try:
-            channel = await exchange(prepared.machine, prepared.request, self._decoder)
+            channel = await exchange(prepared.machine, prepared.request, self._decoder, vsock)
         except GuestUnreachable as e:
             log.warning("%s: %s", prepared.machine.name, e)
             return Answer(OFFLINE, 3)

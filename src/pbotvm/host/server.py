@@ -73,7 +73,8 @@ class VmServer:
         prepared = await execution.prepare(line)
         if isinstance(prepared, Answer):
             return prepared.text
-        return (await self._run(execution, prepared)).text
+        answer = await self._run(execution, prepared)
+        return (await execution.deliver(prepared, answer)).text
 
     async def _run(self, execution: Execution, prepared: Prepared) -> Answer:
         """The request on its machine, in its turn; the machine is free again on return

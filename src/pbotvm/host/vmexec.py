@@ -19,6 +19,8 @@ from pbotvm.config import ConfigError, HostSettings, Machine, UnknownMachine
 from pbotvm.host import options
 from pbotvm.host.languages import Language, find_language, unsupported_message
 from pbotvm.host.output import finish
+from pbotvm.host.paste import paste_bytes
+from pbotvm.host.paste_service import upload
 from pbotvm.host.transport import GuestUnreachable, VsockBackoff, exchange
 from pbotvm.protocol import ProtocolError, Request, ResultDecoder, parse_client_line
 
@@ -44,6 +46,8 @@ class Prepared:
     machine: Machine
     language: Language
     request: Request
+    paste: bool = False  # answer with a paste's URL (-paste, or the paste edit command)
+    stdin: str | None = None  # -stdin as written, for the paste
 
 
 class Execution:
@@ -81,7 +85,7 @@ class Execution:
                                arguments=context.get("arguments", ""),
                                factoid=context.get("factoid") or None,
                                persist_key=context.get("persist-key") or None)
-        return Prepared(machine, language, request)
+        return Prepared(machine, language, request, paste=parsed.paste, stdin=parsed.stdin)
 
     def _machine(self, exec_options: dict[str, str]) -> Machine:
         machine = self.settings.machines.resolve(exec_options.get("vm"))
@@ -124,6 +128,18 @@ class Execution:
         log.debug("request %s answered over %s", prepared.request.id, channel)
         return Answer(finish(self._decoder.text, prepared.language, self.settings.output_limit),
                       killed=self._decoder.killed)
+
+    async def deliver(self, prepared: Prepared, answer: Answer) -> Answer:
+        """The guest's answer as the user gets it: when pasting, the URL of the paste (or one
+        error line). Called after the machine is free: the upload (up to 10 s) is neither
+        the guest's time nor its turn."""
+        if not prepared.paste or answer.status:
+            return answer
+        request = prepared.request
+        data = paste_bytes(request.code, request.cmdline, answer.text,
+                           prepared.language.spec.markers, arguments=request.arguments,
+                           stdin=prepared.stdin)
+        return replace(answer, text=await upload(data, self.settings.paste_url))
 
     def timed_out_answer(self, prepared: Prepared) -> str:
         """``[Timed-out]`` and whatever had arrived before the time-out."""
@@ -200,6 +216,7 @@ async def run(line: str, settings: HostSettings, *, allow_overrides: bool = Fals
     if isinstance(prepared, Answer):
         return prepared
     try:
-        return await asyncio.wait_for(execution.send(prepared), settings.timeout)
+        answer = await asyncio.wait_for(execution.send(prepared), settings.timeout)
     except TimeoutError:
         return Answer(execution.timed_out_answer(prepared), 124)
+    return await execution.deliver(prepared, answer)

@@ -224,6 +224,12 @@ def _paste_url(env: Mapping[str, str]) -> str:
     return url
 
 
+def state_dir(env: Mapping[str, str]) -> Path:
+    """``PBOTVM_STATE_DIR``, else ``$XDG_STATE_HOME/pbotvm`` (``~/.local/state/pbotvm``)."""
+    return Path(env.get("PBOTVM_STATE_DIR") or Path(
+        env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pbotvm")
+
+
 @dataclass(frozen=True)
 class HostSettings:
     """Everything vm-server and vm-exec read from their environment."""
@@ -245,8 +251,6 @@ class HostSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HostSettings:
         env = os.environ if env is None else env
-        state = env.get("PBOTVM_STATE_DIR") or str(
-            Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pbotvm")
         return cls(
             addr=env.get("PBOTVM_ADDR", "").strip() or DEFAULT_ADDR,
             port=_int(env, "PBOTVM_SERVER", DEFAULT_SERVER_PORT, 1),
@@ -259,7 +263,7 @@ class HostSettings:
             stdin_command=with_games_dir(
                 _argv(env, "PBOTVM_STDIN_COMMAND", DEFAULT_STDIN_COMMAND)),
             allow_overrides=flag(env.get("PBOTVM_ALLOW_OVERRIDES")),
-            state_dir=Path(state),
+            state_dir=state_dir(env),
             machines=load_machines(env),
             paste_url=_paste_url(env),
         )

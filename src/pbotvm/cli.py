@@ -44,15 +44,17 @@ def pty_run(addr: str, serial_port: int, heart_port: int, control: Path | None,
             guest_args: tuple[str, ...]) -> None:
     """Run the PTY VM in the foreground (as root, so the guest can drop to its user).
 
-    GUEST_ARGS are passed on to guest-server (e.g. -- --user vm).
+    GUEST_ARGS are passed on to guest-server (e.g. -- --user vm). Its pid goes to
+    $PBOTVM_STATE_DIR/ptyvm/pid, for vm-watchdog.
     """
-    from pbotvm.host.ptyvm import PtyVm, run
+    from pbotvm.config import state_dir
+    from pbotvm.host.ptyvm import PtyVm, pid_path, run
 
     logs.setup("ptyvm")
 
     async def main_task() -> None:
         task = asyncio.ensure_future(run(PtyVm(addr, serial_port, heart_port, list(guest_args)),
-                                         control))
+                                         control, pid_path(state_dir(os.environ))))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)

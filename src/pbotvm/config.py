@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import shutil
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +28,8 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_DOMAIN = "pbot-vm"
 DEFAULT_OUTPUT_LIMIT = 1024 * 1024
 DEFAULT_STDIN_COMMAND = "fortune -u -s"
+# The original's paste service (multipart field "file", answers the URL); any 0x0 instance works.
+DEFAULT_PASTE_URL = "https://0x0.st"
 
 # The original's shipped host/config/vm-exec.json, used when no machines file exists.
 BUILTIN_MACHINES = {
@@ -213,6 +216,20 @@ def load_machines(env: Mapping[str, str]) -> Machines:
     return Machines.parse(data, str(path), env)
 
 
+def _paste_url(env: Mapping[str, str]) -> str:
+    url = env.get("PBOTVM_PASTE_URL", "").strip() or DEFAULT_PASTE_URL
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"PBOTVM_PASTE_URL={url!r} is not an http(s) URL")
+    return url
+
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    """``PBOTVM_STATE_DIR``, else ``$XDG_STATE_HOME/pbotvm`` (``~/.local/state/pbotvm``)."""
+    return Path(env.get("PBOTVM_STATE_DIR") or Path(
+        env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pbotvm")
+
+
 @dataclass(frozen=True)
 class HostSettings:
     """Everything vm-server and vm-exec read from their environment."""
@@ -229,12 +246,11 @@ class HostSettings:
     allow_overrides: bool
     state_dir: Path
     machines: Machines
+    paste_url: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HostSettings:
         env = os.environ if env is None else env
-        state = env.get("PBOTVM_STATE_DIR") or str(
-            Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pbotvm")
         return cls(
             addr=env.get("PBOTVM_ADDR", "").strip() or DEFAULT_ADDR,
             port=_int(env, "PBOTVM_SERVER", DEFAULT_SERVER_PORT, 1),
@@ -247,8 +263,9 @@ class HostSettings:
             stdin_command=with_games_dir(
                 _argv(env, "PBOTVM_STDIN_COMMAND", DEFAULT_STDIN_COMMAND)),
             allow_overrides=flag(env.get("PBOTVM_ALLOW_OVERRIDES")),
-            state_dir=Path(state),
+            state_dir=state_dir(env),
             machines=load_machines(env),
+            paste_url=_paste_url(env),
         )
 
 

@@ -46,13 +46,19 @@ def running(pid: int) -> bool:
     return bool(fields) and fields[0] != b"Z"
 
 
+def stat_table() -> dict[int, list[bytes]]:
+    """pid -> the /proc/PID/stat fields after the command name, of every process (zombies
+    too: field 0 is the state, 1 the ppid)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(entry)):
+            table[int(entry)] = fields
+    return table
+
+
 def _parents() -> dict[int, int]:
     """pid -> ppid of every live (non-zombie) process."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _stat(entry)) and fields[0] != b"Z":
-            parents[int(entry)] = int(fields[1])
-    return parents
+    return {pid: int(fields[1]) for pid, fields in stat_table().items() if fields[0] != b"Z"}
 
 
 def descendants(root: int) -> list[int]:

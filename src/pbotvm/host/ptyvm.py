@@ -154,7 +154,13 @@ class PtyVm:
             await server.serve_forever()
 
 
-async def run(vm: PtyVm, control: Path | None) -> None:
+def pid_path(state_dir: Path) -> Path:
+    """Where a running PTY VM records its pid: its process tree is the guest's CPU use, which
+    vm-watchdog measures."""
+    return state_dir / "ptyvm" / "pid"
+
+
+async def run(vm: PtyVm, control: Path | None, pidfile: Path | None = None) -> None:
     procs.become_subreaper()
     tasks = [asyncio.create_task(vm.serial.run()), asyncio.create_task(vm.heart.run())]
     if control is not None:
@@ -163,10 +169,20 @@ async def run(vm: PtyVm, control: Path | None) -> None:
     vm.up()
     log.info("PTY VM: serial %s on %s:%d, heartbeat %s on %s:%d", vm.serial.pty.path,
              vm.serial.addr, vm.serial.port, vm.heart.pty.path, vm.heart.addr, vm.heart.port)
+    if pidfile is not None:
+        try:
+            pidfile.parent.mkdir(parents=True, exist_ok=True)
+            pidfile.write_text(f"{os.getpid()}\n")
+        except OSError as e:
+            log.warning("cannot record the pid in %s (%s): vm-watchdog will not find this VM",
+                        pidfile, e.strerror or e)
+            pidfile = None
     try:
         await asyncio.gather(*tasks)
     finally:
         vm.down()
+        if pidfile is not None:
+            pidfile.unlink(missing_ok=True)
 
 
 def send_control(path: Path, command: str, timeout: float = 30.0) -> str:

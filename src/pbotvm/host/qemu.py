@@ -24,7 +24,7 @@ from pbotvm.config import HostSettings, Machine
 from pbotvm.host import options
 from pbotvm.host.languages import find_language
 from pbotvm.host.qmp import QMP, QMPError, loadvm, snapshot
-from pbotvm.host.transport import exchange
+from pbotvm.host.transport import VsockBackoff, exchange
 from pbotvm.host.vmexec import make_request
 from pbotvm.image.build import Image
 from pbotvm.image.layout import CONSOLE, HEART_INDEX, SERIAL_INDEX
@@ -215,10 +215,12 @@ def warmup_requests() -> list[Request]:
     return list(requests.values())
 
 
-async def send(machine: Machine, request: Request, timeout: float = REQUEST_TIMEOUT) -> str:
-    """One request over the serial port; returns the result text."""
+async def send(machine: Machine, request: Request, timeout: float = REQUEST_TIMEOUT,
+               vsock: VsockBackoff | None = None) -> str:
+    """One request (over vsock, else the serial port); returns the result text. A series of
+    requests shares a ``vsock`` back-off."""
     decoder = ResultDecoder(request.id)
-    await asyncio.wait_for(exchange(machine, request, decoder), timeout)
+    await asyncio.wait_for(exchange(machine, request, decoder, vsock), timeout)
     if not decoder.done:
         raise QemuError(f"no complete answer to {request.lang} request")
     return decoder.text
@@ -312,9 +314,10 @@ async def boot_and_warm(machine: Machine, alive: Callable[[], bool], console: Pa
             f"guest did not boot ({reason}); console:\n  {console_tail(console)}") from None
     booted = time.monotonic()
     log(f"guest up in {booted - start:.1f} s; warming up the toolchains")
+    vsock = VsockBackoff()
     for request in warmup_requests():
         try:
-            text = await send(machine, request)
+            text = await send(machine, request, vsock=vsock)
         except (TimeoutError, OSError) as e:
             raise QemuError(f"warm-up {request.lang} request failed ({e or 'timed out'}); "
                             f"console:\n  {console_tail(console)}") from None

@@ -4,7 +4,8 @@ One line per client, answered with plain text. Requests run the vm-exec pipeline
 Each machine serves one request at a time (its serial line carries one conversation); the
 others wait their turn. A time-out or a program the guest had to kill reverts the machine,
 and the machine is held until the revert is done and its heartbeat is back, so no request
-is sent into a reverting guest.
+is sent into a reverting guest. Each machine's state has one home (``machine_state``), which
+also keeps the status file vm-watchdog reads.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import click
 from pbotvm import logs
 from pbotvm.config import ConfigError, HostSettings, Machine
 from pbotvm.host.heartbeat import DEFAULT_STALE_AFTER, HeartbeatMonitor
+from pbotvm.host.machine_state import MachineState
 from pbotvm.host.revert import RevertError, revert
-from pbotvm.host.vmexec import Answer, Execution, PrefetchedStdin
+from pbotvm.host.vmexec import Answer, Execution, PrefetchedStdin, Prepared
 from pbotvm.protocol import Framing
 
 log = logging.getLogger("pbotvm.server")
@@ -33,27 +35,11 @@ RESETTING = "Virtual machine is resetting, try again soon."
 BUSY = "Virtual machine is busy, try again soon."
 
 
-class MachineSlot:
-    """A machine's heartbeat and its one-request-at-a-time turn."""
-
-    def __init__(self, machine: Machine, heart: HeartbeatMonitor, turn: Turn) -> None:
-        self.machine = machine
-        self.heart = heart
-        self.turn = turn
-
-
 # A guest silent for this many heartbeat margins is not coming back by itself (QEMU gone,
 # kernel hung, guest-server unable to start): a request that finds it so reverts it, at most
 # once per HEAL_INTERVAL so that a machine a revert cannot fix is not reverted in a loop.
 HEAL_AFTER_MARGINS = 2
 HEAL_INTERVAL = 60.0
-
-
-class Turn(asyncio.Lock):
-    """A serial line's lock, which knows whether its holder is reverting the machine."""
-
-    reverting = False
-    healed_at = -HEAL_INTERVAL  # time.monotonic() of the last revert for a silent guest
 
 
 class VmServer:
@@ -63,74 +49,84 @@ class VmServer:
         # Keyed by port, not by machine name: two names (or an override) for one guest must
         # share its serial line and its heartbeat connection (QEMU serves one client).
         self._hearts: dict[tuple[str, int], HeartbeatMonitor] = {}
-        self._turns: dict[tuple[str, int], Turn] = {}
+        self._machines: dict[tuple[str, int], MachineState] = {}
         self._reverts: set[asyncio.Task[None]] = set()
         command = settings.stdin_command
         self._stdin = PrefetchedStdin(command) if command else None
 
-    def slot(self, machine: Machine) -> MachineSlot:
-        heart_key = (machine.addr, machine.heart)
-        if heart_key not in self._hearts:
-            self._hearts[heart_key] = HeartbeatMonitor(
-                machine.name, machine.addr, machine.heart, self.stale_after,
-                poll=machine.framing is Framing.HEAD)
-            self._hearts[heart_key].start()
-        turn = self._turns.setdefault((machine.addr, machine.serial), Turn())
-        return MachineSlot(machine, self._hearts[heart_key], turn)
+    def machine_state(self, machine: Machine) -> MachineState:
+        key = (machine.addr, machine.serial)
+        if key not in self._machines:
+            heart_key = (machine.addr, machine.heart)
+            if heart_key not in self._hearts:
+                self._hearts[heart_key] = HeartbeatMonitor(
+                    machine.name, machine.addr, machine.heart, self.stale_after,
+                    poll=machine.framing is Framing.HEAD)
+                self._hearts[heart_key].start()
+            self._machines[key] = MachineState(machine, self._hearts[heart_key],
+                                               self.settings.state_dir)
+        return self._machines[key]
 
     async def answer(self, line: str) -> str:
         execution = Execution(self.settings, default_stdin=self._stdin)
         prepared = await execution.prepare(line)
         if isinstance(prepared, Answer):
             return prepared.text
-        slot = self.slot(prepared.machine)
-        try:
-            await asyncio.wait_for(slot.turn.acquire(), self.settings.timeout)
-        except TimeoutError:
-            log.info("%s: no turn within %.0f s", slot.machine.name, self.settings.timeout)
-            return RESETTING if slot.turn.reverting else BUSY
+        answer = await self._run(execution, prepared)
+        return (await execution.deliver(prepared, answer)).text
+
+    async def _run(self, execution: Execution, prepared: Prepared) -> Answer:
+        """The request on its machine, in its turn; the machine is free again on return
+        (or held by the revert this request started)."""
+        state = self.machine_state(prepared.machine)
+        name = prepared.machine.name
+        if not await state.take_turn(self.settings.timeout):
+            log.info("%s: no turn within %.0f s", name, self.settings.timeout)
+            return Answer(RESETTING if state.reverting else BUSY, 3)
         revert_reason = None
         try:
-            if not slot.heart.alive():
-                log.info("%s: no heartbeat; not sending", slot.machine.name)
-                revert_reason = self._heal_reason(slot)
-                return RESETTING
+            if not state.heart.alive():
+                log.info("%s: no heartbeat; not sending", name)
+                revert_reason = self._heal_reason(state)
+                return Answer(RESETTING, 3)
             try:
-                answer = await asyncio.wait_for(execution.send(prepared), self.settings.timeout)
+                answer = await asyncio.wait_for(execution.send(prepared, state.vsock),
+                                                self.settings.timeout)
             except TimeoutError:
+                state.timed_out()
                 revert_reason = "time-out"
-                return execution.timed_out_answer(prepared)
+                return Answer(execution.timed_out_answer(prepared), 124)
             if answer.killed:
                 revert_reason = f"guest killed the program: {answer.killed}"
-            return answer.text
+            return answer
         finally:
             if revert_reason and not self.settings.norevert:
-                task = asyncio.create_task(self._revert(slot, revert_reason))
+                state.begin_revert()
+                task = asyncio.create_task(self._revert(state, prepared.machine, revert_reason))
                 self._reverts.add(task)
                 task.add_done_callback(self._reverts.discard)
             else:
-                slot.turn.release()
+                state.release()
 
-    def _heal_reason(self, slot: MachineSlot) -> str | None:
-        silent = slot.heart.silent_for()
+    def _heal_reason(self, state: MachineState) -> str | None:
+        silent = state.heart.silent_for()
         now = time.monotonic()
         if (silent < HEAL_AFTER_MARGINS * self.stale_after
-                or now - slot.turn.healed_at < HEAL_INTERVAL):
+                or (state.healed_at is not None and now - state.healed_at < HEAL_INTERVAL)):
             return None
-        slot.turn.healed_at = now
+        state.healed_at = now
         return f"no heartbeat for {silent:.0f} s"
 
-    async def _revert(self, slot: MachineSlot, reason: str) -> None:
-        """Revert while holding the machine's turn; release it once the guest beats again."""
-        name = slot.machine.name
-        slot.turn.reverting = True
+    async def _revert(self, state: MachineState, machine: Machine, reason: str) -> None:
+        """Revert while holding the machine; release it once the guest beats again."""
+        name = machine.name
         try:
             log.info("%s: reverting (%s)", name, reason)
-            seconds = await revert(slot.machine, self.settings)
+            seconds = await revert(machine, self.settings)
             done = time.monotonic()
             log.info("%s: reverted to snapshot %s in %.2f s", name, self.settings.snapshot,
                      seconds)
-            if await slot.heart.beat_after(done, self.stale_after):
+            if await state.heart.beat_after(done, self.stale_after):
                 log.info("%s: guest back %.2f s after the revert", name, time.monotonic() - done)
             else:
                 log.warning("%s: no heartbeat within %.0f s of the revert", name,
@@ -138,8 +134,7 @@ class VmServer:
         except RevertError as e:
             log.error("%s: revert failed: %s", name, e)
         finally:
-            slot.turn.reverting = False
-            slot.turn.release()
+            state.release()
 
     async def _reply(self, reader: asyncio.StreamReader, peer: str) -> str | None:
         """The answer to the client's line; None when it sent none in time."""
@@ -181,7 +176,7 @@ class VmServer:
             self.handle_client, self.settings.addr, self.settings.port, limit=MAX_LINE,
             reuse_address=True)
         log.info("vm-server listening on %s:%d", self.settings.addr, self.settings.port)
-        self.slot(self.settings.machines.resolve())
+        self.machine_state(self.settings.machines.resolve())
         async with server:
             await stop.wait()
         for heart in self._hearts.values():
@@ -191,6 +186,8 @@ class VmServer:
         if self._reverts:
             log.info("waiting for %d revert(s) to finish", len(self._reverts))
             await asyncio.gather(*self._reverts, return_exceptions=True)
+        for state in self._machines.values():
+            state.close()
 
 
 async def _first_line(reader: asyncio.StreamReader) -> str:

@@ -19,10 +19,7 @@ log = logging.getLogger("pbotvm.transport")
 
 VSOCK_CONNECT_TIMEOUT = 1.0
 SERIAL_CONNECT_TIMEOUT = 3.0
-# After vsock fails for a machine, go straight to serial for a while: a host without
-# vhost-vsock would otherwise pay the connect time-out on every request.
 VSOCK_RETRY_AFTER = 60.0
-_vsock_failed: dict[tuple[int, int], float] = {}
 
 
 # A result line carries JSON-escaped output (up to 6 bytes per byte for control characters).
@@ -31,6 +28,24 @@ _READ_LIMIT = 64 * 1024 * 1024
 
 class GuestUnreachable(ConnectionError):
     """Neither vsock nor the serial port accepted a connection."""
+
+
+class VsockBackoff:
+    """After vsock fails for a machine, go straight to serial for a while: a host without
+    vhost-vsock would otherwise pay the connect time-out on every request. Kept per machine
+    by vm-server; per (CID, port), as an override may aim one machine elsewhere."""
+
+    def __init__(self) -> None:
+        self._retry_at: dict[tuple[int, int], float] = {}
+
+    def allows(self, key: tuple[int, int]) -> bool:
+        return time.monotonic() >= self._retry_at.get(key, 0.0)
+
+    def failed(self, key: tuple[int, int]) -> None:
+        self._retry_at[key] = time.monotonic() + VSOCK_RETRY_AFTER
+
+    def worked(self, key: tuple[int, int]) -> None:
+        self._retry_at.pop(key, None)
 
 
 async def _open_vsock(cid: int, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -75,16 +90,19 @@ async def open_serial(addr: str, port: int) -> tuple[asyncio.StreamReader, async
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
-async def connect(machine: Machine) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
-    """Open a channel to the machine's guest; returns reader, writer and a description."""
+async def connect(machine: Machine, vsock: VsockBackoff | None = None,
+                  ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+    """Open a channel to the machine's guest; returns reader, writer and a description.
+    ``vsock``: the machine's back-off (none: a one-off connection tries vsock first)."""
+    vsock = vsock or VsockBackoff()
     key = (machine.cid, machine.vport)
-    if machine.cid and time.monotonic() >= _vsock_failed.get(key, 0.0):
+    if machine.cid and vsock.allows(key):
         try:
             reader, writer = await _open_vsock(machine.cid, machine.vport)
-            _vsock_failed.pop(key, None)
+            vsock.worked(key)
             return reader, writer, f"vsock {machine.cid}:{machine.vport}"
         except (OSError, TimeoutError) as e:
-            _vsock_failed[key] = time.monotonic() + VSOCK_RETRY_AFTER
+            vsock.failed(key)
             log.info("vsock %d:%d unavailable (%s); using serial port %d (retry vsock in 60 s)",
                      machine.cid, machine.vport, e, machine.serial)
     try:
@@ -94,12 +112,13 @@ async def connect(machine: Machine) -> tuple[asyncio.StreamReader, asyncio.Strea
     return reader, writer, f"serial {machine.addr}:{machine.serial}"
 
 
-async def exchange(machine: Machine, request: Request, decoder: ResultDecoder) -> str:
+async def exchange(machine: Machine, request: Request, decoder: ResultDecoder,
+                   vsock: VsockBackoff | None = None) -> str:
     """Send one request and feed the reply into ``decoder`` until ``result:end`` or EOF.
 
     Returns the channel description (for logs). The caller bounds the time.
     """
-    reader, writer, channel = await connect(machine)
+    reader, writer, channel = await connect(machine, vsock)
     try:
         for piece in encode_request(request, machine.framing):
             writer.write(piece)

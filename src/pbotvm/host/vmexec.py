@@ -21,7 +21,9 @@ from pbotvm.host.cfamily.functions import UnmatchedBrackets
 from pbotvm.host.edit.session import EditSession, shown_code
 from pbotvm.host.languages import Language, Shown, Source, find_language, unsupported_message
 from pbotvm.host.output import finish
-from pbotvm.host.transport import GuestUnreachable, exchange
+from pbotvm.host.paste import paste_bytes
+from pbotvm.host.paste_service import upload
+from pbotvm.host.transport import GuestUnreachable, VsockBackoff, exchange
 from pbotvm.protocol import ProtocolError, Request, ResultDecoder, parse_client_line
 
 log = logging.getLogger("pbotvm.vmexec")
@@ -47,8 +49,9 @@ class Prepared:
     language: Language
     request: Request
     source: Source
-    shown: Shown  # shown.paste: -paste, or the paste edit command
+    shown: Shown  # shown.paste: answer with a paste's URL (-paste, or the paste edit command)
     history: EditSession
+    stdin: str | None = None  # -stdin as written, for the paste
 
 
 class Execution:
@@ -100,7 +103,7 @@ class Execution:
                                factoid=context.get("factoid") or None,
                                persist_key=context.get("persist-key") or None)
         return Prepared(machine, language, request, source,
-                        Shown(paste, context.get("channel", "")), history)
+                        Shown(paste, context.get("channel", "")), history, stdin=parsed.stdin)
 
     def _machine(self, exec_options: dict[str, str]) -> Machine:
         machine = self.settings.machines.resolve(exec_options.get("vm"))
@@ -127,10 +130,11 @@ class Execution:
             return await self.default_stdin.take()
         return await stdin_from_command(command)
 
-    async def send(self, prepared: Prepared) -> Answer:
+    async def send(self, prepared: Prepared, vsock: VsockBackoff | None = None) -> Answer:
+        """The guest's answer; ``vsock``: the machine's back-off, when vm-server keeps one."""
         self._decoder = ResultDecoder(prepared.request.id)
         try:
-            channel = await exchange(prepared.machine, prepared.request, self._decoder)
+            channel = await exchange(prepared.machine, prepared.request, self._decoder, vsock)
         except GuestUnreachable as e:
             log.warning("%s: %s", prepared.machine.name, e)
             return Answer(OFFLINE, 3)
@@ -149,6 +153,18 @@ class Execution:
             finish(text, prepared.language, prepared.source, prepared.shown,
                    self.settings.output_limit),
             factoid=bool(prepared.request.factoid), paste=prepared.shown.paste)
+
+    async def deliver(self, prepared: Prepared, answer: Answer) -> Answer:
+        """The guest's answer as the user gets it: when pasting, the URL of the paste (or one
+        error line). Called after the machine is free: the upload (up to 10 s) is neither
+        the guest's time nor its turn."""
+        if not prepared.shown.paste or answer.status:
+            return answer
+        request = prepared.request
+        data = paste_bytes(request.code, request.cmdline, answer.text,
+                           prepared.language.spec.markers, arguments=request.arguments,
+                           stdin=prepared.stdin)
+        return replace(answer, text=await upload(data, self.settings.paste_url))
 
     def timed_out_answer(self, prepared: Prepared) -> str:
         """``[Timed-out]`` and whatever had arrived before the time-out."""
@@ -227,6 +243,7 @@ async def run(line: str, settings: HostSettings, *, allow_overrides: bool = Fals
     if isinstance(prepared, Answer):
         return prepared
     try:
-        return await asyncio.wait_for(execution.send(prepared), settings.timeout)
+        answer = await asyncio.wait_for(execution.send(prepared), settings.timeout)
     except TimeoutError:
         return Answer(execution.timed_out_answer(prepared), 124)
+    return await execution.deliver(prepared, answer)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pbotvm.config import DEFAULT_OUTPUT_LIMIT
-from pbotvm.guest import sandbox, workdir
+from pbotvm.guest import cfamily, sandbox, workdir
+from pbotvm.guest.cfamily import run as c_family
 from pbotvm.guest.plain_command import plain_argv
 from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture, Limits, Outcome
 from pbotvm.protocol import Request, Result
@@ -123,8 +124,12 @@ def run_request(request: Request, settings: RunSettings) -> Result:
     if bad is not None:
         return Result(text=f"[Fatal error: bad file name {bad!r}]\n", id=request.id)
     files = {request.sourcefile: utf8(request.code + "\n")}
+    if request.lang in cfamily.LANGS:
+        files.update(c_family.work_files(request))
     with workdir.work_directory(user, files, request.persist_key,
                                 settings.persist_root) as cwd:
+        if request.lang in cfamily.LANGS:
+            return c_family.run_request(request, user, cwd, user_environment(user), settings)
 
         def run(cmdline: str, args: list[str], stdin: bytes) -> Outcome:
             return sandbox.run(utf8(command_line(cmdline, args)),

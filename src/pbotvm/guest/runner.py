@@ -16,6 +16,7 @@ from pathlib import Path
 from pbotvm import langspec
 from pbotvm.config import DEFAULT_OUTPUT_LIMIT
 from pbotvm.guest import java, sandbox, shell_shim, workdir
+from pbotvm.guest.cfamily import run as c_family
 from pbotvm.guest.plain_command import plain_argv
 from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture, Limits, Outcome
 from pbotvm.protocol import TIMED_OUT, Request, Result
@@ -138,8 +139,12 @@ def run_request(request: Request, settings: RunSettings) -> Result:
     if run_mode is langspec.RunMode.JAVA:
         sourcefile, cmdline = java.source_file(request.code, sourcefile, cmdline)
     files = {sourcefile: utf8(request.code + "\n")}
+    if run_mode is langspec.RunMode.CFAMILY:
+        files.update(c_family.work_files(request))
     with workdir.work_directory(user, files, request.persist_key,
                                 settings.persist_root) as cwd:
+        if run_mode is langspec.RunMode.CFAMILY:
+            return c_family.run_request(request, user, cwd, user_environment(user), settings)
 
         def run(cmdline: str, args: list[str], stdin: bytes) -> Outcome:
             return sandbox.run(utf8(command_line(cmdline, args)),

@@ -1,5 +1,6 @@
-"""Run one shell command as the unprivileged user, under the original's limits, and kill
-everything it started.
+"""Run one command as the unprivileged user, under the original's limits, and kill
+everything it started: a shell command line (``run``), or an argv with the descriptors the
+caller sets up (``run_plumbed``, for compilers, C programs and gdb).
 
 Called inside a per-request supervisor (see ``supervisor.py``): a root process that is a child
 subreaper, so every orphan of the program (even one that used setsid and a double fork) is
@@ -10,6 +11,8 @@ which live under other supervisors, are left alone.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import os
 import pwd
 import resource
@@ -18,7 +21,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -33,6 +36,10 @@ WALL_LIMIT = "wall time limit"
 _CPU_KILL_STATUSES = frozenset({128 + signal.SIGKILL, 128 + signal.SIGXCPU})
 CPU_SAMPLING_SLACK = 1.0  # seconds; see limit_hit
 _REAP_GRACE = 2.0  # seconds to wait for SIGKILLed processes to be reaped
+_FIRST_FREE_FD = 64  # above every descriptor number a program is handed
+_ADDR_NO_RANDOMIZE = 0x0040000  # personality(2) flag
+_QUERY_PERSONALITY = 0xFFFFFFFF
+_personality = ctypes.CDLL(None, use_errno=True).personality
 
 
 @dataclass(frozen=True)
@@ -87,33 +94,82 @@ def run(command: bytes, *, argv: list[str] | None = None, user: pwd.struct_passw
         env: Mapping[str, str], stdin: bytes, limits: Limits, keep: int) -> Outcome:
     """Run ``/bin/bash -c command``, or ``argv`` directly when bash would only exec it (see
     ``plain_command``); keep at most ``keep`` bytes of each output stream."""
-    procs.become_subreaper()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
+
+    def exec_program() -> None:
+        if argv is not None:
+            _exec_as_bash_would(argv, env)
+        bash: list[str | bytes] = [SHELL, "-c", command]
+        os.execve(SHELL, bash, env)
+
     # A file, not a pipe: a program that never reads its input cannot block us.
     with tempfile.TemporaryFile() as stdin_file:
         stdin_file.write(stdin)
         stdin_file.flush()
         stdin_file.seek(0)
-        pid = os.fork()
-        if pid == 0:
-            _exec_as_user(command, argv, user, cwd, env, limits, stdin_file.fileno(), out_w,
-                          err_w)
-    os.close(out_w)
-    os.close(err_w)
+        ran = _run(exec_program, user=user, cwd=cwd, limits=limits,
+                   files={0: stdin_file.fileno()}, pipes=[(1,), (2,)], keep=keep)
+    stdout, stderr = ran.captures
+    return Outcome(stdout, stderr, ran.status, ran.killed)
+
+
+@dataclass(frozen=True)
+class Plumbed:
+    """How a ``run_plumbed`` run ended."""
+
+    captures: list[Capture]  # what each pipe carried, in the order asked
+    status: int  # as a shell reports it: the exit code, or 128 + signal number
+    signal: int | None  # the signal that ended the process, if one did
+    killed: str | None  # CPU_LIMIT or WALL_LIMIT when a limit stopped the program
+
+
+def run_plumbed(argv: list[str], *, user: pwd.struct_passwd, cwd: Path,
+                env: Mapping[str, str], limits: Limits, files: Mapping[int, int],
+                pipes: Sequence[Sequence[int]], keep: int, no_aslr: bool = False) -> Plumbed:
+    """Exec ``argv`` (found on the environment's PATH), no shell, with the descriptors given:
+    ``files`` maps a descriptor of the program to one of ours, and each group in ``pipes``
+    shares one new pipe whose output is collected (``keep`` bytes of it). ``no_aslr`` turns
+    off address randomisation, as gdb does for the programs it runs."""
+
+    def exec_program() -> None:
+        path = shutil.which(argv[0], path=env.get("PATH", ""))
+        if path is None:
+            os.write(2, f"{argv[0]}: command not found\n".encode())
+            os._exit(127)
+        os.execve(path, argv, env)
+
+    return _run(exec_program, user=user, cwd=cwd, limits=limits, files=files, pipes=pipes,
+                keep=keep, no_aslr=no_aslr)
+
+
+def _run(exec_program: Callable[[], None], *, user: pwd.struct_passwd, cwd: Path,
+         limits: Limits, files: Mapping[int, int], pipes: Sequence[Sequence[int]], keep: int,
+         no_aslr: bool = False) -> Plumbed:
+    procs.become_subreaper()
+    ends = [os.pipe() for _ in pipes]
+    fds = dict(files)
+    for group, (_, write_end) in zip(pipes, ends, strict=True):
+        fds.update(dict.fromkeys(group, write_end))
+    pid = os.fork()
+    if pid == 0:
+        _exec_as_user(exec_program, user, cwd, limits, fds, no_aslr)
+    for _, write_end in ends:
+        os.close(write_end)
+    read_ends = [read_end for read_end, _ in ends]
     try:
-        wait_status, stdout, stderr = _collect(pid, out_r, err_r, limits.wall_seconds, keep)
+        wait_status, captures = _collect(pid, read_ends, limits.wall_seconds, keep)
     finally:
         if _children_left():
             procs.kill_descendants()
             _reap_all()
-        os.close(out_r)
-        os.close(err_r)
+        for read_end in read_ends:
+            os.close(read_end)
     timed_out = wait_status is None
     status = 128 + signal.SIGKILL if wait_status is None else shell_status(wait_status)
+    ended_by = (os.WTERMSIG(wait_status)
+                if wait_status is not None and os.WIFSIGNALED(wait_status) else None)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     killed = limit_hit(status, usage.ru_utime + usage.ru_stime, limits, timed_out)
-    return Outcome(stdout, stderr, status, killed)
+    return Plumbed(captures, status, ended_by, killed)
 
 
 def _exec_as_bash_would(argv: list[str], env: Mapping[str, str]) -> None:
@@ -129,14 +185,15 @@ def _exec_as_bash_would(argv: list[str], env: Mapping[str, str]) -> None:
         os.execve(path, argv, {**env, **bash_adds})
 
 
-def _exec_as_user(command: bytes, argv: list[str] | None, user: pwd.struct_passwd, cwd: Path,
-                  env: Mapping[str, str], limits: Limits, stdin: int, stdout: int,
-                  stderr: int) -> NoReturn:
+def _exec_as_user(exec_program: Callable[[], None], user: pwd.struct_passwd, cwd: Path,
+                  limits: Limits, fds: Mapping[int, int], no_aslr: bool) -> NoReturn:
     """In the forked child: drop to the user, apply the limits, exec. Never returns."""
     try:
-        os.dup2(stdin, 0)
-        os.dup2(stdout, 1)
-        os.dup2(stderr, 2)
+        # Out of the way first, so that no target number overwrites a source still needed.
+        moved = {target: fcntl.fcntl(source, fcntl.F_DUPFD_CLOEXEC, _FIRST_FREE_FD)
+                 for target, source in fds.items()}
+        for target, source in moved.items():
+            os.dup2(source, target)
         os.chdir(cwd)
         os.setgroups([user.pw_gid])
         os.setgid(user.pw_gid)
@@ -148,9 +205,9 @@ def _exec_as_user(command: bytes, argv: list[str] | None, user: pwd.struct_passw
         # Python ignores these; the program should see the defaults, as under a shell.
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
-        if argv is not None:
-            _exec_as_bash_would(argv, env)
-        os.execve(SHELL, [SHELL.encode(), b"-c", command], env)
+        if no_aslr:
+            _personality(_personality(_QUERY_PERSONALITY) | _ADDR_NO_RANDOMIZE)
+        exec_program()
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.write(2, f"guest: cannot run the program: {e}\n".encode())
@@ -158,20 +215,20 @@ def _exec_as_user(command: bytes, argv: list[str] | None, user: pwd.struct_passw
         os._exit(127)
 
 
-def _collect(pid: int, out_fd: int, err_fd: int, wall: float,
-             keep: int) -> tuple[int | None, Capture, Capture]:
-    """Read both streams until they close and the process has exited, or the wall limit.
+def _collect(pid: int, fds: Sequence[int], wall: float,
+             keep: int) -> tuple[int | None, list[Capture]]:
+    """Read the pipes until they close and the process has exited, or the wall limit.
 
     Returns the wait status (None on time-out) and the captures. Output of background jobs
-    counts until they close the streams, as with the original.
+    counts until they close the pipes, as with the original.
     """
     deadline = time.monotonic() + wall
-    kept = {out_fd: bytearray(), err_fd: bytearray()}
-    sizes = dict.fromkeys(kept, 0)
+    kept = {fd: bytearray() for fd in fds}
+    sizes = dict.fromkeys(fds, 0)
     wait_status: int | None = None
     pidfd = os.pidfd_open(pid)
     with selectors.DefaultSelector() as selector:
-        for fd in (pidfd, out_fd, err_fd):
+        for fd in (pidfd, *fds):
             selector.register(fd, selectors.EVENT_READ)
         while selector.get_map():
             remaining = deadline - time.monotonic()
@@ -193,8 +250,7 @@ def _collect(pid: int, out_fd: int, err_fd: int, wall: float,
     os.close(pidfd)
     if timed_out:
         wait_status = None
-    return (wait_status, Capture(bytes(kept[out_fd]), sizes[out_fd]),
-            Capture(bytes(kept[err_fd]), sizes[err_fd]))
+    return wait_status, [Capture(bytes(kept[fd]), sizes[fd]) for fd in fds]
 
 
 def _children_left() -> bool:

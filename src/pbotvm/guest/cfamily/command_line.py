@@ -1,0 +1,25 @@
+"""What the host's compiler command line (the request's ``cmdline``) says to the guest."""
+
+from __future__ import annotations
+
+import re
+
+from pbotvm.tokenizer import split_line
+
+_COMPILE_ONLY = re.compile(r"--(?:version|analyze)")
+_ADDRESS_SANITIZER = re.compile(r"-fsanitize=(?:[^ ]+,)?address")
+
+
+def compiler_argv(cmdline: str) -> list[str]:
+    """The command as the original guest split it: quotes stripped, no escapes, no shell."""
+    return split_line(cmdline, strip_quotes=True, preserve_escapes=False)
+
+
+def compile_only(cmdline: str) -> bool:
+    """``--version`` or ``--analyze``: the compiler's answer is the whole answer."""
+    return _COMPILE_ONLY.search(cmdline) is not None
+
+
+def uses_address_sanitizer(cmdline: str) -> bool:
+    """AddressSanitizer does not work under ptrace: such programs run without gdb."""
+    return _ADDRESS_SANITIZER.search(cmdline) is not None

@@ -1,0 +1,256 @@
+"""Compile and run one C-family request, as the original guest's _c_base module and guest-gdb
+did, with the program run directly when gdb would add nothing (see ``gdb_choice``).
+
+Everything runs as the user, without a shell, under the sandbox's limits:
+* the compiler: 60 s of CPU and of wall-clock time (the original's 60 s time-out; it had no
+  ulimits there), 64 MiB per file written (an object with a big initialised array is large),
+  the request's process limit;
+* the program, and gdb with it: the request's limits (the original's ``ulimit -f 2000 -t 8
+  -u 200``) and guest-gdb's 8 s of wall-clock time. A direct run gets one more second of CPU
+  than gdb's run, so that a busy loop meets the wall-clock limit first, as it met guest-gdb's
+  alarm, which started before the program.
+
+The program's stdin is ``.input`` and its stdout ``.output`` in the work directory, as under
+the original; its stderr comes first in the answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pwd
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from pbotvm.guest import runner, sandbox
+from pbotvm.guest.cfamily import channel, command_line, gdb_choice, guest_gdb, last_statement
+from pbotvm.guest.cfamily.answer import answer, diagnostics_prefix
+from pbotvm.guest.cfamily.gdb_choice import AfterDirectRun
+from pbotvm.guest.plain_command import plain_argv
+from pbotvm.guest.sandbox import WALL_LIMIT, Capture, Limits
+from pbotvm.protocol import Request, Result
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pbotvm.guest.runner import RunSettings
+
+log = logging.getLogger("pbotvm.guest")
+
+INPUT_FILE = ".input"
+OUTPUT_FILE = ".output"
+DRIVER = Path(__file__).with_name("gdb_driver.py")
+GDB_ARGV = ("gdb", "-nx", "-q", "-batch", "-x", str(DRIVER))
+TIME_LIMIT = 8.0  # seconds: guest-gdb's alarm
+COMPILE_LIMITS = Limits(cpu_seconds=60, file_bytes=64 * 1024 * 1024, wall_seconds=60.0)
+# guest-gdb started gdb with these, so its programs had them too.
+PROGRAM_VARIABLES = {"LIBC_FATAL_STDERR": "1", "MALLOC_CHECK_": "1"}
+# gdb gives the programs it runs a terminal size. A direct run gets the same, and is started
+# by the same shell: the program sees the same environment, so the same stack addresses.
+TERMINAL_VARIABLES = {"LINES": "24", "COLUMNS": "80"}
+SHELL = "/bin/sh"  # what gdb starts programs with when SHELL is not set
+
+
+def work_files(request: Request) -> dict[str, bytes]:
+    """The files the work directory needs besides the source: stdin and stdout."""
+    return {INPUT_FILE: runner.utf8((request.input or "") + "\n"), OUTPUT_FILE: b""}
+
+
+@dataclass(frozen=True)
+class _Ran:
+    text: str  # stderr, a space if there was any, then stdout, as the original combined them
+    status: int
+    killed: str | None = None
+
+
+def run_request(request: Request, user: pwd.struct_passwd, cwd: Path, env: Mapping[str, str],
+                settings: RunSettings) -> Result:
+    """Blocking; as root, in a work directory made with ``work_files``."""
+    output_fd = os.open(cwd / OUTPUT_FILE, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
+    try:
+        return _Job(request, user, cwd, env, settings, output_fd).run()
+    finally:
+        os.close(output_fd)
+
+
+@dataclass
+class _Job:
+    request: Request
+    user: pwd.struct_passwd
+    cwd: Path
+    env: Mapping[str, str]
+    settings: RunSettings
+    output_fd: int
+
+    def run(self) -> Result:
+        request, code = self.request, self.request.code
+        factoid = bool(request.factoid)
+        while True:
+            compiled = self.compile(code)
+            if compiled.status or compiled.killed or command_line.compile_only(request.cmdline):
+                # As the original: the compiler's words alone, never with [Exit N].
+                text = (runner.result_text(compiled.text, 0, compiled.killed, factoid)
+                        if compiled.killed else answer("", compiled.text, 0, factoid))
+                return Result(text, request.id, exit=compiled.status, killed=compiled.killed)
+            ran = self.execute(code)
+            if last_statement.has_wrapper(code) and last_statement.gdb_failed(ran.text):
+                code = last_statement.without_wrappers(code)
+                continue
+            text = answer(diagnostics_prefix(compiled.text), ran.text, ran.status, factoid)
+            return Result(text, request.id, exit=ran.status, killed=ran.killed)
+
+    # -- compiling ---------------------------------------------------------------------------
+
+    def compile(self, code: str) -> _Ran:
+        """One compile, or two when the code has wrappers: the first, without them, gives the
+        diagnostics and the status; the second, with them, only the program."""
+        if not last_statement.has_wrapper(code):
+            self.write_source(code)
+            return self.compile_once()
+        self.write_source(last_statement.unwrapped(code))
+        first = self.compile_once()
+        if first.status == 0 and first.killed is None:
+            self.write_source(code)
+            self.compile_once()
+        return first
+
+    def write_source(self, code: str) -> None:
+        # Replaced, not rewritten in place: after a run, the name may be anything the
+        # program left there (a link, a FIFO); no process of the request is left by now.
+        path = self.cwd / self.request.sourcefile
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(runner.utf8(code + "\n"))
+            os.fchown(f.fileno(), self.user.pw_uid, self.user.pw_gid)
+
+    def compile_once(self) -> _Ran:
+        argv = command_line.compiler_argv(self.request.cmdline)
+        with open(os.devnull, "rb") as devnull:
+            ran = sandbox.run_plumbed(argv, user=self.user, cwd=self.cwd, env=self.env,
+                                      limits=dataclasses.replace(
+                                          COMPILE_LIMITS,
+                                          processes=self.settings.limits.processes),
+                                      files={0: devnull.fileno()}, pipes=[(1,), (2,)],
+                                      keep=self.settings.output_limit)
+        stdout, stderr = ran.captures
+        return _Ran(self.combined(stderr, stdout), ran.status, ran.killed)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def execute(self, code: str) -> _Ran:
+        args = runner.split_arguments(self.request.arguments)
+        if command_line.uses_address_sanitizer(self.request.cmdline):
+            return self.run_plainly(args)
+        if gdb_choice.needs_gdb(code):
+            return self.under_gdb(args)
+        return self.directly(args)
+
+    def run_plainly(self, args: list[str]) -> _Ran:
+        """``./prog args`` as the original ran AddressSanitizer programs (with their stdin,
+        which the original forgot)."""
+        program = f"./{self.request.execfile}"
+        outcome = sandbox.run(runner.utf8(runner.command_line(program, args)),
+                              argv=plain_argv(program, args), user=self.user, cwd=self.cwd,
+                              env=self.env, stdin=self.read_input(), limits=self.settings.limits,
+                              keep=self.settings.output_limit)
+        text = self.combined(outcome.stderr, outcome.stdout)
+        if outcome.killed:
+            return _Ran(runner.result_text(text, 0, outcome.killed, False).rstrip("\n"),
+                        outcome.status, outcome.killed)
+        return _Ran(text, outcome.status)
+
+    def directly(self, args: list[str]) -> _Ran:
+        os.ftruncate(self.output_fd, 0)
+        limits = dataclasses.replace(self.settings.limits, wall_seconds=TIME_LIMIT,
+                                     cpu_seconds=self.settings.limits.cpu_seconds + 1)
+        exec_line = " ".join(["exec", runner.quote(self.program()), *map(runner.quote, args)])
+        with self.open_input() as stdin:
+            ran = sandbox.run_plumbed([SHELL, "-c", exec_line], user=self.user, cwd=self.cwd,
+                                      env=self.program_environment(TERMINAL_VARIABLES),
+                                      limits=limits,
+                                      files={0: stdin.fileno(), 1: self.output_fd},
+                                      pipes=[(2,)], keep=self.settings.output_limit,
+                                      no_aslr=True)
+        (stderr,) = ran.captures
+        stdout = self.program_output()
+        if ran.killed == WALL_LIMIT:
+            return self.timed_out(stderr, stdout, ran.killed)
+        verdict = gdb_choice.after_direct_run(ran.signal, bool(stdout))
+        if verdict is AfterDirectRun.RERUN:
+            return self.under_gdb(args)
+        if verdict is AfterDirectRun.STALL:
+            return self.timed_out(stderr, stdout, ran.killed)
+        return _Ran(self.combined(stderr, self.capture(stdout)), ran.status)
+
+    def under_gdb(self, args: list[str]) -> _Ran:
+        os.ftruncate(self.output_fd, 0)
+        limits = dataclasses.replace(self.settings.limits, wall_seconds=TIME_LIMIT)
+        env = self.program_environment({channel.ARGUMENTS_VARIABLE: json.dumps(args)})
+        with open(os.devnull, "rb") as devnull:
+            ran = sandbox.run_plumbed([*GDB_ARGV, self.program()], user=self.user, cwd=self.cwd,
+                                      env=env, limits=limits,
+                                      files={0: devnull.fileno(),
+                                             channel.OUTPUT_FD: self.output_fd},
+                                      pipes=[(1, 2), (channel.PROGRAM_STDERR_FD,),
+                                             (channel.RECORDS_FD,)],
+                                      keep=self.settings.output_limit)
+        gdb_says, stderr, records = ran.captures
+        transcript = channel.read_records(records.data)
+        stdout = channel.splice(self.program_output(),
+                                [(at, guest_gdb.emitted(text)) for at, text in transcript.emits])
+        if ran.killed == WALL_LIMIT or transcript.stalled:
+            return self.timed_out(stderr, stdout, ran.killed)
+        if not transcript.ended:
+            log.warning("gdb ended before its driver did (status %d): %r", ran.status,
+                        gdb_says.data[-2000:])
+        return _Ran(self.combined(stderr, self.capture(stdout)), transcript.status)
+
+    def timed_out(self, stderr: Capture, stdout: bytes, killed: str | None) -> _Ran:
+        """What guest-gdb answered when its alarm went off: the output so far, a line saying
+        so, and status 0."""
+        return _Ran(self.combined(stderr, self.capture(stdout + guest_gdb.TIME_OUT.encode())), 0,
+                    killed)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def program(self) -> str:
+        # gdb runs the program by its absolute name (from the real working directory).
+        return os.path.join(os.path.realpath(self.cwd), self.request.execfile)
+
+    def program_environment(self, extra: Mapping[str, str]) -> dict[str, str]:
+        return {**self.env, **PROGRAM_VARIABLES, **extra}
+
+    def read_input(self) -> bytes:
+        with self.open_input() as stdin:
+            return stdin.read()
+
+    def open_input(self) -> BinaryIO:
+        """``.input``, which the program may have replaced in an earlier run of the request:
+        root opens it, so only a regular file of the user's is good enough."""
+        fd = os.open(self.cwd / INPUT_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            fd = os.open(os.devnull, os.O_RDONLY)
+        return os.fdopen(fd, "rb")
+
+    def program_output(self) -> bytes:
+        size = os.fstat(self.output_fd).st_size
+        chunks, done = [], 0
+        while done < size:
+            chunk = os.pread(self.output_fd, size - done, done)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            done += len(chunk)
+        return b"".join(chunks)
+
+    def capture(self, data: bytes) -> Capture:
+        return Capture(data[: self.settings.output_limit], len(data))
+
+    def combined(self, stderr: Capture, stdout: Capture) -> str:
+        return runner.output_text(stderr, stdout, self.settings.output_limit)

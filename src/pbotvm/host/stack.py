@@ -117,8 +117,12 @@ class LocalStack:
                            f"{self.log('vm-server')}\n{self.log('ptyvm')}")
 
     def client(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(BIN / "vm-client"), *args], env=self.env, text=True,
+        """vm-client's run, its output decoded as is (text=True would turn a \\r into \\n)."""
+        done = subprocess.run([str(BIN / "vm-client"), *args], env=self.env,
                               capture_output=True, timeout=timeout, check=False)
+        return subprocess.CompletedProcess(done.args, done.returncode,
+                                           done.stdout.decode("utf-8", "surrogateescape"),
+                                           done.stderr.decode("utf-8", "surrogateescape"))
 
     def ask(self, code: str, **fields: str) -> str:
         """One PBot-style JSON request; the reply without its final newline."""

@@ -19,6 +19,8 @@ from pbotvm.host.stack import LocalStack
 
 SH = "-lang=sh echo hello"
 C_HELLO = '-lang=c11 #include <stdio.h>\nint main(void) { puts("hello"); }'
+# As channels type it: the default language, the prelude, a generated main.
+C_SNIPPET = 'puts("hello");'
 
 
 def timed(stack: LocalStack, code: str) -> float:
@@ -57,7 +59,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalStack(
             Path(tmp), env={"PBOTVM_STDIN_COMMAND": ""}) as stack:
-        for name, code in (("sh echo (sequential)", SH), ("C hello (sequential)", C_HELLO)):
+        for name, code in (("sh echo (sequential)", SH), ("C hello (sequential)", C_HELLO),
+                           ("C snippet (sequential)", C_SNIPPET)):
             timed(stack, code)  # warm-up
             start = time.perf_counter()
             samples = [timed(stack, code) for _ in range(args.n)]

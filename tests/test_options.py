@@ -188,7 +188,7 @@ def test_spec_example_c89_options_replace_the_defaults() -> None:
     parsed = parse("-Wall -std=c89 int x = 1; x")
     assert C2X is not None
     assert parsed.code == "int x = 1; x"
-    assert C2X.cmdline(parsed.cmdline_options, parsed.paste) == (
+    assert C2X.spec.command_line(parsed.cmdline_options, parsed.paste) == (
         "gcc -gdwarf-2 -g3 prog.c -Wall -std=c89 -fno-diagnostics-show-caret -o prog")
 
 
@@ -255,7 +255,7 @@ def lang(name: str) -> Language:
     ("sh", "$sourcefile", False, "sh $sourcefile prog.sh"),  # options are not expanded again
 ])
 def test_cmdline(name: str, options: str, paste: bool, cmdline: str) -> None:
-    assert lang(name).cmdline(options, paste) == cmdline
+    assert lang(name).spec.command_line(options, paste) == cmdline
 
 
 @pytest.mark.parametrize(("name", "line"), [
@@ -276,7 +276,7 @@ def test_cmdline(name: str, options: str, paste: bool, cmdline: str) -> None:
      "-Wfatal-errors -fsanitize=alignment,undefined -o prog"),
 ])
 def test_info_line(name: str, line: str) -> None:
-    assert lang(name).info_line() == line
+    assert lang(name).spec.info_line() == line
 
 
 def test_usage_text() -> None:

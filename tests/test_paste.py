@@ -143,7 +143,7 @@ OBSERVED = [
 def test_the_paste_is_the_originals(case: Case) -> None:
     language = find_language(case.lang)
     assert language is not None
-    cmdline = language.cmdline(case.options, paste=True)
+    cmdline = language.spec.command_line(case.options, paste=True)
     assert paste_bytes(case.code, cmdline, case.output, language.spec.markers,
                        arguments=case.arguments, stdin=case.stdin) == case.expected
 

@@ -23,7 +23,6 @@ from pbotvm.langspec import LangSpec, RunMode, find, supported_names
 from pbotvm.tokenizer import PERL_SPACE
 
 _WS = re.escape(PERL_SPACE)
-_OPTIONS_GAP = re.compile(rf"\$options[{_WS}]+")
 
 
 @dataclass(frozen=True)
@@ -62,29 +61,6 @@ class Language:
         """The language's own output filter, run after the base post-processing."""
         return text
 
-    def cmdline(self, cmdline_options: str, paste: bool) -> str:
-        """§3.8: the command line sent to the guest (with paste: also the paste header's)."""
-        spec = self.spec
-        options = cmdline_options or spec.default_options
-        extra = spec.options_paste if paste else spec.options_nopaste
-        if extra:
-            options = f"{options} {extra}" if options else extra
-        return _fill_options(self._fill_files(spec.cmdline), options)
-
-    def info_line(self) -> str:
-        """The ``-info`` answer: the default command line, without the paste/nopaste extras."""
-        cmdline = self._fill_files(_fill_options(self.spec.cmdline, self.spec.default_options))
-        return f"{self.spec.display} cmdline: {cmdline}"
-
-    def _fill_files(self, cmdline: str) -> str:
-        return cmdline.replace("$sourcefile", self.spec.sourcefile).replace(
-            "$execfile", self.spec.execfile)
-
-
-def _fill_options(cmdline: str, options: str) -> str:
-    if options:
-        return cmdline.replace("$options", options, 1)
-    return _OPTIONS_GAP.sub("", cmdline, count=1)
 
 
 class Bc(Language):

@@ -88,7 +88,7 @@ class Execution:
             return Answer(edit.reply)
         parsed = options.parse_standard_options(edit.code, language.take_custom_options)
         if parsed.info:
-            return Answer(language.info_line())
+            return Answer(language.spec.info_line())
         if edit.only_show:
             return Answer(shown_code(parsed.code))
         try:
@@ -182,8 +182,8 @@ def make_request(language: Language, lang: str, parsed: options.ParsedOptions, s
         lang=lang,
         sourcefile=language.spec.sourcefile,
         execfile=language.spec.execfile,
-        cmdline=language.cmdline(parsed.cmdline_options,
-                                 parsed.paste if paste is None else paste),
+        cmdline=language.spec.command_line(parsed.cmdline_options,
+                                           parsed.paste if paste is None else paste),
         code=source.code,
         input=stdin,
         arguments=parsed.arguments if parsed.arguments is not None else arguments,

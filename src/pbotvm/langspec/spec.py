@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+from pbotvm.tokenizer import PERL_SPACE
+
+_OPTIONS_GAP = re.compile(rf"\$options[{re.escape(PERL_SPACE)}]+")
 
 
 class RunMode(StrEnum):
@@ -53,3 +58,27 @@ class LangSpec:
     def __post_init__(self) -> None:
         if not self.display:
             object.__setattr__(self, "display", self.name)
+
+    def command_line(self, options: str, paste: bool) -> str:
+        """§3.8: the command line sent to the guest for the user's compiler or interpreter
+        ``options`` (empty: the defaults), with the paste or no-paste extras."""
+        options = options or self.default_options
+        extra = self.options_paste if paste else self.options_nopaste
+        if extra:
+            options = f"{options} {extra}" if options else extra
+        return _fill_options(self._fill_files(self.cmdline), options)
+
+    def info_line(self) -> str:
+        """The ``-info`` answer: the default command line, without the paste/nopaste extras."""
+        cmdline = self._fill_files(_fill_options(self.cmdline, self.default_options))
+        return f"{self.display} cmdline: {cmdline}"
+
+    def _fill_files(self, cmdline: str) -> str:
+        return cmdline.replace("$sourcefile", self.sourcefile).replace(
+            "$execfile", self.execfile)
+
+
+def _fill_options(cmdline: str, options: str) -> str:
+    if options:
+        return cmdline.replace("$options", options, 1)
+    return _OPTIONS_GAP.sub("", cmdline, count=1)

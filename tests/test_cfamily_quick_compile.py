@@ -1,0 +1,103 @@
+"""The quicker C compile (the prelude precompiled, gold linking) answers exactly as the usual
+one, and root never compiles with options a user chose."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pbotvm.guest import runner
+from pbotvm.guest.cfamily import command_line, pch
+from pbotvm.guest.cfamily.run import _Job
+from pbotvm.host import options
+from pbotvm.host.languages import find_language
+from pbotvm.host.vmexec import make_request
+from pbotvm.langspec import LangSpec, find
+from pbotvm.protocol import Request
+
+def _c2x() -> LangSpec:
+    spec = find("c2x")
+    assert spec is not None
+    return spec
+
+
+C2X = _c2x()
+
+
+def test_only_the_languages_own_command_line_is_trusted() -> None:
+    assert pch.default_command_line(C2X, C2X.command_line("", paste=False))
+    assert pch.default_command_line(C2X, C2X.command_line("", paste=True))
+    assert not pch.default_command_line(C2X, C2X.command_line("-include /etc/shadow", False))
+    assert not pch.default_command_line(C2X, C2X.command_line("-O2", paste=False))
+
+
+def test_the_prelude_becomes_blank_lines() -> None:
+    code = C2X.prelude + "int main(void)\n{\n}\n"
+    blanked = pch.split_prelude(code, C2X.prelude)
+    assert blanked is not None and blanked.splitlines()[-3:] == ["int main(void)", "{", "}"]
+    assert blanked.count("\n") == code.count("\n") and not blanked.strip("\n").startswith("#")
+    assert pch.split_prelude("#include <stdio.h>\n" + code, C2X.prelude) is None
+
+
+def test_header_options_drop_source_output_and_libraries() -> None:
+    argv = ["gcc", "-g3", "prog.c", "-std=c2x", "-lm", "-o", "prog", "-Wall"]
+    assert pch.header_options(argv, "prog.c") == ["-g3", "-std=c2x", "-Wall"]
+    assert pch.header_options(["clang", "prog.c"], "prog.c") is None
+
+
+@pytest.mark.parametrize(("text", "spoke"), [
+    ("/tmp/ccZLCsMg.o:w.c:function main: warning: the use of `tmpnam' is dangerous", True),
+    ("/usr/bin/ld.gold: error: cannot find -lfoo", True),
+    ("prog.c:3:5: warning: unused variable 'x' [-Wunused-variable]", False),
+    ("", False),
+])
+def test_what_gold_says_is_recognised(text: str, spoke: bool) -> None:
+    assert command_line.gold_spoke(text) is spoke
+
+
+def request(code: str) -> Request:
+    language = find_language("c2x")
+    assert language is not None
+    parsed = options.parse_standard_options(code, language.take_custom_options)
+    source = language.preprocess(parsed.code, parsed.custom)
+    return make_request(language, "c2x", parsed, source, stdin="")
+
+
+# Names that differ from run to run: the compiler's object file, the work directory.
+_RANDOM_NAMES = re.compile(r"/tmp/cc\w+\.o|/run-\w+/")
+
+
+def answer(code: str) -> str:
+    return _RANDOM_NAMES.sub("…", runner.run_request(request(code), runner.RunSettings()).text)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+@pytest.mark.parametrize("code", [
+    'puts("hello");',
+    'int x; printf("%d\\n", 3 / 1); return 2;',
+    '#define _XOPEN_SOURCE 700\\nputs("a note names the prelude\'s line");',
+    "char *p = 0; strcpy(p, \"x\");",  # a crash: the report comes from gdb, on this binary
+    "int f(void) { return undefined(); } puts(\"link error\");",
+])
+def test_quick_compile_answers_as_the_usual_one(code: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pch, "PCH_DIR", tmp_path)
+    quick = answer(code)
+    assert list(tmp_path.glob("*.h.gch"))
+    monkeypatch.setattr(_Job, "quick_compile", lambda self, code: None)
+    assert quick == answer(code)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_user_options_never_reach_a_compile_as_root(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pch, "PCH_DIR", tmp_path)
+    # The compile is the user's: gcc cannot read the file.
+    assert "fatal error: /etc/shadow: Permission denied" in answer(
+        "-Wall -include /etc/shadow puts(\"x\");")
+    assert not list(tmp_path.iterdir())

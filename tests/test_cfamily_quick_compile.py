@@ -18,6 +18,7 @@ from pbotvm.host.vmexec import make_request
 from pbotvm.langspec import LangSpec, find
 from pbotvm.protocol import Request
 
+
 def _c2x() -> LangSpec:
     spec = find("c2x")
     assert spec is not None

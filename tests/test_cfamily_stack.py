@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from pbotvm.host.stack import LocalStack
+from tests.conftest import make_stack
 
 DATA = Path(__file__).parent / "data"
 # The original's harness ran programs as user orig2 in /home/orig2/<pid>/; our filters remove
@@ -110,3 +111,31 @@ def test_c_as_channels_type_it(stack: LocalStack, name: str, lang: str, code: st
     got = stack.client(json.dumps({"nick": "alice", "channel": f"#{name}", "code": line})).stdout
     want = DIFFERENT[name][1] if name in DIFFERENT else reply
     assert _comparable(got) == _comparable(want)
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_a_spinning_program_under_gdb_ends_at_guest_gdbs_time_out(tmp_path: Path) -> None:
+    # The original's limits: 8 s for guest-gdb, within vm-server's 10 s.
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="10") as stack:
+        assert stack.ask("int x = 1; print(x); for (;;) ;") == "\nx = 1\n\n[gdb time-out]"
+        assert stack.ask("1+1") == "no output: 1 + 1 = 2"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("code", "reply"), [
+    # Megabytes under gdb: cut, with the count of what was left out.
+    ("int x = 1; print(x); for (int i = 0; i < 3000000; i++) putchar('x');",
+     re.compile(r"\nx = 1\n\nx+\n\[\.\.\. output truncated: \d+ more bytes\]", re.DOTALL)),
+    # Forks while gdb follows the parent: the child's line and the parent's both come back.
+    ('int x = 1; print(x); if (fork() == 0) { puts("child"); return 0; } sleep(1); '
+     'puts("parent");', "\nx = 1\n\nchild\nparent"),
+])
+def test_gdb_runs_that_misbehave_get_a_bounded_answer(stack: LocalStack, code: str,
+                                                      reply: str | re.Pattern[str]) -> None:
+    got = stack.ask(code, channel="alice")
+    if isinstance(reply, str):
+        assert got == reply
+    else:
+        assert reply.fullmatch(got), got[:200] + "..." + got[-200:]
+    assert stack.ask("1+1", channel="alice") == "no output: 1 + 1 = 2"

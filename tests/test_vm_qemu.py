@@ -140,9 +140,26 @@ def server(vm: tuple[qemu.VmPaths, Machine],
     ("-lang=python3 print(6 * 7)", "42"),
     ('-lang=perl print "perl ok\\n";', "perl ok"),
     ('-lang=c11 #include <stdio.h>\nint main(void) { printf("%d\\n", 1 << 10); }', "1024"),
-], ids=["sh", "python3", "perl", "c11"])
+    # C as channels type it: the prelude, a generated main, gdb's reports.
+    ('printf("%d\\n", 1+1);', "2"),
+    ("1+1", "no output: 1 + 1 = 2"),
+    ("int x = 5, y = 6;", "no output: x = 5; y = 6"),
+    ("int x = 5; print(x);", "\nx = 5"),
+    ('char *s = "hi"; ptype(s);', "\ns = char *"),
+    ("int main(void) { puts(\"hi\"); return 3; }", "hi\n [Exit 3]"),
+    ("-lang=sh echo $((2**10))", "1024"),
+], ids=["sh", "python3", "perl", "c11", "c2x-printf", "c2x-last-statement", "c2x-locals",
+        "c2x-print", "c2x-ptype", "c2x-exit", "sh-is-bash"])
 def test_vm_client(server: AttachedStack, code: str, expected: str) -> None:
     assert server.ask(code) == expected
+
+
+def test_c_crash_report(server: AttachedStack) -> None:
+    # The address of argv depends on the guest's environment.
+    assert re.fullmatch(
+        r" runtime error: store to null pointer of type 'int'\n \nProgram received signal "
+        r"SIGSEGV, Segmentation fault in main \(argc=1, argv=0x[0-9a-f]+\) at statement: "
+        r"\*p = 1; <local variables: p = 0x0>", server.ask("int *p = 0; *p = 1;"))
 
 
 @pytest.mark.parametrize("code", ["-lang=sh while :; do :; done", "-lang=sh sleep 60"],

@@ -77,19 +77,22 @@ def answer(code: str) -> str:
 
 @pytest.mark.root
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
-@pytest.mark.parametrize("code", [
-    'puts("hello");',
-    'int x; printf("%d\\n", 3 / 1); return 2;',
-    '#define _XOPEN_SOURCE 700\\nputs("a note names the prelude\'s line");',
-    "char *p = 0; strcpy(p, \"x\");",  # a crash: the report comes from gdb, on this binary
-    "int f(void) { return undefined(); } puts(\"link error\");",
+@pytest.mark.parametrize(("code", "precompiles"), [
+    ('puts("hello");', True),
+    ('int x; printf("%d\\n", 3 / 1); return 2;', True),
+    ('#define _XOPEN_SOURCE 700\\nputs("a note names the prelude\'s line");', True),
+    ("char *p = 0; strcpy(p, \"x\");", True),  # a crash: gdb reports on this binary
+    ("int f(void) { return undefined(); } puts(\"link error\");", True),
+    ("1+1", True),  # two compiles: the first precompiled, the second (for gdb) not
+    ("INT_MAX", True),  # gdb needs the macro: its program is built the usual way
+    ("int x; x = 5; print(x);", False),  # gdb runs it: no precompiled prelude
 ])
-def test_quick_compile_answers_as_the_usual_one(code: str, tmp_path: Path,
+def test_quick_compile_answers_as_the_usual_one(code: str, precompiles: bool, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pch, "PCH_DIR", tmp_path)
     quick = answer(code)
-    assert list(tmp_path.glob("*.h.gch"))
-    monkeypatch.setattr(_Job, "quick_compile", lambda self, code: None)
+    assert bool(list(tmp_path.glob("*.h.gch"))) is precompiles
+    monkeypatch.setattr(_Job, "quick_compile", lambda self, code, precompiled: None)
     assert quick == answer(code)
 
 

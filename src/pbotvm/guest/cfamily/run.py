@@ -118,27 +118,30 @@ class _Job:
         """One compile, or two when the code has wrappers: the first, without them, gives the
         diagnostics and the status; the second, with them, only the program."""
         if not last_statement.has_wrapper(code):
-            return self.quick_compile(code) or self.compile_plainly(code)
-        first = self.compile_plainly(last_statement.unwrapped(code))
+            return (self.quick_compile(code, precompiled=not gdb_choice.needs_gdb(code))
+                    or self.compile_plainly(code))
+        unwrapped = last_statement.unwrapped(code)
+        # Its program is never run, so it may take the precompiled prelude.
+        first = self.quick_compile(unwrapped, precompiled=True) or self.compile_plainly(unwrapped)
         if first.status == 0 and first.killed is None:
-            self.compile_plainly(code)
+            self.quick_compile(code, precompiled=False) or self.compile_plainly(code)
         return first
 
     def compile_plainly(self, code: str) -> _Ran:
         self.write_source(code)
         return self.compile_once(command_line.compiler_argv(self.request.cmdline))
 
-    def quick_compile(self, code: str) -> _Ran | None:
-        """The same program sooner (``pch``: the prelude precompiled; gold links): for code
-        gdb will not evaluate, built by the language's own command line. None unless it
-        succeeded without a word from the linker or about the prelude's lines: then the usual
-        compile says what there is to say, in the usual words."""
+    def quick_compile(self, code: str, *, precompiled: bool) -> _Ran | None:
+        """The same program sooner, for the language's own command line: gold links, and with
+        ``precompiled`` (code whose program gdb will not evaluate) the prelude comes
+        precompiled (``pch``). None unless it succeeded without a word from the linker or
+        about the prelude's lines: then the usual compile says what there is to say, in the
+        usual words."""
         argv = command_line.compiler_argv(self.request.cmdline)
         spec = langspec.find(self.request.lang)
-        if spec is None or gdb_choice.needs_gdb(code) or not pch.default_command_line(
-                spec, self.request.cmdline):
+        if spec is None or not pch.default_command_line(spec, self.request.cmdline):
             return None
-        blanked = pch.split_prelude(code, spec.prelude)
+        blanked = pch.split_prelude(code, spec.prelude) if precompiled else None
         header = (pch.header(argv, self.request.sourcefile, spec.prelude, self.env)
                   if blanked is not None else None)
         if header is not None and blanked is not None:

@@ -21,6 +21,8 @@ SH = "-lang=sh echo hello"
 C_HELLO = '-lang=c11 #include <stdio.h>\nint main(void) { puts("hello"); }'
 # As channels type it: the default language, the prelude, a generated main.
 C_SNIPPET = 'puts("hello");'
+# The same program again through the edit step: the channel's last code (echo hello).
+SH_EDIT = "-lang=sh run"
 
 
 def timed(stack: LocalStack, code: str) -> float:
@@ -49,7 +51,7 @@ def timed_raw(stack: LocalStack, code: str) -> float:
 def report(name: str, samples: list[float], wall: float) -> None:
     ms = sorted(s * 1000 for s in samples)
     p95 = ms[max(0, round(0.95 * len(ms)) - 1)]
-    print(f"{name:<22} n={len(ms):<3} min {ms[0]:7.1f} ms  median {statistics.median(ms):7.1f} ms"
+    print(f"{name:<26} n={len(ms):<3} min {ms[0]:7.1f} ms  median {statistics.median(ms):7.1f} ms"
           f"  p95 {p95:7.1f} ms  throughput {len(ms) / wall:6.1f} req/s")
 
 
@@ -59,7 +61,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalStack(
             Path(tmp), env={"PBOTVM_STDIN_COMMAND": ""}) as stack:
-        for name, code in (("sh echo (sequential)", SH), ("C hello (sequential)", C_HELLO),
+        for name, code in (("sh echo (sequential)", SH), ("sh run, edit (sequential)", SH_EDIT),
+                           ("C hello (sequential)", C_HELLO),
                            ("C snippet (sequential)", C_SNIPPET)):
             timed(stack, code)  # warm-up
             start = time.perf_counter()

@@ -171,7 +171,8 @@ def test_c_crash_report(server: AttachedStack) -> None:
 def test_time_out_reverts_and_the_next_request_works(server: AttachedStack, code: str) -> None:
     server.ask("-lang=sh touch /var/tmp/before-timeout")
     start = time.monotonic()
-    assert server.ask(code).startswith("[Timed-out]")
+    # The loop meets the guest's 8 s CPU limit before vm-server's time-out: either reverts.
+    assert server.ask(code).startswith(("[Timed-out]", "[Killed: CPU time limit exceeded]"))
     replied = time.monotonic()
     assert replied - start < SERVER_TIMEOUT + 3
     back = server.wait_answer("-lang=sh ls /var/tmp; echo next", "next", 30)

@@ -21,6 +21,7 @@ from pbotvm.host.cfamily.preprocess import (
     SEMICOLON_AFTER_BRACE,
     given_program,
     main_body,
+    split_leading_lines,
 )
 from pbotvm.host.options import newlines_outside_quotes
 from pbotvm.tokenizer import PERL_SPACE
@@ -73,11 +74,7 @@ def insert_newlines(code: str) -> str:
 
 
 def split_imports(precode: str) -> tuple[str, str]:
-    header: list[str] = []
-    while line := _IMPORT_LINE.match(precode):
-        header.append(line[1])
-        precode = precode[line.end() :]
-    return "".join(header), precode
+    return split_leading_lines(precode, _IMPORT_LINE)
 
 
 def clean_up(code: str) -> str:

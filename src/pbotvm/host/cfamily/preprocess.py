@@ -120,8 +120,13 @@ def insert_newlines(code: str) -> str:
 
 def split_header(precode: str) -> tuple[str, str]:
     """Step 6: the leading preprocessor and ``using`` lines, and the rest."""
+    return split_leading_lines(precode, _HEADER_LINE)
+
+
+def split_leading_lines(precode: str, line_pattern: re.Pattern[str]) -> tuple[str, str]:
+    """The leading lines that ``line_pattern`` matches (its group 1 of each), and the rest."""
     header: list[str] = []
-    while line := _HEADER_LINE.match(precode):
+    while line := line_pattern.match(precode):
         header.append(line[1])
         precode = precode[line.end() :]
     return "".join(header), precode

@@ -308,3 +308,31 @@ def devices_add_vsock() -> None:
 def devices_add_all() -> None:
     """Both."""
     _add_devices("all")
+
+
+@main.group()
+def units() -> None:
+    """systemd units for vm-server and vm-watchdog (restarted on failure, hardened)."""
+
+
+@units.command("install")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
+              show_default=True, help="Write below this directory instead of /.")
+def units_install(root: Path) -> None:
+    """Write pbotvm-vm-server.service and pbotvm-vm-watchdog.service.
+
+    They run this installation's vm-server and vm-watchdog with the state directory this
+    environment has (PBOTVM_STATE_DIR), the only place they may write; other PBOTVM_*
+    settings go in /etc/pbotvm/pbotvm.env.
+    """
+    import sys
+
+    from pbotvm.config import state_dir
+    from pbotvm.host import units as systemd_units
+
+    written = systemd_units.install(root, Path(sys.executable).parent,
+                                    state_dir(os.environ).absolute())
+    for path in written:
+        click.echo(f"wrote {path}")
+    names = " ".join(path.name for path in written)
+    click.echo(f"next: systemctl daemon-reload && systemctl enable --now {names}")

@@ -151,6 +151,9 @@ class LocalStack:
         path = self.logs.get(name)
         return path.read_text(errors="replace") if path and path.exists() else ""
 
+    def pid(self, name: str) -> int:
+        return self._procs[name].pid
+
     def stop_process(self, name: str) -> None:
         proc = self._procs.pop(name, None)
         if proc is not None:

@@ -160,7 +160,8 @@ class LocalStack:
             procs.terminate(proc)
 
     def stop(self) -> None:
-        for name in ("vm-server", "ptyvm"):
+        # Every process started, the last first (a vm-watchdog a test added was left running).
+        for name in reversed(list(self._procs)):
             self.stop_process(name)
 
     def __enter__(self) -> Self:

@@ -132,7 +132,8 @@ class VmServer:
                 state.release()
 
     async def _first_beat(self, heart: HeartbeatMonitor) -> bool:
-        """Whether a guest never heard yet beats within FIRST_BEAT_WAIT of vm-server's start."""
+        """Whether a guest never heard yet beats within FIRST_BEAT_WAIT of the start of its
+        heartbeat monitor (vm-server's start, for the default machine)."""
         wait = min(FIRST_BEAT_WAIT - heart.listening_for(), self.settings.timeout)
         return not heart.ever_beat() and wait > 0 and await heart.beat_after(0.0, wait)
 

@@ -21,6 +21,19 @@ def until(condition: Callable[[], T], timeout: float, interval: float = 0.02) ->
     return value
 
 
+def processes_running(*argv: str) -> list[int]:
+    """The pids of live processes whose command line is exactly ``argv``."""
+    wanted = "\0".join(argv).encode() + b"\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and Path(f"/proc/{entry}/cmdline").read_bytes() == wanted:
+                found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "root: starts guest-server, which runs as root and drops "
                             "each program to user vm")

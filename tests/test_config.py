@@ -41,8 +41,18 @@ def test_environment_wins_over_the_machines_file(tmp_path: Path) -> None:
 def test_unknown_machine_lists_aliases(tmp_path: Path) -> None:
     with pytest.raises(UnknownMachine) as e:
         load_machines(env(tmp_path)).resolve("nope")
-    assert str(e.value) == ("Unknown machine 'nope'; available machines are: "
-                            "fedora-amd64, test")
+    assert str(e.value) == "Unknown machine 'nope'; available machines are: fedora-amd64"
+
+
+@pytest.mark.parametrize("name", ["test", "pbot-test-vm"])
+def test_without_a_machines_file_only_the_default_machine_is_known(tmp_path: Path,
+                                                                   name: str) -> None:
+    # The original's built-in list also had a test machine: a name any chat user could pick
+    # with -vm=, for a guest nobody runs, which vm-server then kept reverting.
+    machines = load_machines(env(tmp_path))
+    assert machines.resolve().name == machines.resolve("fedora-amd64").name == "pbot-vm"
+    with pytest.raises(UnknownMachine):
+        machines.resolve(name)
 
 
 @pytest.mark.parametrize("var, value, message", [

@@ -27,6 +27,14 @@ async def polled_guest(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             await writer.drain()
 
 
+async def answering_guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Ours between two beats: silent, but it answers a poll at once."""
+    with contextlib.suppress(ConnectionError):
+        while await reader.readline():
+            writer.write(b"load 0.10 0.20 0.30, memory available 900 MiB\n:END\n")
+            await writer.drain()
+
+
 async def alive(guest: object, poll: bool) -> bool:
     server = await asyncio.start_server(guest, "127.0.0.1", 0)  # type: ignore[arg-type]
     async with server:
@@ -42,6 +50,11 @@ async def alive(guest: object, poll: bool) -> bool:
 
 def test_a_2023_guest_beats_by_itself() -> None:
     assert asyncio.run(alive(beating_guest, poll=False))
+
+
+def test_a_2023_machine_is_asked_once_on_connecting_not_left_until_the_next_beat() -> None:
+    # The first request after vm-server started was "resetting" for up to 5 s.
+    assert asyncio.run(alive(answering_guest, poll=False))
 
 
 def test_a_head_guest_is_polled_and_counts_only_its_end_line() -> None:

@@ -108,6 +108,28 @@ def test_result_decoder_accepts_an_original_guest_without_id() -> None:
     assert decoder.done and decoder.text == "hi\n\ntrailing text\n"
 
 
+def test_once_ids_are_echoed_a_result_without_one_is_refused() -> None:
+    # A frame put on the serial line by someone else, then the guest's own answer.
+    decoder = ResultDecoder("abc", require_id=True)
+    for line in (*reply(Result("INJECTED\n")), *reply(Result("real\n", id="abc"))):
+        decoder.feed_line(line)
+    assert decoder.done and decoder.text == "real\n\n"
+    assert decoder.dropped == 1 and decoder.id_echoed
+
+
+@pytest.mark.parametrize(("results", "echoed"), [
+    ([Result("x", id="abc")], True),
+    ([Result("x")], False),  # an original guest
+    ([Result("old", id="zzz"), Result("x")], False),
+])
+def test_the_decoder_tells_whether_the_guest_echoed_the_id(results: list[Result],
+                                                           echoed: bool) -> None:
+    decoder = ResultDecoder("abc")
+    for line in reply(*results):
+        decoder.feed_line(line)
+    assert decoder.done and decoder.id_echoed is echoed
+
+
 def test_result_decoder_reports_killed_and_escapes_invalid_utf8() -> None:
     decoder = ResultDecoder("1")
     decoder.feed_line(b'result:{"result":"x","id":"1","killed":"cpu time limit"}\n')

@@ -2,9 +2,13 @@
 
 import asyncio
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 from pbotvm.host.ptyvm import Bridge, Pty
 from pbotvm.host.stack import free_port
+from tests.conftest import processes_running, until
 
 
 async def read_slave(pty: Pty, n: int) -> bytes:
@@ -63,3 +67,35 @@ def test_bridge_passes_a_megabyte_both_ways() -> None:
         task.cancel()
 
     asyncio.run(scenario())
+
+
+CONTROLLING_TTY_OF_THE_GUEST = """
+import os, sys, time
+from pbotvm.host.ptyvm import start_keeper
+os.setsid()
+master, slave = os.openpty()
+os.close(os.open(os.ttyname(slave), os.O_RDWR))  # a session leader's first tty: its terminal
+assert os.open("/dev/tty", os.O_RDWR) >= 0
+keeper = start_keeper(["sh", "-c", "cut -d' ' -f7 /proc/self/stat > " + sys.argv[1]])
+os.waitpid(keeper, 0)
+"""
+
+
+def test_the_guest_never_has_the_operators_terminal(tmp_path: Path) -> None:
+    # Programs of a PTY VM started from a root shell could type commands into it (TIOCSTI).
+    out = tmp_path / "tty_nr"
+    subprocess.run([sys.executable, "-c", CONTROLLING_TTY_OF_THE_GUEST, str(out)], check=True,
+                   timeout=30)
+    assert out.read_text() == "0\n"  # no controlling terminal
+
+
+def test_the_guest_dies_with_the_pty_vm_even_by_sigkill(tmp_path: Path) -> None:
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pbotvm.host.ptyvm import start_keeper\n"
+        "start_keeper(['sleep', '4321.5']); time.sleep(60)")])
+    try:
+        assert until(lambda: processes_running("sleep", "4321.5"), 10)
+    finally:
+        parent.kill()
+        parent.wait()
+    assert until(lambda: not processes_running("sleep", "4321.5"), 5)

@@ -1,12 +1,19 @@
 """Time-outs, reverts and heartbeat loss, each on its own stack."""
 
+import os
 import re
+import signal
+import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_stack
+from pbotvm import procs
+from pbotvm.host.server import STOP_GRACE, STOPPING
+from pbotvm.host.stack import BIN
+from tests.conftest import make_stack, processes_running, until
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -97,6 +104,85 @@ def test_guest_unreachable_says_offline(tmp_path: Path) -> None:
         reply = s.ask("-lang=sh echo x")
         assert reply in ("Virtual machine is offline.",
                          "Virtual machine is resetting, try again soon.")
+
+
+def test_sigterm_lets_the_request_in_flight_finish_and_answers_the_rest(
+        tmp_path: Path) -> None:
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="30", PBOTVM_HEART_STALE="7") as s:
+        server = s.pid("vm-server")
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(s.ask, "-lang=sh sleep 1.5; echo first done")
+            assert until(lambda: processes_running("sleep", "1.5"), 10)
+            # Waits for the machine, then runs past the grace.
+            second = pool.submit(s.ask, "-lang=sh sleep 23.5; echo second")
+            time.sleep(0.3)
+            os.kill(server, signal.SIGTERM)
+            stopped = time.monotonic()
+            assert first.result() == "first done"
+            assert second.result() == STOPPING  # was 0 bytes
+            assert STOP_GRACE - 0.5 < time.monotonic() - stopped < STOP_GRACE + 3
+        assert until(lambda: not procs.running(server), 20)
+        assert s.client("-lang=sh echo x").stdout.startswith("Fatal error: Connection refused")
+        log = s.log("vm-server")
+        assert "reverting (vm-server stopped mid-request)" in log
+        assert re.search(r"reverted to snapshot 1 in", log)
+        assert not processes_running("sleep", "23.5")  # the cut-short program went with it
+        s.start_process("vm-server", [str(BIN / "vm-server")])
+        s.wait_ready(20)
+        assert s.ask("-lang=sh echo next") == "next"
+
+
+def test_the_first_request_after_vm_server_starts_is_answered_at_once(tmp_path: Path) -> None:
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="10", PBOTVM_HEART_STALE="7") as s:
+        s.stop_process("vm-server")
+        s.start_process("vm-server", [str(BIN / "vm-server")])
+        assert until(lambda: accepts(s.server), 15)
+        start = time.monotonic()
+        # It was "resetting" until the guest's next beat, up to 5 s later.
+        assert s.ask("-lang=sh echo first") == "first"
+        assert time.monotonic() - start < 1.5
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_the_pty_vm_killed_mid_request_is_offline_and_leaves_nothing_running(
+        tmp_path: Path) -> None:
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="5", PBOTVM_HEART_STALE="7") as s:
+        with ThreadPoolExecutor(1) as pool:
+            reply = pool.submit(s.ask, "-lang=sh sleep 31.5")
+            assert until(lambda: processes_running("sleep", "31.5"), 10)
+            os.kill(s.pid("ptyvm"), signal.SIGKILL)
+            assert reply.result() == "Virtual machine is offline."  # was an empty line
+        # The orphaned program ran on for up to 60 s.
+        assert until(lambda: not processes_running("sleep", "31.5"), 5)
+        assert "connection to the guest closed mid-request" in s.log("vm-server")
+        s.start_vm()
+        # The old guest's last beat is still fresh: a request may reach the new PTY VM before
+        # its guest reads, time out and revert it.
+        s.wait_answer("-lang=sh echo back", "back", 30)
+
+
+def test_a_revert_reaps_what_it_killed(tmp_path: Path) -> None:
+    forks = ("-lang=python3 import os, time\\n"
+             "for i in range(30):\\n"
+             "    if os.fork() == 0:\\n"
+             "        os.setsid(); time.sleep(100)\\n"
+             "time.sleep(100)")
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="2", PBOTVM_HEART_STALE="7") as s:
+        assert s.ask(forks).startswith("[Timed-out]")
+        # Served after the revert is done.
+        s.wait_answer("-lang=sh echo back", "back", 20)
+        table = procs.stat_table()
+        below = set(procs.descendants(s.pid("ptyvm"))) | {s.pid("ptyvm")}
+        zombies = [pid for pid, fields in table.items()
+                   if fields[0] == b"Z" and int(fields[1]) in below]
+        assert zombies == []  # were there until the next revert
 
 
 LIBVIRT_TEST_NODE = """<node>

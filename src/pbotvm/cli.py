@@ -67,19 +67,28 @@ def pty_run(addr: str, serial_port: int, heart_port: int, control: Path | None,
         raise click.ClickException(f"PTY VM: {e.strerror or e}") from None
 
 
+# vm-server's revert command gets the serial port of the machine it reverts in this variable.
+machine_serial_option = click.option(
+    "--machine-serial", metavar="PORT", envvar="PBOTVM_MACHINE_SERIAL", default=None,
+    help="Act only if the VM serves this serial port (env PBOTVM_MACHINE_SERIAL, which "
+         "vm-server sets for its revert command).")
+
+
 @pty.command("ctl")
 @click.option("--control", type=click.Path(path_type=Path), required=True)
+@machine_serial_option
 @click.argument("command", type=click.Choice(["revert", "down", "up"]))
-def pty_ctl(control: Path, command: str) -> None:
+def pty_ctl(control: Path, machine_serial: str | None, command: str) -> None:
     """Send COMMAND to a running PTY VM and wait until it is done.
 
     As PBOTVM_REVERT_COMMAND, `pbotvm pty ctl --control PATH revert` makes vm-server's
-    reverts restart the PTY guest.
+    reverts restart the PTY guest, and only for the machine this PTY VM serves.
     """
     from pbotvm.host.ptyvm import send_control
 
     try:
-        reply = send_control(control, command)
+        reply = send_control(control, f"{command} {machine_serial}" if machine_serial
+                             else command)
     except OSError as e:
         raise click.ClickException(f"{control}: {e.strerror or e}") from None
     click.echo(reply)
@@ -193,11 +202,16 @@ def vm_status() -> None:
 
 
 @vm.command("revert")
-def vm_revert() -> None:
+@machine_serial_option
+def vm_revert(machine_serial: str | None) -> None:
     """Load snapshot 1 (use as PBOTVM_REVERT_COMMAND="pbotvm vm revert")."""
-    from pbotvm.host.qemu import QemuError, revert
+    from pbotvm.host.qemu import QemuError, read_info, revert
 
     paths, _ = _vm_setup()
+    info = read_info(paths)
+    if machine_serial is not None and info is not None and str(info.serial) != machine_serial:
+        raise click.ClickException(f"the VM in {paths.state_dir} serves serial port "
+                                   f"{info.serial}, not {machine_serial}: not reverting it")
     with _one_line(QemuError):
         click.echo(f"reverted in {asyncio.run(revert(paths)):.3f} s")
 
@@ -308,3 +322,31 @@ def devices_add_vsock() -> None:
 def devices_add_all() -> None:
     """Both."""
     _add_devices("all")
+
+
+@main.group()
+def units() -> None:
+    """systemd units for vm-server and vm-watchdog (restarted on failure, hardened)."""
+
+
+@units.command("install")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
+              show_default=True, help="Write below this directory instead of /.")
+def units_install(root: Path) -> None:
+    """Write pbotvm-vm-server.service and pbotvm-vm-watchdog.service.
+
+    They run this installation's vm-server and vm-watchdog with the state directory this
+    environment has (PBOTVM_STATE_DIR), the only place they may write; other PBOTVM_*
+    settings go in /etc/pbotvm/pbotvm.env.
+    """
+    import sys
+
+    from pbotvm.config import state_dir
+    from pbotvm.host import units as systemd_units
+
+    written = systemd_units.install(root, Path(sys.executable).parent,
+                                    state_dir(os.environ).absolute())
+    for path in written:
+        click.echo(f"wrote {path}")
+    names = " ".join(path.name for path in written)
+    click.echo(f"next: systemctl daemon-reload && systemctl enable --now {names}")

@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from pbotvm.protocol import Framing
 
@@ -31,8 +32,10 @@ DEFAULT_STDIN_COMMAND = "fortune -u -s"
 # The original's paste service (multipart field "file", answers the URL); any 0x0 instance works.
 DEFAULT_PASTE_URL = "https://0x0.st"
 
-# The original's shipped host/config/vm-exec.json, used when no machines file exists.
-BUILTIN_MACHINES = {
+# The original's shipped host/config/vm-exec.json. Without a machines file only its default
+# machine is known (``builtin_machines``): its test machine would be a name any chat user can
+# pick, and a machine nobody runs.
+BUILTIN_MACHINES: dict[str, Any] = {
     "machines": {
         "pbot-vm": {"serial": 5555, "heart": 5556, "cid": 7, "vport": 5555},
         "pbot-test-vm": {"serial": 7777, "heart": 7778, "cid": 42, "vport": 5555},
@@ -193,6 +196,17 @@ def _apply_env(machine: Machine, env: Mapping[str, str]) -> Machine:
     return replace(machine, **changes)  # type: ignore[arg-type]
 
 
+def builtin_machines() -> dict[str, Any]:
+    """The built-in list as far as it names the default machine: that machine and its
+    aliases."""
+    default = BUILTIN_MACHINES["default-machine"]
+    name = BUILTIN_MACHINES["aliases"].get(default, default)
+    return {"machines": {name: BUILTIN_MACHINES["machines"][name]},
+            "aliases": {alias: target for alias, target in BUILTIN_MACHINES["aliases"].items()
+                        if target == name},
+            "default-machine": default}
+
+
 def machines_path(env: Mapping[str, str]) -> Path:
     if env.get("PBOTVM_MACHINES"):
         return Path(env["PBOTVM_MACHINES"])
@@ -208,7 +222,7 @@ def load_machines(env: Mapping[str, str]) -> Machines:
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"PBOTVM_MACHINES: {path} does not exist") from None
-        return Machines.parse(BUILTIN_MACHINES, "built-in machines", env)
+        return Machines.parse(builtin_machines(), "built-in machines", env)
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: {e}") from None
     except json.JSONDecodeError as e:

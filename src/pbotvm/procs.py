@@ -24,9 +24,9 @@ def become_subreaper() -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
-def die_with_parent() -> None:
-    """For preexec_fn: SIGKILL this child when the process that started it dies."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """For preexec_fn: send this child ``sig`` when the process that started it dies."""
+    _prctl(PR_SET_PDEATHSIG, sig)
 
 
 def _stat(pid: int | str) -> list[bytes]:

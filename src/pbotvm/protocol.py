@@ -239,11 +239,16 @@ class ResultDecoder:
     Lines before the first ``result:`` line are noise (a cooked tty echoes the request) and
     are skipped; later non-result lines are kept verbatim, as the original did. A result
     carrying another request's id is stale (a timed-out job answering late) and is dropped.
+    With ``require_id`` (the guest is known to echo ids), so is a result without one: it
+    can only be a frame someone else put on the line.
     """
 
-    def __init__(self, request_id: str | None) -> None:
+    def __init__(self, request_id: str | None, *, require_id: bool = False) -> None:
         self._id = request_id
+        self._require_id = require_id and request_id is not None
         self._started = False
+        self.id_echoed = False  # a result carried this request's id
+        self.dropped = 0  # results that were not for this request
         self.parts: list[str] = []
         self.done = False
         self.exit: int | None = None
@@ -274,8 +279,11 @@ class ResultDecoder:
                 self.parts.append(payload + "\n")
             return
         rid = obj.get("id")
-        if rid is not None and self._id is not None and str(rid) != self._id:
-            return  # a late answer to an earlier request
+        if (rid is None and self._require_id) or (
+                rid is not None and self._id is not None and str(rid) != self._id):
+            self.dropped += 1
+            return
+        self.id_echoed = self.id_echoed or (rid is not None and str(rid) == self._id)
         self._started = True
         text = obj.get("result")
         self.parts.append(("" if text is None else str(text)) + "\n")

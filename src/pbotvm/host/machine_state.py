@@ -1,6 +1,6 @@
 """One machine's runtime state, in one object: its turn (one request at a time on its serial
-line), heartbeat, revert state, vsock back-off and counters; and what other processes see of
-it.
+line), heartbeat, revert state, vsock back-off, whether its guest echoes request ids, and
+counters; and what other processes see of it.
 
 vm-server keeps a status file per machine, ``<state dir>/machines/<name>.<serial>.json``,
 written whole and renamed into place: its pid, whether it is serving a request and since
@@ -151,6 +151,9 @@ class MachineState:
         self.heart = heart
         self.vsock = VsockBackoff()
         self.healed_at: float | None = None  # time.monotonic() of the last revert for silence
+        # Once its guest has echoed an id, a result without one is a frame someone else put
+        # on the line, never an answer. Reverts do not change what the guest is.
+        self.ids_echoed = False
         self.serving_since: float | None = None
         self.reverting_since: float | None = None
         self.requests = 0

@@ -4,16 +4,24 @@ dropped while no client is connected).
 
 It is the default backend until a real guest image exists, and the test stack. A control
 socket offers ``revert`` (everything the guest started dies, the PTYs are flushed, a fresh
-guest-server starts: what loading a snapshot does to the guest), ``down`` and ``up``.
+guest-server starts: what loading a snapshot does to the guest), ``down`` and ``up``; each may
+name the serial port of the machine it is meant for, and a PTY VM serving another port refuses.
+
+guest-server runs below a keeper: a forked child of ours, in a session of its own (no program
+inherits the operator's terminal), a subreaper (the guest's orphans come to it). When we die,
+even by SIGKILL, the keeper hears of it and kills everything the guest started: nothing of a
+PTY VM outlives it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -101,12 +109,16 @@ class Bridge:
         self.pty.flush()
 
 
+# Killed processes are gone within milliseconds; one stuck in the kernel is not waited for.
+REAP_TIMEOUT = 2.0
+
+
 class PtyVm:
     def __init__(self, addr: str, serial: int, heart: int, guest_args: list[str]) -> None:
         self.serial = Bridge(Pty(), addr, serial)
         self.heart = Bridge(Pty(), addr, heart)
         self.guest_args = guest_args
-        self.guest: subprocess.Popen[bytes] | None = None
+        self.keeper: int | None = None  # pid of the guest's keeper
 
     def guest_command(self) -> list[str]:
         exe = shutil.which("guest-server") or str(Path(sys.executable).with_name("guest-server"))
@@ -114,16 +126,22 @@ class PtyVm:
                 "--no-set-clock", "--no-vsock", *self.guest_args]
 
     def up(self) -> None:
-        if self.guest is None or self.guest.poll() is not None:
-            # The guest dies with us even if we are SIGKILLed: no stray guest-server.
-            self.guest = subprocess.Popen(self.guest_command(), stdin=subprocess.DEVNULL,
-                                          preexec_fn=procs.die_with_parent)
-            log.info("guest-server started, pid %d", self.guest.pid)
+        if not self._keeper_alive():
+            self.keeper = start_keeper(self.guest_command())
+            log.info("guest-server started under keeper pid %d", self.keeper)
+
+    def _keeper_alive(self) -> bool:
+        if self.keeper is None:
+            return False
+        try:
+            return os.waitpid(self.keeper, os.WNOHANG)[0] == 0  # collected if it has ended
+        except ChildProcessError:
+            return False
 
     def down(self) -> None:
         killed = procs.kill_descendants()
-        procs.reap()
-        self.guest = None
+        reap_children(REAP_TIMEOUT)
+        self.keeper = None
         log.info("guest stopped (%d processes killed)", killed)
 
     def revert(self) -> None:
@@ -132,16 +150,27 @@ class PtyVm:
             bridge.reset()
         self.up()
 
+    def refusal(self, serial: str | None) -> str | None:
+        """Why a command meant for the machine on serial port ``serial`` is not ours to
+        carry out; None if it is (or names no port)."""
+        if serial is None or serial == str(self.serial.port):
+            return None
+        return (f"this PTY VM's serial port is {self.serial.port}, not {serial}: "
+                "it is another machine")
+
     async def control(self, path: Path) -> None:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            command = (await reader.readline()).decode(errors="replace").strip()
+            line = (await reader.readline()).decode(errors="replace").strip()
+            command, _, serial = line.partition(" ")
             start = time.monotonic()
             actions = {"revert": self.revert, "down": self.down, "up": self.up}
-            if command in actions:
+            if command not in actions:
+                reply = f"error: unknown command {line!r}; use revert, down or up [PORT]\n"
+            elif refusal := self.refusal(serial or None):
+                reply = f"error: {refusal}\n"
+            else:
                 actions[command]()
                 reply = f"ok {time.monotonic() - start:.3f}\n"
-            else:
-                reply = f"error: unknown command {command!r}; use revert, down or up\n"
             log.info("control: %s -> %s", command, reply.strip())
             writer.write(reply.encode())
             await writer.drain()
@@ -152,6 +181,68 @@ class PtyVm:
         server = await asyncio.start_unix_server(handle, str(path))
         async with server:
             await server.serve_forever()
+
+
+def start_keeper(guest: list[str]) -> int:
+    """Fork the keeper of a fresh guest-server (argv ``guest``); returns the keeper's pid."""
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            status = _keep(guest, parent)
+        finally:
+            os._exit(status)
+    return pid
+
+
+def _keep(guest: list[str], parent: int) -> int:
+    """The keeper, in the forked child: runs ``guest`` until it ends or ``parent`` dies, then
+    kills whatever is left below. Never returns to the parent's code."""
+    # The parent's objects are never collected here: a socket's finalizer would close a
+    # descriptor number that is by then one of ours.
+    gc.freeze()
+    signal.set_wakeup_fd(-1)  # our signals must not wake the parent's event loop
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _stop_keeper)
+    # The parent's sockets and PTYs: a vm-server connection must see EOF when the parent dies.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    os.setsid()
+    procs.die_with_parent(signal.SIGTERM)
+    if os.getppid() != parent:  # it died before we asked to hear of it
+        return 0
+    procs.become_subreaper()
+    try:
+        # guest-server dies with the keeper, whatever kills it.
+        proc = subprocess.Popen(guest, stdin=subprocess.DEVNULL,
+                                preexec_fn=procs.die_with_parent)
+        while True:
+            pid, status = os.wait()  # the guest's orphans too: none stays a zombie
+            if pid == proc.pid:
+                return os.waitstatus_to_exitcode(status) & 0xFF
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the sweep must not be cut short
+        procs.kill_descendants()
+
+
+def _stop_keeper(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def reap_children(timeout: float) -> None:
+    """Collect every child, once all are dying: the ones that died below a killed parent
+    come to us (a subreaper) as that parent ends, so wait until none is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0]:
+                continue
+        except ChildProcessError:
+            return
+        if time.monotonic() >= deadline:
+            log.warning("children still alive %.0f s after they were killed", timeout)
+            return
+        time.sleep(0.002)
 
 
 def pid_path(state_dir: Path) -> Path:

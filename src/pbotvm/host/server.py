@@ -5,7 +5,11 @@ Each machine serves one request at a time (its serial line carries one conversat
 others wait their turn. A time-out or a program the guest had to kill reverts the machine,
 and the machine is held until the revert is done and its heartbeat is back, so no request
 is sent into a reverting guest. Each machine's state has one home (``machine_state``), which
-also keeps the status file vm-watchdog reads.
+also keeps the status file vm-watchdog reads. What is held of the clients' lines is bounded
+(``intake``).
+
+On SIGTERM or SIGINT it stops accepting, gives the requests in flight ``STOP_GRACE`` seconds,
+answers the rest with ``STOPPING`` and reverts a machine whose request it cut short.
 """
 
 from __future__ import annotations
@@ -21,18 +25,24 @@ import click
 
 from pbotvm import logs
 from pbotvm.config import ConfigError, HostSettings, Machine
-from pbotvm.host.heartbeat import DEFAULT_STALE_AFTER, HeartbeatMonitor
+from pbotvm.host import intake
+from pbotvm.host.heartbeat import BEAT_INTERVAL, DEFAULT_STALE_AFTER, HeartbeatMonitor
+from pbotvm.host.intake import Allowance, Intake, Refused
 from pbotvm.host.machine_state import MachineState
 from pbotvm.host.revert import RevertError, revert
-from pbotvm.host.vmexec import Answer, Execution, PrefetchedStdin, Prepared
+from pbotvm.host.vmexec import OFFLINE, Answer, Execution, PrefetchedStdin, Prepared
 from pbotvm.protocol import Framing
 
 log = logging.getLogger("pbotvm.server")
 
 CLIENT_TIMEOUT = 5.0
-MAX_LINE = 16 * 1024 * 1024
 RESETTING = "Virtual machine is resetting, try again soon."
 BUSY = "Virtual machine is busy, try again soon."
+STOPPING = "vm-server is stopping, try again soon."
+STOP_GRACE = 5.0
+# A guest not heard since vm-server started may just not have beaten yet: a request waits
+# this long after the start for its first beat (ours answers the monitor's first poll at once).
+FIRST_BEAT_WAIT = BEAT_INTERVAL + 1.0
 
 
 # A guest silent for this many heartbeat margins is not coming back by itself (QEMU gone,
@@ -51,6 +61,9 @@ class VmServer:
         self._hearts: dict[tuple[str, int], HeartbeatMonitor] = {}
         self._machines: dict[tuple[str, int], MachineState] = {}
         self._reverts: set[asyncio.Task[None]] = set()
+        self.intake = Intake()
+        self._clients: set[asyncio.Task[object]] = set()
+        self._stopping = asyncio.Event()  # the grace is over: answer STOPPING
         command = settings.stdin_command
         self._stdin = PrefetchedStdin(command) if command else None
 
@@ -85,19 +98,29 @@ class VmServer:
             return Answer(RESETTING if state.reverting else BUSY, 3)
         revert_reason = None
         try:
-            if not state.heart.alive():
+            if not state.heart.alive() and not await self._first_beat(state.heart):
                 log.info("%s: no heartbeat; not sending", name)
                 revert_reason = self._heal_reason(state)
-                return Answer(RESETTING, 3)
+                return Answer(RESETTING if state.heart.ever_beat() else OFFLINE, 3)
             try:
-                answer = await asyncio.wait_for(execution.send(prepared, state.vsock),
-                                                self.settings.timeout)
+                answer = await asyncio.wait_for(
+                    execution.send(prepared, state.vsock, require_id=state.ids_echoed),
+                    self.settings.timeout)
             except TimeoutError:
                 state.timed_out()
                 revert_reason = "time-out"
                 return Answer(execution.timed_out_answer(prepared), 124)
+            except asyncio.CancelledError:
+                revert_reason = "vm-server stopped mid-request"
+                raise
+            if execution.id_echoed and not state.ids_echoed:
+                state.ids_echoed = True
+                log.info("%s: the guest echoes request ids: a result without one is refused "
+                         "from now on", name)
             if answer.killed:
                 revert_reason = f"guest killed the program: {answer.killed}"
+            elif answer.lost:
+                revert_reason = "connection to the guest lost mid-request"
             return answer
         finally:
             if revert_reason and not self.settings.norevert:
@@ -108,7 +131,17 @@ class VmServer:
             else:
                 state.release()
 
+    async def _first_beat(self, heart: HeartbeatMonitor) -> bool:
+        """Whether a guest never heard yet beats within FIRST_BEAT_WAIT of the start of its
+        heartbeat monitor (vm-server's start, for the default machine)."""
+        wait = min(FIRST_BEAT_WAIT - heart.listening_for(), self.settings.timeout)
+        return not heart.ever_beat() and wait > 0 and await heart.beat_after(0.0, wait)
+
     def _heal_reason(self, state: MachineState) -> str | None:
+        if not state.heart.ever_beat():
+            # Never up since vm-server started: nothing says a revert is what it needs, and a
+            # machine nobody runs (a name typed in a channel) must not cost anyone a revert.
+            return None
         silent = state.heart.silent_for()
         now = time.monotonic()
         if (silent < HEAL_AFTER_MARGINS * self.stale_after
@@ -136,68 +169,98 @@ class VmServer:
         finally:
             state.release()
 
-    async def _reply(self, reader: asyncio.StreamReader, peer: str) -> str | None:
+    async def _reply(self, reader: asyncio.StreamReader, allowance: Allowance,
+                     peer: str) -> str | None:
         """The answer to the client's line; None when it sent none in time."""
         try:
-            line = await asyncio.wait_for(_first_line(reader), CLIENT_TIMEOUT)
+            raw = await asyncio.wait_for(intake.read_line(reader, allowance), CLIENT_TIMEOUT)
         except TimeoutError:
             log.info("%s: client I/O timed out", peer)
             return None
-        except ValueError:
-            log.info("%s: request line over %d bytes", peer, MAX_LINE)
-            return f"Request too large (limit {MAX_LINE // (1024 * 1024)} MiB)."
-        if not line:
+        except Refused as e:
+            log.info("%s: refused, %d client(s) holding %d bytes: %s", peer,
+                     self.intake.clients, self.intake.held, e)
+            return str(e)
+        # Invalid UTF-8 is kept as surrogates for parse_client_line to judge.
+        line = raw.decode("utf-8", "surrogateescape").rstrip("\r")
+        if not line.strip():
             return None
         log.info("%s: read [%s]", peer, _short(line))
         return await self.answer(line)
+
+    async def _reply_unless_stopped(self, reader: asyncio.StreamReader, allowance: Allowance,
+                                    peer: str) -> str | None:
+        """The answer, or STOPPING if vm-server's grace for stopping runs out first."""
+        work = asyncio.create_task(self._reply(reader, allowance, peer))
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+        return STOPPING if work.cancelled() else work.result()
 
     async def handle_client(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
         peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
         start = time.monotonic()
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients.add(task)
         try:
-            reply = await self._reply(reader, peer)
-            if reply is None:
-                return
-            reply = reply.rstrip()
-            log.info("%s: answered in %.0f ms: [%s]", peer, (time.monotonic() - start) * 1000,
-                     _short(reply))
-            writer.write(reply.encode("utf-8", "surrogatepass") + b"\n")
-            await writer.drain()
+            try:
+                with self.intake.client() as allowance:
+                    reply = await self._reply_unless_stopped(reader, allowance, peer)
+                    if reply is not None:
+                        await self._send(writer, reply, peer, start)
+            except Refused as e:
+                log.info("%s: refused: %s", peer, e)
+                await self._send(writer, str(e), peer, start)
         except ConnectionError as e:
             log.info("%s: client went away: %s", peer, e)
         finally:
+            self._clients.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, reply: str, peer: str, start: float) -> None:
+        reply = reply.rstrip()
+        log.info("%s: answered in %.0f ms: [%s]", peer, (time.monotonic() - start) * 1000,
+                 _short(reply))
+        writer.write(reply.encode("utf-8", "surrogatepass") + b"\n")
+        await writer.drain()
+
     async def serve(self, stop: asyncio.Event) -> None:
         server = await asyncio.start_server(
-            self.handle_client, self.settings.addr, self.settings.port, limit=MAX_LINE,
-            reuse_address=True)
+            self.handle_client, self.settings.addr, self.settings.port,
+            limit=intake.READ_CHUNK, reuse_address=True)
         log.info("vm-server listening on %s:%d", self.settings.addr, self.settings.port)
         self.machine_state(self.settings.machines.resolve())
-        async with server:
-            await stop.wait()
+        await stop.wait()
+        server.close()
+        if self._clients:
+            log.info("stopping: %d client(s) in flight get %.0f s to finish",
+                     len(self._clients), STOP_GRACE)
+            await asyncio.wait(set(self._clients), timeout=STOP_GRACE)
+        self._stopping.set()
+        if self._clients:
+            log.info("stopping: answering %d client(s) that are not done", len(self._clients))
+            await asyncio.wait(set(self._clients), timeout=CLIENT_TIMEOUT)
+        await server.wait_closed()
+        if self._reverts:
+            # Before the heartbeats stop: a revert waits for the guest's beat.
+            log.info("waiting for %d revert(s) to finish", len(self._reverts))
+            await asyncio.gather(*self._reverts, return_exceptions=True)
         for heart in self._hearts.values():
             await heart.stop()
         if self._stdin is not None:
             await self._stdin.close()
-        if self._reverts:
-            log.info("waiting for %d revert(s) to finish", len(self._reverts))
-            await asyncio.gather(*self._reverts, return_exceptions=True)
         for state in self._machines.values():
             state.close()
-
-
-async def _first_line(reader: asyncio.StreamReader) -> str:
-    """The first non-blank line (empty string if the client sent none)."""
-    while raw := await reader.readline():
-        # Invalid UTF-8 is kept as surrogates for parse_client_line to judge.
-        line = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
-        if line.strip():
-            return line
-    return ""
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -151,13 +151,17 @@ class LocalStack:
         path = self.logs.get(name)
         return path.read_text(errors="replace") if path and path.exists() else ""
 
+    def pid(self, name: str) -> int:
+        return self._procs[name].pid
+
     def stop_process(self, name: str) -> None:
         proc = self._procs.pop(name, None)
         if proc is not None:
             procs.terminate(proc)
 
     def stop(self) -> None:
-        for name in ("vm-server", "ptyvm"):
+        # Every process started, the last first (a vm-watchdog a test added was left running).
+        for name in reversed(list(self._procs)):
             self.stop_process(name)
 
     def __enter__(self) -> Self:

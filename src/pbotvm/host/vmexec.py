@@ -36,11 +36,13 @@ STDIN_COMMAND_TIMEOUT = 2.0
 
 @dataclass
 class Answer:
-    """What vm-exec prints, its exit status, and whether the guest killed the program."""
+    """What vm-exec prints, its exit status, whether the guest killed the program, and
+    whether the connection to the guest broke mid-request (what it ran may still run)."""
 
     text: str
     status: int = 0
     killed: str | None = None
+    lost: bool = False
 
 
 @dataclass
@@ -130,21 +132,36 @@ class Execution:
             return await self.default_stdin.take()
         return await stdin_from_command(command)
 
-    async def send(self, prepared: Prepared, vsock: VsockBackoff | None = None) -> Answer:
-        """The guest's answer; ``vsock``: the machine's back-off, when vm-server keeps one."""
-        self._decoder = ResultDecoder(prepared.request.id)
+    async def send(self, prepared: Prepared, vsock: VsockBackoff | None = None, *,
+                   require_id: bool = False) -> Answer:
+        """The guest's answer; ``vsock``: the machine's back-off, when vm-server keeps one;
+        ``require_id``: the guest is known to echo ids, so a result without one is refused."""
+        name = prepared.machine.name
+        self._decoder = decoder = ResultDecoder(prepared.request.id, require_id=require_id)
         try:
-            channel = await exchange(prepared.machine, prepared.request, self._decoder, vsock)
+            channel = await exchange(prepared.machine, prepared.request, decoder, vsock)
         except GuestUnreachable as e:
-            log.warning("%s: %s", prepared.machine.name, e)
+            log.warning("%s: %s", name, e)
             return Answer(OFFLINE, 3)
         except OSError as e:
             # The guest's end went away mid-request (QEMU killed or restarted). Caught here:
             # above us a ConnectionError would pass for the *client* going away, unanswered.
-            log.warning("%s: connection to the guest lost: %s", prepared.machine.name, e)
-            return Answer(OFFLINE, 3)
+            log.warning("%s: connection to the guest lost: %s", name, e)
+            return Answer(OFFLINE, 3, lost=True)
+        if decoder.dropped:
+            log.warning("%s: dropped %d result(s) not for request %s", name, decoder.dropped,
+                        prepared.request.id)
+        if not decoder.done:
+            # Closed before result:end (the guest or its VM died): whatever came is no answer.
+            log.warning("%s: connection to the guest closed mid-request", name)
+            return Answer(OFFLINE, 3, lost=True)
         log.debug("request %s answered over %s", prepared.request.id, channel)
-        return Answer(self.reply(prepared, self._decoder.text), killed=self._decoder.killed)
+        return Answer(self.reply(prepared, decoder.text), killed=decoder.killed)
+
+    @property
+    def id_echoed(self) -> bool:
+        """The guest's answer carried the request's id (it is one of ours, and always will)."""
+        return self._decoder is not None and self._decoder.id_echoed
 
     def reply(self, prepared: Prepared, text: str) -> str:
         """The user's answer to the guest's text: finished, then the channel's "Same output."

@@ -288,13 +288,15 @@ def launch(argv: list[str], paths: VmPaths, machine: Machine) -> int:
     """Run QEMU (it daemonizes once its devices are up); returns its pid.
 
     The umask keeps what QEMU creates (sockets, console log) to root from the start."""
+    sockets = [Path(path) for path in (machine.serial_socket, machine.heart_socket) if path]
+    for path in sockets:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           check=False, umask=0o077)
     if proc.returncode:
         raise QemuError(f"{QEMU} failed: {proc.stderr.strip()}")
-    for path in (machine.serial_socket, machine.heart_socket):
-        if path:
-            os.chmod(path, 0o600)
+    for path in sockets:
+        path.chmod(0o600)
     return int(paths.pidfile.read_text())
 
 

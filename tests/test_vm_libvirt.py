@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import stat
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -173,13 +174,16 @@ def test_up_and_down_on_a_daemon_as_debian_ships_it(
     """QEMU runs as libvirt-qemu, which cannot enter /root (nor pytest's 0700 directories):
     `pbotvm libvirt up` stops with one line while libvirt's images directory is closed to it,
     then puts the domain's files there once it is open, boots, answers, and `down` removes
-    them. The commands run in the daemon's mount namespace, where its /var is."""
+    them. The serial lines are Unix sockets, which libvirt makes for its QEMU user. The
+    commands run in the daemon's mount namespace, where its /var is."""
     build(MINIMAL)  # cached: the commands below find it
     state = tmp_path_factory.mktemp("stock-state")
     with PrivateLibvirtd(tmp_path_factory.mktemp("stock-libvirtd"), stock=True) as daemon:
         env = {**os.environ, "PBOTVM_LIBVIRT_URI": daemon.uri, "PBOTVM_DOMAIN": "pbot-vm-stock",
                "PBOTVM_SERIAL": str(free_port()), "PBOTVM_HEART": str(free_port()),
-               "PBOTVM_CID": "0", "PBOTVM_STATE_DIR": str(state), "PBOTVM_ACCEL": "tcg"}
+               "PBOTVM_CID": "0", "PBOTVM_STATE_DIR": str(state), "PBOTVM_ACCEL": "tcg",
+               "PBOTVM_SERIAL_SOCKET": str(state / "sockets/serial.sock"),
+               "PBOTVM_HEART_SOCKET": str(state / "sockets/heart.sock")}
         env.pop("PBOTVM_MACHINES", None)
 
         def pbotvm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -211,6 +215,10 @@ def test_up_and_down_on_a_daemon_as_debian_ships_it(
         uid = next(line.split()[1] for line in Path(f"/proc/{qemu_pid}/status").read_text()
                    .splitlines() if line.startswith("Uid:"))
         assert uid == "64055"
+        sockets = state / "sockets"
+        assert stat.S_IMODE(sockets.stat().st_mode) == 0o700
+        serial = (sockets / "serial.sock").stat()
+        assert (serial.st_uid, stat.S_IMODE(serial.st_mode) & 0o002) == (64055, 0)
         print(f"\nstock libvirt: up in {time.monotonic() - start:.0f} s ({up.stdout.strip()})")
         with AttachedStack(tmp_path_factory.mktemp("stock-stack"), int(env["PBOTVM_SERIAL"]),
                            int(env["PBOTVM_HEART"]), env, revert_command=None) as s:

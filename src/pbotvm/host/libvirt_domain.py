@@ -41,6 +41,7 @@ from pbotvm.host.qemu import (
     boot_and_warm,
     choose_accel,
     create_overlay,
+    socket_dirs,
 )
 from pbotvm.image.build import Image
 
@@ -259,6 +260,7 @@ async def up(image: Image, settings: HostSettings, machine: Machine, paths: Doma
         if placed != paths:
             say(f"the domain's files are in {placed.state_dir}, where libvirt's QEMU can "
                 "read them")
+        socket_dirs(machine)  # libvirt makes the sockets, not their directory
         for device in machine_devices(machine, say):
             say(devices.attach(dom, device))
         return await boot(dom, settings, machine, placed, say)

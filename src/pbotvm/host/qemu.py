@@ -117,6 +117,14 @@ def with_sockets(machine: Machine, paths: VmPaths) -> Machine:
                    heart_socket=machine.heart_socket or str(paths.heart_socket))
 
 
+def socket_dirs(machine: Machine) -> list[Path]:
+    """The machine's serial sockets, their directories made (root's alone) where missing."""
+    sockets = [Path(path) for path in (machine.serial_socket, machine.heart_socket) if path]
+    for path in sockets:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return sockets
+
+
 def serial_args(name: str, index: int, addr: str, port: int, socket: str = "") -> list[str]:
     if socket:
         chardev = f"socket,id={name},path={socket.replace(',', ',,')},server=on,wait=off"
@@ -288,9 +296,7 @@ def launch(argv: list[str], paths: VmPaths, machine: Machine) -> int:
     """Run QEMU (it daemonizes once its devices are up); returns its pid.
 
     The umask keeps what QEMU creates (sockets, console log) to root from the start."""
-    sockets = [Path(path) for path in (machine.serial_socket, machine.heart_socket) if path]
-    for path in sockets:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sockets = socket_dirs(machine)
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           check=False, umask=0o077)
     if proc.returncode:

@@ -40,6 +40,21 @@ def test_a_serial_is_replaced_only_on_its_own_port_and_when_it_differs() -> None
     assert not data.replaces(console)
 
 
+def test_serials_on_unix_sockets_when_the_machine_names_them() -> None:
+    data, heart = devices.serial_devices(Machine("m", serial_socket="/run/pbotvm/s,1.sock",
+                                                 heart_socket="/run/pbotvm/h.sock"))
+    el = ET.fromstring(data.xml)
+    assert el.get("type") == "unix" and el.find("target").get("port") == "2"  # type: ignore[union-attr]
+    assert el.find("source").attrib == {  # type: ignore[union-attr]
+        "mode": "bind", "path": "/run/pbotvm/s,1.sock"}
+    assert data.what == "serial port 2 (/run/pbotvm/s,1.sock)"
+    assert ET.fromstring(heart.xml).find("source").get("path") == "/run/pbotvm/h.sock"  # type: ignore[union-attr]
+    # A TCP device on the same port is replaced by it, and the other way round.
+    tcp, _ = devices.serial_devices(Machine("m"))
+    assert data.replaces(ET.fromstring(tcp.xml))
+    assert data.settings(ET.fromstring(tcp.xml)) != data.settings(el)
+
+
 def test_vsock() -> None:
     device = devices.vsock_device(Machine("m", cid=7))
     assert ET.fromstring(device.xml).find("cid").attrib == {  # type: ignore[union-attr]

@@ -155,6 +155,23 @@ def test_bad_input_gets_answers_and_the_server_keeps_serving(guest: Guest) -> No
 
 
 @pytest.mark.root
+def test_a_half_frame_is_dropped_and_the_next_request_answered(guest: Guest) -> None:
+    half = b'{"lang":"sh","cmdline":"sh prog.sh","code":"echo injected'
+    # Our host's next request, at once: its frame start resynchronises the decoder.
+    guest.write(half)
+    guest.send(sh("echo ours", "ours"), framing=Framing.HEAD)
+    # The original's vm-exec sends no frame start: the pause before it does.
+    guest.write(half)
+    time.sleep(1.3)
+    original = json.dumps(sh("echo theirs", "theirs").to_json(), separators=(",", ":"))
+    guest.write(original.encode() + END_2023)
+    assert [(r.get("id"), r["result"]) for r in guest.results(2)] == [
+        ("ours", "ours\n"), ("theirs", "theirs\n")]
+    assert guest.log_with("partial frame dropped after an idle gap").count(
+        "partial frame dropped") == 2
+
+
+@pytest.mark.root
 def test_unknown_language_runs_like_sh(guest: Guest) -> None:
     guest.send(sh("echo $((6 * 7))", "k", lang="klingon"))
     assert guest.results(1)[0]["result"] == "42\n"

@@ -139,5 +139,21 @@ def test_vm_revert_refuses_a_vm_serving_another_machine(tmp_path: Path) -> None:
         "PBOTVM_STATE_DIR": str(tmp_path), "PBOTVM_MACHINES": "",
         "XDG_CONFIG_HOME": str(tmp_path), "PBOTVM_MACHINE_SERIAL": "7777"})
     assert result.exit_code == 1
-    assert result.output == (f"Error: the VM in {tmp_path / 'qemu'} serves serial port 5555, "
+    assert result.output == (f"Error: the VM in {tmp_path / 'qemu'} serves serial 5555, "
                              "not 7777: not reverting it\n")
+
+
+def test_vm_revert_tells_machines_on_sockets_apart(tmp_path: Path) -> None:
+    # Two VMs on Unix sockets may share the default port number: the socket decides.
+    (tmp_path / "qemu").mkdir()
+    (tmp_path / "qemu" / "vm.json").write_text(json.dumps({
+        "pid": 0, "accel": "tcg", "addr": "127.0.0.1", "serial": 5555, "heart": 5556,
+        "qmp": str(tmp_path / "qemu" / "qmp.sock"), "image": "x", "boot_seconds": 1.0,
+        "warmup_seconds": 1.0, "savevm_seconds": 1.0, "serial_socket": "/run/a/serial.sock",
+        "heart_socket": "/run/a/heart.sock"}))
+    result = CliRunner().invoke(cli.main, ["vm", "revert"], env={
+        "PBOTVM_STATE_DIR": str(tmp_path), "PBOTVM_MACHINES": "",
+        "XDG_CONFIG_HOME": str(tmp_path), "PBOTVM_MACHINE_SERIAL": "/run/b/serial.sock"})
+    assert result.exit_code == 1
+    assert result.output == (f"Error: the VM in {tmp_path / 'qemu'} serves serial "
+                             "/run/a/serial.sock, not /run/b/serial.sock: not reverting it\n")

@@ -6,6 +6,7 @@ import pytest
 from pbotvm.protocol import (
     CHUNK_2023,
     CHUNK_HEAD,
+    FRAME_START,
     Framing,
     ProtocolError,
     Request,
@@ -37,10 +38,64 @@ def test_2023_framing_writes_pieces_of_at_most_16383_bytes() -> None:
 
 def test_head_framing_is_4000_byte_lines_then_blank_line() -> None:
     pieces = encode_request(request("y" * 4500), Framing.HEAD)
-    assert pieces[-1] == b"\n"
+    assert pieces[0] == FRAME_START and pieces[-1] == b"\n"
     assert all(len(p) <= CHUNK_HEAD + 1 and p.endswith(b"\n") for p in pieces)
-    assert b"".join(p[:-1] for p in pieces[:-1]) == json.dumps(
+    assert b"".join(p[:-1] for p in pieces[1:-1]) == json.dumps(
         request("y" * 4500).to_json(), separators=(",", ":")).encode()
+
+
+def original_frame(req: Request, framing: Framing) -> bytes:
+    """What the original's vm-exec writes (no FRAME_START): 2023 appends ``\\n:end:\\n``,
+    HEAD cuts 4000-byte lines and adds a blank line (shared/spec/protocol.md)."""
+    payload = json.dumps(req.to_json(), separators=(",", ":")).encode()
+    if framing is Framing.V2023:
+        return payload + b"\n:end:\n"
+    return b"".join(payload[i : i + 4000] + b"\n" for i in range(0, len(payload), 4000)) + b"\n"
+
+
+# A writer that died mid-request (or a stray client on the line) left half a frame behind.
+HALF_FRAME = b'{"lang":"sh","cmdline":"sh prog.sh","code":"echo pwn'
+
+
+@pytest.mark.parametrize("framing", list(Framing))
+def test_a_half_frame_does_not_spoil_our_hosts_next_request(framing: Framing) -> None:
+    # Straight after it, no pause: the frame start marks where the request begins.
+    decoder = RequestDecoder()
+    assert decoder.feed(HALF_FRAME, now=10.0) == []
+    assert decoder.feed(b"".join(encode_request(request(id="next"), framing)),
+                        now=10.01) == [request(id="next")]
+
+
+@pytest.mark.parametrize("framing", list(Framing))
+@pytest.mark.parametrize("size", [10, 9000])
+def test_after_an_idle_gap_an_original_hosts_request_is_answered(framing: Framing,
+                                                                 size: int) -> None:
+    decoder = RequestDecoder()
+    assert decoder.feed(HALF_FRAME, now=10.0) == []
+    frame = original_frame(request("x" * size, id="next"), framing)
+    got = [r for i in range(0, len(frame), 1000)  # read as the tty delivers it, in pieces
+           for r in decoder.feed(frame[i : i + 1000], now=11.5 + i / 1e6)]
+    assert got == [request("x" * size, id="next")]
+    # And the decoder is in step for the one after.
+    assert decoder.feed(original_frame(request(id="then"), framing), now=12.0) == [
+        request(id="then")]
+
+
+def test_without_a_gap_or_a_start_the_merged_frame_is_still_an_error() -> None:
+    # What the idle rule cannot know: the original's host wrote right after the garbage.
+    decoder = RequestDecoder()
+    decoder.feed(HALF_FRAME, now=10.0)
+    (merged,) = decoder.feed(original_frame(request(id="next"), Framing.V2023), now=10.2)
+    assert isinstance(merged, ProtocolError)
+
+
+def test_a_pause_inside_a_good_request_loses_nothing() -> None:
+    # The guest's loop was busy for 2 s while a request arrived: the whole frame decodes, so
+    # nothing is dropped.
+    frame = original_frame(request("x" * 100, id="paused"), Framing.V2023)
+    decoder = RequestDecoder()
+    assert decoder.feed(frame[:60], now=10.0) == []
+    assert decoder.feed(frame[60:], now=12.0) == [request("x" * 100, id="paused")]
 
 
 @pytest.mark.parametrize("framing", list(Framing))

@@ -14,6 +14,7 @@ import pytest
 
 from pbotvm.host.stack import LocalStack
 from pbotvm.protocol import Framing, Request, encode_request
+from tests.conftest import until
 
 pytestmark = pytest.mark.root
 
@@ -225,9 +226,26 @@ def test_perl_vm_client_works_against_our_server(stack: LocalStack, tmp_path) ->
     assert out.stdout == "from perl\n"
 
 
-def test_vsock_falls_back_to_serial(tmp_path_factory: pytest.TempPathFactory) -> None:
-    # No vhost-vsock here: a CID is set, the connect fails, serial answers.
+def test_an_unreachable_vsock_cid_makes_no_request_wait(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    # A CID is set and no guest has it (with /dev/vsock, a connect there hangs until its
+    # time-out): vsock is probed in the background, and every request, the first one too,
+    # goes straight over serial. It used to cost each request after a minute of quiet 1 s.
     with LocalStack(tmp_path_factory.mktemp("vsock"),
                     env={"PBOTVM_CID": "7", "PBOTVM_STDIN_COMMAND": ""}) as s:
         assert s.ask("-lang=sh echo via serial") == "via serial"
-        assert "vsock 7:5555 unavailable" in s.log("vm-server")
+        # The probe's verdict, once its time-out is over.
+        until(lambda: "requests go over" in s.log("vm-server"), 10)
+        log = s.log("vm-server")
+    answered = [int(ms) for ms in re.findall(r"answered in (\d+) ms", log)]
+    # The first is the stack's readiness check, sent as soon as the guest beat.
+    assert answered and max(answered) < 500, log
+    assert re.search(r"pbot-vm: requests go over serial 127\.0\.0\.1:\d+ until the guest "
+                     r"restarts \(vsock 7:5555: ", log), log
+
+
+def test_a_half_frame_on_the_serial_line_spoils_nothing(stack: LocalStack) -> None:
+    # What a local client (or a writer that died) left on the line.
+    with socket.create_connection(("127.0.0.1", stack.serial)) as s:
+        s.sendall(b'{"lang":"sh","cmdline":"sh prog.sh","code":"echo injec')
+    assert stack.ask("-lang=sh echo the real request") == "the real request"

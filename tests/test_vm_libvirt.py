@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import stat
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -59,7 +60,7 @@ def domain(daemon: PrivateLibvirtd,
     image = build(MINIMAL)
     conn = connect(daemon.uri)
     try:
-        dom = ld.define(conn, machine, image, paths, choose_accel(image.kernel, env))
+        dom, paths = ld.define(conn, machine, image, paths, choose_accel(image.kernel, env))
         added = script("add-serials", env)
         assert added.returncode == 0, added.stderr
         assert added.stdout.splitlines() == [
@@ -166,3 +167,62 @@ def test_a_destroyed_domain_is_brought_back(stack: AttachedStack) -> None:
     assert re.search(r"reverting \(no heartbeat for \d+ s\)", log)
     assert "the domain is not running" in log and "reverted with snapshot-revert" in log
     print(f"\nlibvirt domain destroyed: answering again {back:.1f} s later")
+
+
+def test_up_and_down_on_a_daemon_as_debian_ships_it(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """QEMU runs as libvirt-qemu, which cannot enter /root (nor pytest's 0700 directories):
+    `pbotvm libvirt up` stops with one line while libvirt's images directory is closed to it,
+    then puts the domain's files there once it is open, boots, answers, and `down` removes
+    them. The serial lines are Unix sockets, which libvirt makes for its QEMU user. The
+    commands run in the daemon's mount namespace, where its /var is."""
+    build(MINIMAL)  # cached: the commands below find it
+    state = tmp_path_factory.mktemp("stock-state")
+    with PrivateLibvirtd(tmp_path_factory.mktemp("stock-libvirtd"), stock=True) as daemon:
+        env = {**os.environ, "PBOTVM_LIBVIRT_URI": daemon.uri, "PBOTVM_DOMAIN": "pbot-vm-stock",
+               "PBOTVM_SERIAL": str(free_port()), "PBOTVM_HEART": str(free_port()),
+               "PBOTVM_CID": "0", "PBOTVM_STATE_DIR": str(state), "PBOTVM_ACCEL": "tcg",
+               "PBOTVM_SERIAL_SOCKET": str(state / "sockets/serial.sock"),
+               "PBOTVM_HEART_SOCKET": str(state / "sockets/heart.sock")}
+        env.pop("PBOTVM_MACHINES", None)
+
+        def pbotvm(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(daemon.in_namespace([str(BIN / "pbotvm"), *args]), env=env,
+                                  capture_output=True, text=True, timeout=900, check=False)
+
+        images = daemon.root / "var/lib/libvirt/images"
+        images.chmod(0o700)
+        refused = pbotvm("libvirt", "up")
+        assert refused.returncode == 1
+        assert refused.stderr.splitlines()[-1].startswith(
+            "Error: libvirt runs QEMU as libvirt-qemu (uid 64055), which cannot read the "
+            "domain's files (/var/lib/libvirt/images is drwx------ root:root): let it into "), \
+            refused.stderr
+        conn = connect(daemon.uri)
+        try:
+            assert conn.listDefinedDomains() == [] and conn.listDomainsID() == []
+        finally:
+            conn.close()
+
+        images.chmod(0o711)  # as Debian's package makes it
+        start = time.monotonic()
+        up = pbotvm("libvirt", "up")
+        assert up.returncode == 0, up.stderr
+        assert ("the domain's files are in /var/lib/libvirt/images/pbotvm-pbot-vm-stock, where "
+                "libvirt's QEMU can read them") in up.stderr
+        files = images / "pbotvm-pbot-vm-stock"
+        qemu_pid = int((daemon.root / "run/libvirt/qemu/pbot-vm-stock.pid").read_text())
+        uid = next(line.split()[1] for line in Path(f"/proc/{qemu_pid}/status").read_text()
+                   .splitlines() if line.startswith("Uid:"))
+        assert uid == "64055"
+        sockets = state / "sockets"
+        assert stat.S_IMODE(sockets.stat().st_mode) == 0o700
+        serial = (sockets / "serial.sock").stat()
+        assert (serial.st_uid, stat.S_IMODE(serial.st_mode) & 0o002) == (64055, 0)
+        print(f"\nstock libvirt: up in {time.monotonic() - start:.0f} s ({up.stdout.strip()})")
+        with AttachedStack(tmp_path_factory.mktemp("stock-stack"), int(env["PBOTVM_SERIAL"]),
+                           int(env["PBOTVM_HEART"]), env, revert_command=None) as s:
+            assert s.ask("-lang=sh echo hi from a stock libvirt") == "hi from a stock libvirt"
+        down = pbotvm("libvirt", "down")
+        assert down.stdout.strip() == "removed", down.stderr
+        assert not files.exists()

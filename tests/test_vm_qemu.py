@@ -1,9 +1,10 @@
 """A real guest: the minimal image booted under QEMU (TCG where KVM does not work).
 
 Builds the image if the cache has none (~1-1.5 min on 2 cores), boots it once for the module
-(~15 s), talks to guest-server over the serial port as vm-exec does, then runs vm-server on it
-(reverting with `pbotvm vm revert`) and asks through vm-client as PBot does. The vm-server
-tests come last: while vm-server holds the heartbeat port nobody else can connect to it.
+(~15 s), talks to guest-server over the serial line as vm-exec does, then runs vm-server on it
+(reverting with `pbotvm vm revert`) and asks through vm-client as PBot does. The serial devices
+are Unix sockets, as `pbotvm vm up` makes them. The vm-server tests come last: while vm-server
+holds the heartbeat line nobody else can connect to it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import os
 import re
 import signal
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -52,8 +54,10 @@ def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[qemu.VmPaths,
     image = build(MINIMAL)
     # vm-server's revert command (`pbotvm vm revert`) finds the VM in $PBOTVM_STATE_DIR/qemu.
     paths = qemu.VmPaths(tmp_path_factory.mktemp("state") / "qemu")
-    # Free ports, so a developer's running VM or PTY stack on 5555/5556 is left alone.
-    machine = Machine(name="test", serial=free_port(), heart=free_port(), cid=0)
+    # Free ports, so a developer's running VM or PTY stack on 5555/5556 is left alone (the
+    # ports are not served: the devices are the state directory's sockets).
+    machine = qemu.with_sockets(Machine(name="test", serial=free_port(), heart=free_port(),
+                                        cid=0), paths)
     info = asyncio.run(qemu.up(image, paths, machine, os.environ))
     print(f"\nVM up ({info.accel}): boot {info.boot_seconds} s, warm-up "
           f"{info.warmup_seconds} s, savevm {info.savevm_seconds} s")
@@ -96,7 +100,7 @@ def test_loadvm_removes_files_and_heartbeat_resumes(vm: tuple[qemu.VmPaths, Mach
 
     assert run(machine, sh(probe)).startswith("0\n")  # disk and tmpfs are both reverted
     start = time.monotonic()
-    asyncio.run(qemu.wait_heartbeat(machine.addr, machine.heart, timeout=12))
+    asyncio.run(qemu.wait_heartbeat(machine, timeout=12))
     print(f"first heartbeat {time.monotonic() - start:.1f} s after loadvm")
 
 
@@ -122,6 +126,11 @@ def test_status_files(vm: tuple[qemu.VmPaths, Machine]) -> None:
     info = qemu.read_info(paths)
     assert info is not None and qemu.pid_alive(info.pid)
     assert Path(info.qmp) == paths.qmp and paths.pidfile.is_file()
+    assert (info.serial_where, info.heart_where) == (str(paths.serial_socket),
+                                                     str(paths.heart_socket))
+    for socket_path in (paths.serial_socket, paths.heart_socket):
+        st = os.stat(socket_path)
+        assert stat.S_ISSOCK(st.st_mode) and (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
 
 
 # --- through vm-server and vm-client ------------------------------------------------------------
@@ -134,6 +143,8 @@ def server(vm: tuple[qemu.VmPaths, Machine],
     # alone takes ~2 s to start there.
     with AttachedStack(tmp_path_factory.mktemp("server"), machine.serial, machine.heart,
                        {"PBOTVM_STATE_DIR": str(paths.state_dir.parent),
+                        "PBOTVM_SERIAL_SOCKET": machine.serial_socket,
+                        "PBOTVM_HEART_SOCKET": machine.heart_socket,
                         "PBOTVM_TIMEOUT": str(SERVER_TIMEOUT)},
                        f"{BIN / 'pbotvm'} vm revert") as s:
         yield s
@@ -197,6 +208,9 @@ def test_killed_qemu_is_reported_and_brought_back(vm: tuple[qemu.VmPaths, Machin
     assert re.search(r"reverting \(no heartbeat for \d+ s\)", log), log[-2000:]
     new = qemu.read_info(paths)
     assert new is not None and new.pid != info.pid and qemu.pid_alive(new.pid)
+    # The restarted QEMU's sockets are root's alone again.
+    assert {stat.S_IMODE(os.stat(p).st_mode) for p in (paths.serial_socket,
+                                                        paths.heart_socket)} == {0o600}
     # The console log still has the first boot: the restart appended to it.
     assert "starting: serial /dev/ttyS2" in paths.console.read_text(errors="replace")
     print(f"\nafter a QEMU kill: '{reply}'; answering again {back:.1f} s later")

@@ -69,9 +69,9 @@ def pty_run(addr: str, serial_port: int, heart_port: int, control: Path | None,
 
 # vm-server's revert command gets the serial port of the machine it reverts in this variable.
 machine_serial_option = click.option(
-    "--machine-serial", metavar="PORT", envvar="PBOTVM_MACHINE_SERIAL", default=None,
-    help="Act only if the VM serves this serial port (env PBOTVM_MACHINE_SERIAL, which "
-         "vm-server sets for its revert command).")
+    "--machine-serial", metavar="PORT|SOCKET", envvar="PBOTVM_MACHINE_SERIAL", default=None,
+    help="Act only if the VM serves this serial port or socket (env PBOTVM_MACHINE_SERIAL, "
+         "which vm-server sets for its revert command).")
 
 
 @pty.command("ctl")
@@ -146,9 +146,11 @@ profile_option = click.option(
 def vm() -> None:
     """The QEMU guest: boot it from the image, snapshot it, revert it, stop it.
 
-    Ports are the default machine's (PBOTVM_SERIAL, PBOTVM_HEART); the state (pidfile, QMP
-    socket, console log, disk overlay) lives in $PBOTVM_STATE_DIR/qemu. PBOTVM_ACCEL=kvm|tcg
-    skips the KVM probe.
+    The serial devices are Unix sockets only root can use (PBOTVM_SERIAL_SOCKET,
+    PBOTVM_HEART_SOCKET; default serial.sock and heart.sock in the state directory), or with
+    `up --tcp` the default machine's TCP ports (PBOTVM_SERIAL, PBOTVM_HEART). The state
+    (pidfile, QMP socket, console log, disk overlay) lives in $PBOTVM_STATE_DIR/qemu.
+    PBOTVM_ACCEL=kvm|tcg skips the KVM probe.
     """
 
 
@@ -162,19 +164,23 @@ def _vm_setup() -> tuple[VmPaths, Machine]:
 
 @vm.command("up")
 @profile_option
-def vm_up(profile: str) -> None:
+@click.option("--tcp", is_flag=True, help="Serve the serial devices on TCP PBOTVM_SERIAL and "
+              "PBOTVM_HEART (the original's layout; any local user can connect first).")
+def vm_up(profile: str, tcp: bool) -> None:
     """Build the image if needed, boot it, warm it up and save snapshot 1."""
-    from pbotvm.host.qemu import QemuError, up
+    from pbotvm.host.qemu import QemuError, up, with_sockets
     from pbotvm.image.build import BuildError, build
     from pbotvm.image.profiles import PROFILES
 
     paths, machine = _vm_setup()
+    if not tcp:
+        machine = with_sockets(machine, paths)
     with _one_line(BuildError, QemuError):
         image = build(PROFILES[profile])
         info = asyncio.run(up(image, paths, machine, os.environ,
                               lambda line: click.echo(f"pbotvm vm: {line}", err=True)))
-    click.echo(f"up: pid {info.pid}, {info.accel}, serial {info.addr}:{info.serial}, heart "
-               f"{info.heart}, boot {info.boot_seconds} s, savevm {info.savevm_seconds} s")
+    click.echo(f"up: pid {info.pid}, {info.accel}, serial {info.serial_where}, heart "
+               f"{info.heart_where}, boot {info.boot_seconds} s, savevm {info.savevm_seconds} s")
 
 
 @vm.command("down")
@@ -196,8 +202,8 @@ def vm_status() -> None:
     if info is None or not pid_alive(info.pid):
         click.echo(f"not running (state dir {paths.state_dir})")
         raise SystemExit(1)
-    click.echo(f"running: pid {info.pid}, {info.accel}, serial {info.addr}:{info.serial}, "
-               f"heart {info.addr}:{info.heart}\nQMP {info.qmp}\nconsole {paths.console}\n"
+    click.echo(f"running: pid {info.pid}, {info.accel}, serial {info.serial_where}, "
+               f"heart {info.heart_where}\nQMP {info.qmp}\nconsole {paths.console}\n"
                f"image {info.image}")
 
 
@@ -209,9 +215,10 @@ def vm_revert(machine_serial: str | None) -> None:
 
     paths, _ = _vm_setup()
     info = read_info(paths)
-    if machine_serial is not None and info is not None and str(info.serial) != machine_serial:
-        raise click.ClickException(f"the VM in {paths.state_dir} serves serial port "
-                                   f"{info.serial}, not {machine_serial}: not reverting it")
+    serves = info.serial_socket or str(info.serial) if info is not None else None
+    if machine_serial is not None and serves is not None and serves != machine_serial:
+        raise click.ClickException(f"the VM in {paths.state_dir} serves serial {serves}, not "
+                                   f"{machine_serial}: not reverting it")
     with _one_line(QemuError):
         click.echo(f"reverted in {asyncio.run(revert(paths)):.3f} s")
 
@@ -283,7 +290,8 @@ def libvirt_revert(slow: bool) -> None:
 def devices() -> None:
     """Attach the guest's devices to a libvirt domain's config (the original's devices/add-*).
 
-    Honours PBOTVM_LIBVIRT_URI, PBOTVM_DOMAIN, PBOTVM_SERIAL, PBOTVM_HEART and PBOTVM_CID.
+    Honours PBOTVM_LIBVIRT_URI, PBOTVM_DOMAIN, PBOTVM_SERIAL, PBOTVM_HEART (or
+    PBOTVM_SERIAL_SOCKET, PBOTVM_HEART_SOCKET: Unix-socket serial devices) and PBOTVM_CID.
     Re-running replaces a device on the same port instead of adding a second one.
     """
 
@@ -308,7 +316,8 @@ def _add_devices(which: str) -> None:
 
 @devices.command("add-serials")
 def devices_add_serials() -> None:
-    """Serial ports 2 (requests, TCP PBOTVM_SERIAL) and 3 (heartbeat, TCP PBOTVM_HEART)."""
+    """Serial ports 2 (requests, TCP PBOTVM_SERIAL) and 3 (heartbeat, TCP PBOTVM_HEART), or
+    Unix sockets PBOTVM_SERIAL_SOCKET and PBOTVM_HEART_SOCKET when set."""
     _add_devices("serials")
 
 

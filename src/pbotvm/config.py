@@ -119,6 +119,10 @@ class Machine:
     addr: str = DEFAULT_ADDR
     framing: Framing = Framing.V2023
     domain: str = DEFAULT_DOMAIN
+    # Unix sockets serving the serial devices, used instead of addr:serial and addr:heart:
+    # only their owner (root) can connect, where any local user can take a TCP port first.
+    serial_socket: str = ""
+    heart_socket: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,8 @@ class Machines:
 
     @classmethod
     def parse(cls, data: object, where: str, env: Mapping[str, str]) -> Machines:
-        """The vm-exec.json schema, plus optional ``addr``, ``framing`` and ``domain`` keys."""
+        """The vm-exec.json schema, plus optional ``addr``, ``framing``, ``domain``,
+        ``serial-socket`` and ``heart-socket`` keys."""
         if not isinstance(data, dict) or not isinstance(data.get("machines"), dict):
             raise ConfigError(f"{where}: expected an object with a 'machines' object")
         aliases = data.get("aliases", {})
@@ -167,11 +172,11 @@ def _machine(name: str, entry: dict[str, object], where: str) -> Machine:
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
                 raise ConfigError(f"{where}: {key!r} must be a port or CID number")
             values[key] = value
-    for key in ("addr", "domain"):
+    for key in ("addr", "domain", "serial-socket", "heart-socket"):
         if key in entry:
             if not isinstance(entry[key], str) or not entry[key]:
                 raise ConfigError(f"{where}: {key!r} must be a non-empty string")
-            values[key] = entry[key]
+            values[key.replace("-", "_")] = entry[key]
     if "framing" in entry:
         try:
             values["framing"] = Framing(str(entry["framing"]))
@@ -186,6 +191,10 @@ def _apply_env(machine: Machine, env: Mapping[str, str]) -> Machine:
                      ("vport", "PBOTVM_VPORT")):
         if env.get(var, "").strip():
             changes[key] = _int(env, var, 0, 1)
+    for key, var in (("serial_socket", "PBOTVM_SERIAL_SOCKET"),
+                     ("heart_socket", "PBOTVM_HEART_SOCKET")):
+        if env.get(var, "").strip():
+            changes[key] = env[var].strip()
     if env.get("PBOTVM_CID", "").strip():
         changes["cid"] = _int(env, "PBOTVM_CID", 0, 0, 2**32 - 1)
     if env.get("PBOTVM_FRAMING", "").strip():

@@ -3,7 +3,9 @@
 Request (host -> guest): a JSON object, framed one of two ways:
   * 2023 (the documented original): the JSON text, then ``\\n:end:\\n``, written in chunks;
   * head (upstream HEAD): the JSON cut into 4000-byte lines, then an empty line.
-The guest accepts both on the same stream; a machine entry chooses what the host sends.
+The guest accepts both on the same stream; a machine entry chooses what the host sends. Our
+host starts each frame with ``\\t\\n``: JSON whitespace to the original's guests, a point to
+resynchronise at for ours (compact JSON never holds a raw tab).
 
 Reply (guest -> host): ``result:{json}`` line(s), then ``result:end``. Our guest adds the
 request ``id`` and a machine-readable status; the original's fields are kept so an original
@@ -13,14 +15,25 @@ host still understands us, and unknown fields are ignored both ways.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pbotvm.text import decode_text
 
+log = logging.getLogger("pbotvm.protocol")
+
 END_2023 = b"\n:end:\n"
+# Where our host's frames start. A tab never appears raw in compact JSON (the original's
+# encoders and ours escape it in strings); both original guests skip it as whitespace, and a
+# cooked tty passes it unchanged (a lone \r would become \n, and \n\n ends a head frame).
+FRAME_START = b"\t\n"
+# Data resuming after this long a pause starts a frame if the frame so far does not decode:
+# the original's hosts send no FRAME_START, and a sender writes a request without pausing.
+IDLE_GAP = 1.0
 CHUNK_2023 = 16383
 CHUNK_HEAD = 4000  # stays under the 4096-byte canonical tty line limit
 RESULT_PREFIX = b"result:"
@@ -126,8 +139,8 @@ def encode_request(request: Request, framing: Framing = Framing.V2023) -> list[b
     payload = json.dumps(request.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
     if framing is Framing.HEAD:
         pieces = [payload[i : i + CHUNK_HEAD] + b"\n" for i in range(0, len(payload), CHUNK_HEAD)]
-        return [*pieces, b"\n"]
-    data = payload + END_2023
+        return [FRAME_START, *pieces, b"\n"]
+    data = FRAME_START + payload + END_2023
     return [data[i : i + CHUNK_2023] for i in range(0, len(data), CHUNK_2023)]
 
 
@@ -135,49 +148,87 @@ class RequestDecoder:
     """Incremental guest-side decoder: feed bytes, get whole requests (either framing).
 
     A request that cannot be decoded comes out as a ProtocolError in its place, so the caller
-    answers it and carries on; nothing that arrives can stop the decoder.
+    answers it and carries on; nothing that arrives can stop the decoder. A partial frame
+    (a writer that died, or garbage on the line) must not spoil the next request: it is
+    dropped, unanswered, at a FRAME_START, or when the data after an idle gap of over
+    IDLE_GAP seconds decodes on its own and the whole does not.
     """
 
     def __init__(self, limit: int = 64 * 1024 * 1024) -> None:
         self._buffer = bytearray()
         self._limit = limit
         self._scanned = 0  # bytes already searched for a terminator: keeps feeding linear
+        self._last_data = 0.0  # time.monotonic() of the last feed
+        self._resumed_at: int | None = None  # where data resumed after an idle gap
 
-    def feed(self, data: bytes) -> list[Request | ProtocolError]:
+    def feed(self, data: bytes, now: float | None = None) -> list[Request | ProtocolError]:
+        now = time.monotonic() if now is None else now
+        if self._buffer and now - self._last_data > IDLE_GAP:
+            self._resumed_at = len(self._buffer)
+        self._last_data = now
         self._buffer += data
         out: list[Request | ProtocolError] = []
         while True:
             if self._buffer[:1].isspace():
-                del self._buffer[: len(self._buffer) - len(self._buffer.lstrip())]
-                self._scanned = 0
+                self._consume(len(self._buffer) - len(self._buffer.lstrip()))
             if not self._buffer:
                 break
-            frame = self._next_frame()
-            if frame is None:
+            found = self._next_frame()
+            if found is None:
                 if len(self._buffer) > self._limit:
-                    self._buffer.clear()
-                    self._scanned = 0
+                    self._consume(len(self._buffer))
                     out.append(ProtocolError(f"request larger than {self._limit} bytes"))
                 break
-            out.append(_decode_payload(frame))
+            out.append(_decode_frame(*found))
         return out
 
-    def _next_frame(self) -> bytes | None:
-        # A terminator may straddle the previous feed: look back a few bytes.
+    def _consume(self, count: int) -> None:
+        """Drop ``count`` bytes from the front, keeping the positions that point past them."""
+        del self._buffer[:count]
+        self._scanned = max(0, self._scanned - count)
+        if self._resumed_at is not None:
+            self._resumed_at = self._resumed_at - count if self._resumed_at > count else None
+
+    def _next_frame(self) -> tuple[bytes, int | None] | None:
+        """The next whole frame and where in it data resumed after a gap; None until one is
+        complete. A FRAME_START inside the frame drops what came before it."""
+        # A terminator or a start may straddle the previous feed: look back a few bytes.
         start = max(0, self._scanned - 16)
         blank = self._buffer.find(b"\n\n", start)
         end = _END_RE.search(self._buffer, start)
         if end is not None and (blank < 0 or end.start() <= blank):
-            frame = bytes(self._buffer[: end.start()])
-            del self._buffer[: end.end()]
+            frame_end, next_start = end.start(), end.end()
         elif blank >= 0:
-            frame = bytes(self._buffer[:blank])
-            del self._buffer[: blank + 2]
+            frame_end, next_start = blank, blank + 2
         else:
+            frame_end = next_start = -1
+        restart = self._buffer.rfind(FRAME_START, start, frame_end if frame_end >= 0 else None)
+        if restart > 0:
+            log.warning("request decoder: %d bytes of a partial frame dropped at a frame start",
+                        restart)
+            self._consume(restart)
+            return self._next_frame()
+        if frame_end < 0:
             self._scanned = len(self._buffer)
             return None
+        frame = bytes(self._buffer[:frame_end])
+        resumed = self._resumed_at
+        self._consume(next_start)
         self._scanned = 0
-        return frame
+        return frame, resumed if resumed is not None and resumed < frame_end else None
+
+
+def _decode_frame(frame: bytes, resumed: int | None) -> Request | ProtocolError:
+    """The frame's request; when it does not decode but its part after an idle gap does, that
+    part's (what came before was a partial frame that nobody finished)."""
+    decoded = _decode_payload(frame)
+    if isinstance(decoded, ProtocolError) and resumed is not None:
+        retried = _decode_payload(frame[resumed:])
+        if isinstance(retried, Request):
+            log.warning("request decoder: %d bytes of a partial frame dropped after an idle "
+                        "gap", resumed)
+            return retried
+    return decoded
 
 
 def _limit_reason(error: ValueError | RecursionError) -> str:

@@ -54,8 +54,8 @@ def run_demo(pty: bool) -> int:
             stack = QemuStack(Path(tmp), progress=True, **ports)
             what = "the QEMU guest (image, boot, warm-up, snapshot)"
             requests = REQUESTS + REVERT_REQUESTS
-        click.echo(f"Starting {what} on serial {stack.serial}, heartbeat {stack.heart}, and "
-                   f"vm-server on port {stack.server} ...")
+        click.echo(f"Starting {what} on {stack.devices()}, and vm-server on port "
+                   f"{stack.server} ...")
         start = time.monotonic()
         try:
             stack.start(timeout=120)

@@ -3,8 +3,10 @@
 What the original's ``host/devices/add-*`` scripts attach (to the domain's persistent
 config, so they appear at its next start), without their defects: no temporary files in the
 current directory, any working directory, ``PBOTVM_LIBVIRT_URI`` honoured, and re-running
-replaces a device instead of adding a second one on the same port. The domain definition of
-``pbotvm libvirt up`` attaches its devices with the same functions.
+replaces a device instead of adding a second one on the same port. A machine with
+``serial-socket``/``heart-socket`` gets Unix-socket serial devices instead of the original's
+TCP ones, which any local user can connect to first. The domain definition of ``pbotvm
+libvirt up`` attaches its devices with the same functions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from xml.sax.saxutils import quoteattr
 
 from pbotvm.config import Machine
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX
@@ -48,6 +51,14 @@ def serial_xml(addr: str, port: int, target: int) -> str:
             f"</serial>\n")
 
 
+def unix_serial_xml(path: str, target: int) -> str:
+    # Bind mode: QEMU listens on the socket; who may connect is up to the file's mode.
+    return (f"<serial type='unix'>\n"
+            f"  <source mode='bind' path={quoteattr(path)}/>\n"
+            f"  <target port='{target}'/>\n"
+            f"</serial>\n")
+
+
 def vsock_xml(cid: int) -> str:
     return f"<vsock model='virtio'>\n  <cid auto='no' address='{cid}'/>\n</vsock>\n"
 
@@ -60,16 +71,23 @@ def _attr(el: ET.Element, path: str, name: str) -> str | None:
 def _serial_settings(el: ET.Element) -> tuple[str | None, ...]:
     # What libvirt adds by itself (alias, target type, model) does not make a serial differ.
     return (el.get("type"), _attr(el, "source", "mode"), _attr(el, "source", "host"),
-            _attr(el, "source", "service"), _attr(el, "protocol", "type"))
+            _attr(el, "source", "service"), _attr(el, "source", "path"),
+            _attr(el, "protocol", "type"))
 
 
 def serial_devices(machine: Machine) -> list[Device]:
     def on(target: int) -> Callable[[ET.Element], bool]:
         return lambda el: el.tag == "serial" and _attr(el, "target", "port") == str(target)
 
-    return [Device(serial_xml(machine.addr, port, index), f"serial port {index} (TCP {port})",
-                   on(index), _serial_settings)
-            for port, index in ((machine.serial, SERIAL_INDEX), (machine.heart, HEART_INDEX))]
+    def device(port: int, socket: str, index: int) -> Device:
+        if socket:
+            return Device(unix_serial_xml(socket, index), f"serial port {index} ({socket})",
+                          on(index), _serial_settings)
+        return Device(serial_xml(machine.addr, port, index), f"serial port {index} (TCP {port})",
+                      on(index), _serial_settings)
+
+    return [device(machine.serial, machine.serial_socket, SERIAL_INDEX),
+            device(machine.heart, machine.heart_socket, HEART_INDEX)]
 
 
 def vsock_device(machine: Machine) -> Device:

@@ -1,4 +1,5 @@
-"""Watches a guest's heartbeat port: connects, reconnects for ever, records each beat.
+"""Watches a guest's heartbeat line (a TCP port, or QEMU's Unix socket): connects,
+reconnects for ever, records each beat.
 
 The guest writes a line every 5 s (upstream HEAD's guest instead answers each line we send
 with a status text and ``:END``: for such machines we send one every 5 s). A guest counts as
@@ -27,13 +28,19 @@ DEFAULT_STALE_AFTER = 2 * BEAT_INTERVAL + 2.0
 
 class HeartbeatMonitor:
     def __init__(self, name: str, addr: str, port: int,
-                 stale_after: float = DEFAULT_STALE_AFTER, *, poll: bool = False) -> None:
+                 stale_after: float = DEFAULT_STALE_AFTER, *, poll: bool = False,
+                 socket: str = "") -> None:
         self.name = name
         self.poll = poll
         self.addr = addr
         self.port = port
+        self.socket = socket  # a Unix socket path, used instead of addr:port
         self.stale_after = stale_after
         self.last_beat = 0.0  # time.monotonic() of the last beat; 0 = never
+        # Times the guest came (back): the first beat on a connection, or after a silence.
+        # What was found out about a guest (its transport) holds until this changes.
+        self.arrivals = 0
+        self._fresh_connection = False
         self.started = time.monotonic()
         self._beat = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -47,6 +54,10 @@ class HeartbeatMonitor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+    @property
+    def where(self) -> str:
+        return self.socket or f"{self.addr}:{self.port}"
 
     def alive(self) -> bool:
         return self.last_beat > 0 and time.monotonic() - self.last_beat <= self.stale_after
@@ -80,6 +91,9 @@ class HeartbeatMonitor:
                 await asyncio.sleep(BEAT_INTERVAL)
 
     async def _record(self) -> None:
+        if self._fresh_connection or not self.alive():
+            self.arrivals += 1
+            self._fresh_connection = False
         self.last_beat = time.monotonic()
         async with self._beat:
             self._beat.notify_all()
@@ -88,17 +102,19 @@ class HeartbeatMonitor:
         failures = 0
         while True:
             try:
-                reader, writer = await asyncio.open_connection(self.addr, self.port)
+                reader, writer = await (asyncio.open_unix_connection(self.socket) if self.socket
+                                        else asyncio.open_connection(self.addr, self.port))
             except OSError as e:
                 # One line when the guest goes away, then one a minute: not one per retry.
                 if failures % 30 == 0:
-                    log.info("%s: heartbeat %s:%d unreachable (%s); retrying every %.0f s",
-                             self.name, self.addr, self.port, e.strerror or e, RETRY_DELAY)
+                    log.info("%s: heartbeat %s unreachable (%s); retrying every %.0f s",
+                             self.name, self.where, e.strerror or e, RETRY_DELAY)
                 failures += 1
                 await asyncio.sleep(RETRY_DELAY)
                 continue
-            log.info("%s: connected to heartbeat %s:%d", self.name, self.addr, self.port)
+            log.info("%s: connected to heartbeat %s", self.name, self.where)
             failures = 0
+            self._fresh_connection = True
             if self.poll:
                 polls: asyncio.Task[None] | None = asyncio.create_task(self._poll(writer))
             else:

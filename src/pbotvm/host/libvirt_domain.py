@@ -6,6 +6,11 @@ code as ``devices/add-all``), start it, let guest-server come up, run each langu
 take the internal snapshot ``1``. The domain is marked as ours in its metadata, so ``up`` and
 ``down`` never touch a domain of the same name that someone else defined.
 
+A system daemon runs QEMU as a user of its own (Debian: ``libvirt-qemu``), which cannot read
+root's home: when it cannot reach the image cache or the state directory, the domain's files
+(overlay, console log, a copy of the image) go to libvirt's own images directory instead;
+when it cannot reach that either, ``up`` stops before defining anything, with one line.
+
 Reverting: ``virsh snapshot-revert`` restarts QEMU on libvirt 9 (seconds); ``loadvm`` through
 libvirt's QEMU monitor restores the same internal snapshot in the running QEMU (a fraction of
 a second). :func:`revert` tries the second and falls back to the first.
@@ -15,7 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +33,7 @@ from xml.sax.saxutils import escape, quoteattr
 from pbotvm.config import HostSettings, Machine
 from pbotvm.host import devices
 from pbotvm.host.devices import LibvirtError, session
+from pbotvm.host.libvirt_access import READ, SEARCH, WRITE, QemuUser, denied, qemu_user
 from pbotvm.host.qemu import (
     KERNEL_ARGS,
     QEMU,
@@ -32,6 +41,7 @@ from pbotvm.host.qemu import (
     boot_and_warm,
     choose_accel,
     create_overlay,
+    socket_dirs,
 )
 from pbotvm.image.build import Image
 
@@ -41,6 +51,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pbotvm.libvirt")
 
 METADATA_NS = "https://github.com/pbotvm/pbotvm#domain"
+# libvirt's default storage directory for qemu:///system (Debian's package creates it, 0711).
+IMAGES_DIR = Path("/var/lib/libvirt/images")
+KVM = Path("/dev/kvm")
 SNAPSHOT_XML = ("<domainsnapshot><name>{name}</name>"
                 "<description>pbotvm: guest-server up, toolchains warm</description>"
                 "</domainsnapshot>")
@@ -135,9 +148,67 @@ def _remove(dom: libvirt.virDomain) -> None:
     dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 
 
+def files_dir(domain: str) -> Path:
+    """Where a domain's files go when QEMU's user cannot read the state directory."""
+    return IMAGES_DIR / f"pbotvm-{domain}"
+
+
+def _first_denied(image: Image, paths: DomainPaths, user: QemuUser) -> str | None:
+    """What keeps QEMU's user from the domain's files: the image's read, the state directory
+    entered (the overlay and console log in it are handed over to that user)."""
+    needs = [(image.kernel, READ), (image.initrd, READ), (image.disk, READ),
+             (paths.state_dir, SEARCH)]
+    return next((why for path, need in needs if (why := denied(path, user, need))), None)
+
+
+def copy_image(image: Image, directory: Path) -> Image:
+    """The image's files in ``directory``, copied unless the copy there is already the same."""
+    directory.mkdir(parents=True, exist_ok=True)
+    copy = Image(directory)
+    for source, target in ((image.kernel, copy.kernel), (image.initrd, copy.initrd),
+                           (image.disk, copy.disk)):
+        src, dst = source.stat(), target.stat() if target.exists() else None
+        if dst is not None and (dst.st_size, dst.st_mtime_ns) == (src.st_size, src.st_mtime_ns):
+            continue
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copy2(source, partial)  # keeps the time stamp the next comparison looks at
+        partial.chmod(0o644)  # for QEMU's user, whatever the cache's mode
+        os.replace(partial, target)
+    return copy
+
+
+def place_for_qemu(user: QemuUser | None, image: Image, paths: DomainPaths, domain: str,
+                   accel: str) -> tuple[Image, DomainPaths]:
+    """Where the domain's files go for QEMU's user: where they are when it can read them,
+    else libvirt's images directory with a copy of the image; LibvirtError (one line, what
+    to change) when not even there."""
+    if user is None or user.uid == 0:
+        return image, paths
+    runs_as = f"libvirt runs QEMU as {user.name}"
+    if accel == "kvm" and (why := denied(KVM, user, READ | WRITE)):
+        raise LibvirtError(f"{runs_as}, which cannot open {KVM} ({why}): add it to that "
+                           "device's group, or set PBOTVM_ACCEL=tcg")
+    if _first_denied(image, paths, user) is None:
+        return image, paths
+    moved = DomainPaths(files_dir(domain))
+    IMAGES_DIR.mkdir(mode=0o711, parents=True, exist_ok=True)
+    # Before copying the image: the directory itself may be closed to QEMU's user.
+    why = denied(IMAGES_DIR, user, SEARCH)
+    if why is None:
+        moved.state_dir.mkdir(mode=0o755, exist_ok=True)
+        copied = copy_image(image, moved.state_dir / "image")
+        why = _first_denied(copied, moved, user)
+    if why is not None:
+        raise LibvirtError(f"{runs_as}, which cannot read the domain's files ({why}): let it "
+                           f"into {IMAGES_DIR}, or set user = \"root\" in the daemon's "
+                           "qemu.conf")
+    return copied, moved
+
+
 def define(conn: libvirt.virConnect, machine: Machine, image: Image, paths: DomainPaths,
-           accel: str) -> libvirt.virDomain:
-    """(Re)define our domain on a fresh overlay of the image; refuses someone else's domain."""
+           accel: str) -> tuple[libvirt.virDomain, DomainPaths]:
+    """(Re)define our domain on a fresh overlay of the image, its files where the daemon's
+    QEMU can read them; returns it and where its files are. Refuses someone else's domain."""
     old = _lookup(conn, machine.domain)
     if old is not None:
         if not is_ours(old):
@@ -147,11 +218,18 @@ def define(conn: libvirt.virConnect, machine: Machine, image: Image, paths: Doma
             raise LibvirtError(f"domain {machine.domain} is running; "
                                "`pbotvm libvirt down` first")
         _remove(old)
+    user = qemu_user(conn.getCapabilities())
+    image, paths = place_for_qemu(user, image, paths, machine.domain, accel)
     paths.state_dir.mkdir(parents=True, exist_ok=True)
     paths.overlay.unlink(missing_ok=True)
     paths.console.unlink(missing_ok=True)
     create_overlay(image, paths.overlay)
-    return conn.defineXML(domain_xml(machine.domain, image, paths, accel))
+    paths.console.touch()
+    if user is not None and user.uid != os.geteuid():
+        # Its own files, whether or not the daemon hands files over (dynamic_ownership).
+        for path in (paths.overlay, paths.console):
+            os.chown(path, user.uid, user.gid)
+    return conn.defineXML(domain_xml(machine.domain, image, paths, accel)), paths
 
 
 def machine_devices(machine: Machine, say: Callable[[str], None]) -> list[devices.Device]:
@@ -178,10 +256,14 @@ async def up(image: Image, settings: HostSettings, machine: Machine, paths: Doma
     """Define the domain, attach its devices, then :func:`boot` it."""
     accel = await asyncio.to_thread(choose_accel, image.kernel, env)
     with session(settings.libvirt_uri, machine.domain) as conn:
-        dom = define(conn, machine, image, paths, accel)
+        dom, placed = define(conn, machine, image, paths, accel)
+        if placed != paths:
+            say(f"the domain's files are in {placed.state_dir}, where libvirt's QEMU can "
+                "read them")
+        socket_dirs(machine)  # libvirt makes the sockets, not their directory
         for device in machine_devices(machine, say):
             say(devices.attach(dom, device))
-        return await boot(dom, settings, machine, paths, say)
+        return await boot(dom, settings, machine, placed, say)
 
 
 async def boot(dom: libvirt.virDomain, settings: HostSettings, machine: Machine,
@@ -204,16 +286,28 @@ async def boot(dom: libvirt.virDomain, settings: HostSettings, machine: Machine,
                   round(time.monotonic() - warmed, 2))
 
 
+def _disk_dir(dom: libvirt.virDomain) -> Path | None:
+    import libvirt
+
+    source = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).find(
+        "devices/disk/source")
+    file = None if source is None else source.get("file")
+    return None if file is None else Path(file).parent
+
+
 def down(uri: str, name: str, paths: DomainPaths) -> bool:
-    """Stop and undefine our domain; False when there was none."""
+    """Stop and undefine our domain, and remove its files; False when there was none."""
     with session(uri, name) as conn:
         dom = _lookup(conn, name)
         if dom is None:
             return False
         if not is_ours(dom):
             raise LibvirtError(f"domain {name} was not defined by pbotvm; not touching it")
+        disk_dir = _disk_dir(dom)
         _remove(dom)
     paths.overlay.unlink(missing_ok=True)
+    if disk_dir == files_dir(name):
+        shutil.rmtree(disk_dir, ignore_errors=True)
     return True
 
 

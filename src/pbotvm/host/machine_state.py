@@ -1,5 +1,5 @@
 """One machine's runtime state, in one object: its turn (one request at a time on its serial
-line), heartbeat, revert state, vsock back-off, whether its guest echoes request ids, and
+line), heartbeat, revert state, transport choice, whether its guest echoes request ids, and
 counters; and what other processes see of it.
 
 vm-server keeps a status file per machine, ``<state dir>/machines/<name>.<serial>.json``,
@@ -26,7 +26,7 @@ from pathlib import Path
 from pbotvm import procs
 from pbotvm.config import Machine
 from pbotvm.host.heartbeat import HeartbeatMonitor
-from pbotvm.host.transport import VsockBackoff
+from pbotvm.host.transport import TransportChoice
 
 log = logging.getLogger("pbotvm.machine")
 
@@ -149,7 +149,7 @@ class MachineState:
     def __init__(self, machine: Machine, heart: HeartbeatMonitor, state_dir: Path) -> None:
         self.machine = machine
         self.heart = heart
-        self.vsock = VsockBackoff()
+        self.transport = TransportChoice(machine.name, lambda: heart.arrivals)
         self.healed_at: float | None = None  # time.monotonic() of the last revert for silence
         # Once its guest has echoed an id, a result without one is a frame someone else put
         # on the line, never an answer. Reverts do not change what the guest is.
@@ -219,6 +219,7 @@ class MachineState:
         self.serving_since = None
         self.reverting_since = time.time()
         self.reverts += 1
+        self.transport.start_over()
         self._write_status()
 
     def release(self) -> None:

@@ -4,6 +4,10 @@
 the cached image stays clean), waits for the first heartbeat, runs each language once so
 toolchains are in the page cache, then ``savevm 1``. vm-server reverts with
 ``PBOTVM_REVERT_COMMAND="pbotvm vm revert"`` (QMP ``loadvm``, ~0.2 s).
+
+The serial devices are served on Unix sockets in the state directory, root's and mode 0600,
+unless the machine asks for the original's TCP ports: on a TCP port, any local user who
+connects first has the guest's line, and QEMU serves one client at a time.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pbotvm.config import HostSettings, Machine
 from pbotvm.host import options
 from pbotvm.host.languages import find_language
 from pbotvm.host.qmp import QMP, QMPError, loadvm, snapshot
-from pbotvm.host.transport import VsockBackoff, exchange
+from pbotvm.host.transport import TransportChoice, exchange
 from pbotvm.host.vmexec import make_request
 from pbotvm.image.build import Image
 from pbotvm.image.layout import CONSOLE, HEART_INDEX, SERIAL_INDEX
@@ -71,6 +75,14 @@ class VmPaths:
     def info(self) -> Path:
         return self.state_dir / "vm.json"
 
+    @property
+    def serial_socket(self) -> Path:
+        return self.state_dir / "serial.sock"
+
+    @property
+    def heart_socket(self) -> Path:
+        return self.state_dir / "heart.sock"
+
 
 @dataclass(frozen=True)
 class VmInfo:
@@ -86,12 +98,40 @@ class VmInfo:
     boot_seconds: float
     warmup_seconds: float
     savevm_seconds: float
+    serial_socket: str = ""
+    heart_socket: str = ""
+
+    @property
+    def serial_where(self) -> str:
+        return self.serial_socket or f"{self.addr}:{self.serial}"
+
+    @property
+    def heart_where(self) -> str:
+        return self.heart_socket or f"{self.addr}:{self.heart}"
 
 
-def serial_args(name: str, addr: str, port: int, index: int) -> list[str]:
-    # nodelay: the UART sends a byte at a time; without it each reply waits ~40 ms for ACKs.
-    return ["-chardev", f"socket,id={name},host={addr},port={port},server=on,wait=off,nodelay=on",
-            "-device", f"isa-serial,chardev={name},index={index}"]
+def with_sockets(machine: Machine, paths: VmPaths) -> Machine:
+    """The machine with its serial devices on Unix sockets: those it names, else the state
+    directory's."""
+    return replace(machine, serial_socket=machine.serial_socket or str(paths.serial_socket),
+                   heart_socket=machine.heart_socket or str(paths.heart_socket))
+
+
+def socket_dirs(machine: Machine) -> list[Path]:
+    """The machine's serial sockets, their directories made (root's alone) where missing."""
+    sockets = [Path(path) for path in (machine.serial_socket, machine.heart_socket) if path]
+    for path in sockets:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return sockets
+
+
+def serial_args(name: str, index: int, addr: str, port: int, socket: str = "") -> list[str]:
+    if socket:
+        chardev = f"socket,id={name},path={socket.replace(',', ',,')},server=on,wait=off"
+    else:
+        # nodelay: the UART sends a byte at a time; without it each reply waits ~40 ms for ACKs.
+        chardev = f"socket,id={name},host={addr},port={port},server=on,wait=off,nodelay=on"
+    return ["-chardev", chardev, "-device", f"isa-serial,chardev={name},index={index}"]
 
 
 def accel_args(accel: str) -> list[str]:
@@ -110,8 +150,9 @@ def qemu_argv(image: Image, paths: VmPaths, machine: Machine, accel: str,
         # append: a restart after a crash must not wipe the log that shows what happened.
         "-chardev", f"file,id=console,path={paths.console},append=on",
         "-serial", "chardev:console",
-        *serial_args("serial", machine.addr, machine.serial, SERIAL_INDEX),
-        *serial_args("heart", machine.addr, machine.heart, HEART_INDEX),
+        *serial_args("serial", SERIAL_INDEX, machine.addr, machine.serial,
+                     machine.serial_socket),
+        *serial_args("heart", HEART_INDEX, machine.addr, machine.heart, machine.heart_socket),
         "-qmp", f"unix:{paths.qmp},server=on,wait=off",
         "-nic", "none",  # networking off
         "-pidfile", str(paths.pidfile), "-daemonize",
@@ -181,13 +222,15 @@ def console_tail(console: Path, lines: int = 5) -> str:
 
 # --- talking to the guest ----------------------------------------------------------------------
 
-async def wait_heartbeat(addr: str, port: int, timeout: float,
+async def wait_heartbeat(machine: Machine, timeout: float,
                          alive: Callable[[], bool] = lambda: True) -> None:
     """Return when a heartbeat line arrives; QemuError if QEMU dies or ``timeout`` passes."""
     async with asyncio.timeout(timeout):
         while alive():
             try:
-                reader, writer = await asyncio.open_connection(addr, port)
+                reader, writer = await (
+                    asyncio.open_unix_connection(machine.heart_socket) if machine.heart_socket
+                    else asyncio.open_connection(machine.addr, machine.heart))
             except OSError:
                 await asyncio.sleep(0.2)
                 continue
@@ -221,11 +264,11 @@ def warmup_requests() -> list[Request]:
 
 
 async def send(machine: Machine, request: Request, timeout: float = REQUEST_TIMEOUT,
-               vsock: VsockBackoff | None = None) -> str:
-    """One request (over vsock, else the serial port); returns the result text. A series of
-    requests shares a ``vsock`` back-off."""
+               transport: TransportChoice | None = None) -> str:
+    """One request (over vsock, else the serial line); returns the result text. A series of
+    requests shares a ``transport`` choice."""
     decoder = ResultDecoder(request.id)
-    await asyncio.wait_for(exchange(machine, request, decoder, vsock), timeout)
+    await asyncio.wait_for(exchange(machine, request, decoder, transport), timeout)
     if not decoder.done:
         raise QemuError(f"no complete answer to {request.lang} request")
     return decoder.text
@@ -235,10 +278,11 @@ async def send(machine: Machine, request: Request, timeout: float = REQUEST_TIME
 
 def _start(image: Image, paths: VmPaths, machine: Machine, accel: str) -> int:
     paths.state_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (paths.overlay, paths.qmp, paths.pidfile, paths.console, paths.info):
+    for stale in (paths.overlay, paths.qmp, paths.pidfile, paths.console, paths.info,
+                  paths.serial_socket, paths.heart_socket):
         stale.unlink(missing_ok=True)
     create_overlay(image, paths.overlay)
-    return _launch(qemu_argv(image, paths, machine, accel), paths)
+    return launch(qemu_argv(image, paths, machine, accel), paths, machine)
 
 
 def create_overlay(image: Image, overlay: Path) -> None:
@@ -248,12 +292,17 @@ def create_overlay(image: Image, overlay: Path) -> None:
                     "-b", str(image.disk), str(overlay)], check=True)
 
 
-def _launch(argv: list[str], paths: VmPaths) -> int:
-    """Run QEMU (it daemonizes once its devices are up); returns its pid."""
+def launch(argv: list[str], paths: VmPaths, machine: Machine) -> int:
+    """Run QEMU (it daemonizes once its devices are up); returns its pid.
+
+    The umask keeps what QEMU creates (sockets, console log) to root from the start."""
+    sockets = socket_dirs(machine)
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          check=False)
+                          check=False, umask=0o077)
     if proc.returncode:
         raise QemuError(f"{QEMU} failed: {proc.stderr.strip()}")
+    for path in sockets:
+        path.chmod(0o600)
     return int(paths.pidfile.read_text())
 
 
@@ -264,9 +313,10 @@ def restart(paths: VmPaths, info: VmInfo) -> VmInfo:
         raise QemuError(f"QEMU is gone and so is its disk {paths.overlay}; `pbotvm vm up`")
     for stale in (paths.qmp, paths.pidfile):
         stale.unlink(missing_ok=True)
-    machine = Machine(name="pbot-vm", addr=info.addr, serial=info.serial, heart=info.heart)
+    machine = Machine(name="pbot-vm", addr=info.addr, serial=info.serial, heart=info.heart,
+                      serial_socket=info.serial_socket, heart_socket=info.heart_socket)
     argv = qemu_argv(Image(Path(info.image)), paths, machine, info.accel)
-    info = replace(info, pid=_launch([*argv, "-loadvm", SNAPSHOT], paths))
+    info = replace(info, pid=launch([*argv, "-loadvm", SNAPSHOT], paths, machine))
     paths.info.write_text(json.dumps(asdict(info), indent=1) + "\n")
     return info
 
@@ -290,8 +340,13 @@ async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, s
                   heart=machine.heart, qmp=str(paths.qmp), image=str(image.directory),
                   boot_seconds=round(booted - start, 2),
                   warmup_seconds=round(warmed - booted, 2),
-                  savevm_seconds=round(time.monotonic() - warmed, 2))
+                  savevm_seconds=round(time.monotonic() - warmed, 2),
+                  serial_socket=machine.serial_socket, heart_socket=machine.heart_socket)
     paths.info.write_text(json.dumps(asdict(info), indent=1) + "\n")
+    if machine.serial_socket and (env.get("PBOTVM_SERIAL_SOCKET") != machine.serial_socket
+                                  or env.get("PBOTVM_HEART_SOCKET") != machine.heart_socket):
+        log(f"vm-server reaches it with PBOTVM_SERIAL_SOCKET={machine.serial_socket} "
+            f"PBOTVM_HEART_SOCKET={machine.heart_socket}")
     return info
 
 
@@ -312,17 +367,17 @@ async def boot_and_warm(machine: Machine, alive: Callable[[], bool], console: Pa
     Both backends do this before their snapshot, so the snapshot has warm toolchains.
     """
     try:
-        await wait_heartbeat(machine.addr, machine.heart, BOOT_TIMEOUT, alive)
+        await wait_heartbeat(machine, BOOT_TIMEOUT, alive)
     except (QemuError, TimeoutError) as e:
         reason = "timed out" if isinstance(e, TimeoutError) else str(e)
         raise QemuError(
             f"guest did not boot ({reason}); console:\n  {console_tail(console)}") from None
     booted = time.monotonic()
     log(f"guest up in {booted - start:.1f} s; warming up the toolchains")
-    vsock = VsockBackoff()
+    transport = TransportChoice(machine.name)
     for request in warmup_requests():
         try:
-            text = await send(machine, request, vsock=vsock)
+            text = await send(machine, request, transport=transport)
         except (TimeoutError, OSError) as e:
             raise QemuError(f"warm-up {request.lang} request failed ({e or 'timed out'}); "
                             f"console:\n  {console_tail(console)}") from None
@@ -343,7 +398,8 @@ def stop(paths: VmPaths, pid: int, timeout: float = 10.0) -> None:
             time.sleep(0.05)
         if not pid_alive(pid):
             break
-    for path in (paths.overlay, paths.qmp, paths.pidfile, paths.info):
+    for path in (paths.overlay, paths.qmp, paths.pidfile, paths.info, paths.serial_socket,
+                 paths.heart_socket):
         path.unlink(missing_ok=True)
 
 

@@ -4,9 +4,9 @@ Either libvirt (``PBOTVM_LIBVIRT_URI``, snapshot ``PBOTVM_SNAPSHOT`` of the mach
 ``loadvm`` through the QEMU monitor, else libvirt's snapshot revert) or, when
 ``PBOTVM_REVERT_COMMAND`` is set, that command (an argv, never a shell) with ``PBOTVM_DOMAIN``,
 ``PBOTVM_SNAPSHOT``, ``PBOTVM_MACHINE`` (its name) and ``PBOTVM_MACHINE_SERIAL`` (its serial
-port) in its environment. ``pbotvm vm revert`` and ``pbotvm pty ctl revert`` read the serial
-port and refuse to revert a VM that serves another one: one revert command serves every
-machine, and a request for one machine must never reset another.
+socket, else its serial port) in its environment. ``pbotvm vm revert`` and ``pbotvm pty ctl
+revert`` read it and refuse to revert a VM that serves another one: one revert command serves
+every machine, and a request for one machine must never reset another.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def _libvirt_revert(uri: str, domain: str, snapshot: str) -> None:
 
 async def _command_revert(argv: list[str], machine: Machine, snapshot: str) -> None:
     env = {**os.environ, "PBOTVM_DOMAIN": machine.domain, "PBOTVM_SNAPSHOT": snapshot,
-           "PBOTVM_MACHINE": machine.name, MACHINE_SERIAL_VAR: str(machine.serial)}
+           "PBOTVM_MACHINE": machine.name,
+           MACHINE_SERIAL_VAR: machine.serial_socket or str(machine.serial)}
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, env=env, stdin=asyncio.subprocess.DEVNULL,

@@ -56,10 +56,11 @@ class VmServer:
     def __init__(self, settings: HostSettings, stale_after: float = DEFAULT_STALE_AFTER) -> None:
         self.settings = settings
         self.stale_after = stale_after
-        # Keyed by port, not by machine name: two names (or an override) for one guest must
-        # share its serial line and its heartbeat connection (QEMU serves one client).
-        self._hearts: dict[tuple[str, int], HeartbeatMonitor] = {}
-        self._machines: dict[tuple[str, int], MachineState] = {}
+        # Keyed by port (or socket), not by machine name: two names (or an override) for one
+        # guest must share its serial line and its heartbeat connection (QEMU serves one
+        # client).
+        self._hearts: dict[tuple[str, int, str], HeartbeatMonitor] = {}
+        self._machines: dict[tuple[str, int, str], MachineState] = {}
         self._reverts: set[asyncio.Task[None]] = set()
         self.intake = Intake()
         self._clients: set[asyncio.Task[object]] = set()
@@ -68,13 +69,13 @@ class VmServer:
         self._stdin = PrefetchedStdin(command) if command else None
 
     def machine_state(self, machine: Machine) -> MachineState:
-        key = (machine.addr, machine.serial)
+        key = (machine.addr, machine.serial, machine.serial_socket)
         if key not in self._machines:
-            heart_key = (machine.addr, machine.heart)
+            heart_key = (machine.addr, machine.heart, machine.heart_socket)
             if heart_key not in self._hearts:
                 self._hearts[heart_key] = HeartbeatMonitor(
                     machine.name, machine.addr, machine.heart, self.stale_after,
-                    poll=machine.framing is Framing.HEAD)
+                    poll=machine.framing is Framing.HEAD, socket=machine.heart_socket)
                 self._hearts[heart_key].start()
             self._machines[key] = MachineState(machine, self._hearts[heart_key],
                                                self.settings.state_dir)
@@ -104,7 +105,7 @@ class VmServer:
                 return Answer(RESETTING if state.heart.ever_beat() else OFFLINE, 3)
             try:
                 answer = await asyncio.wait_for(
-                    execution.send(prepared, state.vsock, require_id=state.ids_echoed),
+                    execution.send(prepared, state.transport, require_id=state.ids_echoed),
                     self.settings.timeout)
             except TimeoutError:
                 state.timed_out()

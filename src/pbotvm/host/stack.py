@@ -77,6 +77,10 @@ class LocalStack:
             **(env or {}),
         }
 
+    def devices(self) -> str:
+        """Where the guest's serial devices are served, for the operator."""
+        return f"serial {self.serial}, heartbeat {self.heart}"
+
     def start(self, timeout: float = 30.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.machines.write_text(json.dumps({
@@ -178,7 +182,8 @@ class LocalStack:
 
 class QemuStack(LocalStack):
     """The same pipeline with the real guest: ``pbotvm vm up`` (image, boot, warm-up, snapshot),
-    vm-server reverting with ``pbotvm vm revert``."""
+    its serial devices on Unix sockets in the work directory, vm-server reverting with
+    ``pbotvm vm revert``."""
 
     def __init__(self, workdir: Path, *, profile: str = "minimal", progress: bool = False,
                  serial: int | None = None, heart: int | None = None,
@@ -187,6 +192,12 @@ class QemuStack(LocalStack):
         self.profile = profile
         self.progress = progress
         self.env["PBOTVM_REVERT_COMMAND"] = shlex.join([str(BIN / "pbotvm"), "vm", "revert"])
+        self.env.setdefault("PBOTVM_SERIAL_SOCKET", str(workdir / "serial.sock"))
+        self.env.setdefault("PBOTVM_HEART_SOCKET", str(workdir / "heart.sock"))
+
+    def devices(self) -> str:
+        return (f"serial {self.env['PBOTVM_SERIAL_SOCKET']}, heartbeat "
+                f"{self.env['PBOTVM_HEART_SOCKET']}")
 
     def start_vm(self) -> None:
         log = self.workdir / "vm-up.log"

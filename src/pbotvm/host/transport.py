@@ -1,7 +1,10 @@
-"""Host-side channels to a guest: AF_VSOCK when a CID is set, else the serial TCP port.
+"""Host-side channels to a guest: AF_VSOCK when a CID is set and the guest answers there,
+else its serial device, served by QEMU on a Unix socket or (the original's layout) a TCP port.
 
-vsock is used natively (no socat child); any failure to connect falls back to the serial
-port, which the original never did when socat existed but could not connect.
+vsock is used natively (no socat child). Whether it works is found out in the background, once
+per guest boot (TransportChoice): no request waits for a vsock connect that cannot succeed,
+and until the answer is in, requests take the serial line. The original tried vsock on every
+request, and never fell back to serial when socat existed but could not connect.
 """
 
 from __future__ import annotations
@@ -9,55 +12,128 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
-import time
+from collections.abc import Callable
 
 from pbotvm.config import Machine
 from pbotvm.protocol import Request, ResultDecoder, encode_request
 
 log = logging.getLogger("pbotvm.transport")
 
-VSOCK_CONNECT_TIMEOUT = 1.0
+VSOCK_CONNECT_TIMEOUT = 1.0  # a one-off connection (vm-exec on the command line) waits this
+VSOCK_PROBE_TIMEOUT = 3.0  # in the background, where nobody waits for it
 SERIAL_CONNECT_TIMEOUT = 3.0
-VSOCK_RETRY_AFTER = 60.0
 
 
 # A result line carries JSON-escaped output (up to 6 bytes per byte for control characters).
 _READ_LIMIT = 64 * 1024 * 1024
 
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
 
 class GuestUnreachable(ConnectionError):
-    """Neither vsock nor the serial port accepted a connection."""
+    """Neither vsock nor the serial device accepted a connection."""
 
 
-class VsockBackoff:
-    """After vsock fails for a machine, go straight to serial for a while: a host without
-    vhost-vsock would otherwise pay the connect time-out on every request. Kept per machine
-    by vm-server; per (CID, port), as an override may aim one machine elsewhere."""
-
-    def __init__(self) -> None:
-        self._retry_at: dict[tuple[int, int], float] = {}
-
-    def allows(self, key: tuple[int, int]) -> bool:
-        return time.monotonic() >= self._retry_at.get(key, 0.0)
-
-    def failed(self, key: tuple[int, int]) -> None:
-        self._retry_at[key] = time.monotonic() + VSOCK_RETRY_AFTER
-
-    def worked(self, key: tuple[int, int]) -> None:
-        self._retry_at.pop(key, None)
+def serial_name(machine: Machine) -> str:
+    """Where the machine's serial line is served, as logs and messages name it."""
+    return (f"serial {machine.serial_socket}" if machine.serial_socket
+            else f"serial {machine.addr}:{machine.serial}")
 
 
-async def _open_vsock(cid: int, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+def _why(error: BaseException, timeout: float) -> str:
+    """A connect failure in words (asyncio's time-out has none of its own)."""
+    if isinstance(error, OSError) and error.errno:
+        return os.strerror(error.errno)  # asyncio's own text repeats the address
+    if isinstance(error, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    return str(error) or type(error).__name__
+
+
+async def _open_vsock(cid: int, port: int, timeout: float) -> Streams:
     sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
-        await asyncio.wait_for(loop.sock_connect(sock, (cid, port)), VSOCK_CONNECT_TIMEOUT)
+        await asyncio.wait_for(loop.sock_connect(sock, (cid, port)), timeout)
         return await asyncio.open_connection(sock=sock, limit=_READ_LIMIT)
     except BaseException:
         sock.close()
         raise
+
+
+class TransportChoice:
+    """Whether one machine's requests go over vsock, decided once per guest boot by a probe
+    in the background; kept by vm-server per machine.
+
+    ``boot`` changes whenever the guest (re)started (the heartbeat's arrivals); a revert calls
+    :meth:`start_over`. Per (CID, port), as an override may aim one machine elsewhere.
+    """
+
+    def __init__(self, name: str, boot: Callable[[], int] = lambda: 0) -> None:
+        self.name = name
+        self._boot = boot
+        self._seen_boot: int | None = None
+        self._vsock: dict[tuple[int, int], bool] = {}
+        self._probes: dict[tuple[int, int], asyncio.Task[bool]] = {}
+
+    def start_over(self) -> None:
+        """The guest was reverted or restarted: what was found out may no longer hold."""
+        for task in self._probes.values():
+            task.cancel()
+        self._probes.clear()
+        self._vsock.clear()
+
+    def use_vsock(self, machine: Machine) -> bool | None:
+        """Whether vsock works for this boot; None while a probe (started now if none runs)
+        finds out."""
+        boot = self._boot()
+        if boot != self._seen_boot:
+            self.start_over()
+            self._seen_boot = boot
+        key = (machine.cid, machine.vport)
+        if key in self._vsock:
+            return self._vsock[key]
+        if key not in self._probes:
+            self._probes[key] = asyncio.create_task(self._probe(machine, key),
+                                                    name=f"vsock-probe-{self.name}")
+        return None
+
+    async def probed(self, machine: Machine) -> bool:
+        """The running probe's answer (for when the serial line cannot be reached)."""
+        key = (machine.cid, machine.vport)
+        task = self._probes.get(key)
+        if task is None:
+            return self._vsock.get(key, False)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():  # started over meanwhile
+                return False
+            raise
+
+    def failed(self, machine: Machine, error: BaseException) -> None:
+        """vsock was chosen but a connect failed: the serial line until the guest restarts."""
+        self._decide(machine, False, f"vsock {machine.cid}:{machine.vport} failed "
+                                     f"({_why(error, VSOCK_CONNECT_TIMEOUT)})")
+
+    async def _probe(self, machine: Machine, key: tuple[int, int]) -> bool:
+        try:
+            _, writer = await _open_vsock(*key, VSOCK_PROBE_TIMEOUT)
+        except (OSError, TimeoutError) as e:
+            self._decide(machine, False, f"vsock {key[0]}:{key[1]}: "
+                                         f"{_why(e, VSOCK_PROBE_TIMEOUT)}")
+            return False
+        writer.close()
+        self._decide(machine, True, f"vsock {key[0]}:{key[1]} answers")
+        return True
+
+    def _decide(self, machine: Machine, vsock: bool, why: str) -> None:
+        self._vsock[(machine.cid, machine.vport)] = vsock
+        channel = f"vsock {machine.cid}:{machine.vport}" if vsock else serial_name(machine)
+        log.info("%s: requests go over %s until the guest restarts (%s)", self.name, channel,
+                 why)
 
 
 class _QuickAckProtocol(asyncio.StreamReaderProtocol):
@@ -79,7 +155,7 @@ class _QuickAckProtocol(asyncio.StreamReaderProtocol):
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
 
-async def open_serial(addr: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_serial(addr: str, port: int) -> Streams:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_READ_LIMIT, loop=loop)
     protocol = _QuickAckProtocol(reader, loop=loop)
@@ -90,35 +166,58 @@ async def open_serial(addr: str, port: int) -> tuple[asyncio.StreamReader, async
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
-async def connect(machine: Machine, vsock: VsockBackoff | None = None,
+async def open_unix(path: str) -> Streams:
+    return await asyncio.wait_for(asyncio.open_unix_connection(path, limit=_READ_LIMIT),
+                                  SERIAL_CONNECT_TIMEOUT)
+
+
+async def _open_serial_line(machine: Machine) -> tuple[asyncio.StreamReader,
+                                                       asyncio.StreamWriter, str]:
+    channel = serial_name(machine)
+    try:
+        if machine.serial_socket:
+            reader, writer = await open_unix(machine.serial_socket)
+        else:
+            reader, writer = await open_serial(machine.addr, machine.serial)
+    except (OSError, TimeoutError) as e:
+        raise GuestUnreachable(f"{channel}: {_why(e, SERIAL_CONNECT_TIMEOUT)}") from e
+    return reader, writer, channel
+
+
+async def connect(machine: Machine, choice: TransportChoice | None = None,
                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
     """Open a channel to the machine's guest; returns reader, writer and a description.
-    ``vsock``: the machine's back-off (none: a one-off connection tries vsock first)."""
-    vsock = vsock or VsockBackoff()
-    key = (machine.cid, machine.vport)
-    if machine.cid and vsock.allows(key):
+    ``choice``: the machine's (none: a one-off connection tries vsock first, briefly)."""
+    if not machine.cid:
+        return await _open_serial_line(machine)
+    vsock = choice.use_vsock(machine) if choice is not None else True
+    if vsock:
         try:
-            reader, writer = await _open_vsock(machine.cid, machine.vport)
-            vsock.worked(key)
+            reader, writer = await _open_vsock(machine.cid, machine.vport,
+                                               VSOCK_CONNECT_TIMEOUT)
             return reader, writer, f"vsock {machine.cid}:{machine.vport}"
         except (OSError, TimeoutError) as e:
-            vsock.failed(key)
-            log.info("vsock %d:%d unavailable (%s); using serial port %d (retry vsock in 60 s)",
-                     machine.cid, machine.vport, e, machine.serial)
+            if choice is not None:
+                choice.failed(machine, e)
+            else:
+                log.info("vsock %d:%d: %s; using %s", machine.cid, machine.vport,
+                         _why(e, VSOCK_CONNECT_TIMEOUT), serial_name(machine))
     try:
-        reader, writer = await open_serial(machine.addr, machine.serial)
-    except (OSError, TimeoutError) as e:
-        raise GuestUnreachable(f"serial {machine.addr}:{machine.serial}: {e}") from e
-    return reader, writer, f"serial {machine.addr}:{machine.serial}"
+        return await _open_serial_line(machine)
+    except GuestUnreachable:
+        # Still finding out, and the serial line is not there: a guest with vsock only.
+        if vsock is None and choice is not None and await choice.probed(machine):
+            return await connect(machine, choice)
+        raise
 
 
 async def exchange(machine: Machine, request: Request, decoder: ResultDecoder,
-                   vsock: VsockBackoff | None = None) -> str:
+                   choice: TransportChoice | None = None) -> str:
     """Send one request and feed the reply into ``decoder`` until ``result:end`` or EOF.
 
     Returns the channel description (for logs). The caller bounds the time.
     """
-    reader, writer, channel = await connect(machine, vsock)
+    reader, writer, channel = await connect(machine, choice)
     try:
         for piece in encode_request(request, machine.framing):
             writer.write(piece)

@@ -23,7 +23,7 @@ from pbotvm.host.languages import Language, Shown, Source, find_language, unsupp
 from pbotvm.host.output import finish
 from pbotvm.host.paste import paste_bytes
 from pbotvm.host.paste_service import upload
-from pbotvm.host.transport import GuestUnreachable, VsockBackoff, exchange
+from pbotvm.host.transport import GuestUnreachable, TransportChoice, exchange
 from pbotvm.protocol import ProtocolError, Request, ResultDecoder, parse_client_line
 
 log = logging.getLogger("pbotvm.vmexec")
@@ -132,14 +132,14 @@ class Execution:
             return await self.default_stdin.take()
         return await stdin_from_command(command)
 
-    async def send(self, prepared: Prepared, vsock: VsockBackoff | None = None, *,
+    async def send(self, prepared: Prepared, transport: TransportChoice | None = None, *,
                    require_id: bool = False) -> Answer:
-        """The guest's answer; ``vsock``: the machine's back-off, when vm-server keeps one;
+        """The guest's answer; ``transport``: the machine's choice, when vm-server keeps one;
         ``require_id``: the guest is known to echo ids, so a result without one is refused."""
         name = prepared.machine.name
         self._decoder = decoder = ResultDecoder(prepared.request.id, require_id=require_id)
         try:
-            channel = await exchange(prepared.machine, prepared.request, decoder, vsock)
+            channel = await exchange(prepared.machine, prepared.request, decoder, transport)
         except GuestUnreachable as e:
             log.warning("%s: %s", name, e)
             return Answer(OFFLINE, 3)

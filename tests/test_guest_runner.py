@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pbotvm.guest import clock, sandbox, supervisor
+from pbotvm.guest.limits import Limits
 from pbotvm.guest.runner import (
     CPU_KILLED,
     RunSettings,
@@ -26,7 +27,7 @@ from pbotvm.guest.runner import (
     split_arguments,
     user_environment,
 )
-from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture, Limits
+from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture
 from pbotvm.procs import running as alive
 from pbotvm.protocol import Request, Result
 
@@ -289,7 +290,7 @@ def test_clock_is_set_only_when_more_than_a_minute_off() -> None:
 
 
 def test_cpu_kill_is_told_from_a_faked_status_by_the_cpu_time() -> None:
-    from pbotvm.guest.sandbox import CPU_LIMIT, Limits, limit_hit
+    from pbotvm.guest.sandbox import CPU_LIMIT, limit_hit
 
     limits = Limits()
     assert limit_hit(137, 7.91, limits, timed_out=False) == CPU_LIMIT  # tick-sampled rusage
@@ -407,7 +408,9 @@ def test_closing_lets_an_idle_spare_go() -> None:
 def test_a_supervisor_that_fails_gets_a_fatal_error_answer(tmp_path: Path) -> None:
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("")
+    # Without the box's mounts, in which that path would be the fresh /tmp's (and which need
+    # root).
     result = run(request("echo never", persist_key="k"),
-                 RunSettings(persist_root=not_a_directory))
+                 RunSettings(persist_root=not_a_directory, mounts=False))
     assert result == Result(text="[Fatal error: the guest could not run the request]\n",
                             id=None)

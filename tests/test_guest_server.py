@@ -26,7 +26,8 @@ GUEST_SERVER = str(Path(sys.executable).with_name("guest-server"))
 
 
 class Guest:
-    def __init__(self, log: Path, *args: str, via_env: bool = False) -> None:
+    def __init__(self, log: Path, *args: str, via_env: bool = False,
+                 session_leader: bool = False) -> None:
         self.serial, serial_slave = os.openpty()
         self.heart, heart_slave = os.openpty()
         # Kept open so the masters never see a hang-up while the guest (re)opens the slaves.
@@ -40,7 +41,8 @@ class Guest:
             argv += ["--serial", devices["PBOTVM_GUEST_SERIAL"],
                      "--heart", devices["PBOTVM_GUEST_HEART"]]
         self.proc = subprocess.Popen(argv, env={**os.environ, **devices} if via_env else None,
-                                     stdin=subprocess.DEVNULL, stderr=log.open("wb"))
+                                     stdin=subprocess.DEVNULL, stderr=log.open("wb"),
+                                     start_new_session=session_leader)
         self._lines = bytearray()
 
     def close(self) -> None:
@@ -319,3 +321,19 @@ def test_each_request_runs_in_a_supervisor_forked_before_it_came(tmp_path: Path)
         g.close()
     # The server's end of the spare's request pipe closed with it: the spare exits too.
     assert until(lambda: not running(last), 5)
+
+
+@pytest.mark.root
+def test_opening_its_ttys_gives_it_no_controlling_terminal(tmp_path: Path) -> None:
+    """As a session leader without one (as under an init), a tty opened without O_NOCTTY
+    would become guest-server's controlling terminal, and its programs could type into it."""
+    g = Guest(tmp_path / "guest.log", session_leader=True)
+    try:
+        g.beat(5)  # both ttys are open
+        g.send(sh("echo hi", "r"))
+        assert g.results(1)[0]["result"] == "hi\n"
+        with open(f"/proc/{g.proc.pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        assert (int(fields[3]), int(fields[4])) == (g.proc.pid, 0)  # session, tty_nr
+    finally:
+        g.close()

@@ -134,6 +134,7 @@ def test_units_use_the_layout_ttys_and_the_launcher() -> None:
     assert f"ExecStart={guest_install.LAUNCHER} --serial {serial} --heart {heart} --user vm" \
         in text
     assert "Restart=on-failure" in text and f"After={units.NETWORK_SERVICE}" in text
+    assert "\nDelegate=yes\n" in text  # for the requests' cgroups
     # Disabling the network-off service must be enough to get the network back.
     assert "Wants=" not in text and "Requires=" not in text
     assert f"ExecStart={units.NETWORK_SCRIPT}" in units.network_off_service()

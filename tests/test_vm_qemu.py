@@ -10,6 +10,7 @@ holds the heartbeat line nobody else can connect to it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from pbotvm.config import Machine
+from pbotvm.guest.runner import CPU_KILLED, MEMORY_KILLED
 from pbotvm.host import qemu
 from pbotvm.host.qmp import loadvm
 from pbotvm.host.stack import free_port
@@ -29,6 +31,7 @@ from pbotvm.image.build import build, missing_tools
 from pbotvm.image.profiles import MINIMAL
 from pbotvm.protocol import Request
 from tests.conftest import AttachedStack
+from tests.test_isolation import DAEMON, INJECT
 
 pytestmark = pytest.mark.vm
 
@@ -42,8 +45,13 @@ def request(lang: str, source: str, cmdline: str, code: str,
                    code=code, date=int(time.time()), id=f"{lang}-{time.monotonic_ns()}")
 
 
-def sh(code: str) -> Request:
-    return request("sh", "prog.sh", "sh prog.sh", code)
+def sh(code: str, persist_key: str | None = None) -> Request:
+    return dataclasses.replace(request("sh", "prog.sh", "sh prog.sh", code),
+                               persist_key=persist_key)
+
+
+def python3(code: str) -> Request:
+    return request("python3", "prog.py3", "python3 prog.py3", code)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +79,11 @@ def run(machine: Machine, req: Request) -> str:
     return asyncio.run(qemu.send(machine, req, timeout=60))
 
 
+def answer(machine: Machine, req: Request) -> str:
+    """The result's text without the newlines that end it."""
+    return run(machine, req).rstrip("\n")
+
+
 @pytest.mark.parametrize(("req", "expected"), [
     (sh("echo hello from $(uname -s)"), "hello from Linux\n"),
     (request("python3", "prog.py3", "python3 prog.py3", "print(6 * 7)"), "42\n"),
@@ -88,17 +101,17 @@ def test_runs_as_vm_user_without_network(vm: tuple[qemu.VmPaths, Machine]) -> No
     assert out.split() == ["vm", "lo"]
 
 
-def test_loadvm_removes_files_and_heartbeat_resumes(vm: tuple[qemu.VmPaths, Machine]) -> None:
+def test_loadvm_reverts_the_disk_and_heartbeat_resumes(vm: tuple[qemu.VmPaths, Machine]) -> None:
     paths, machine = vm
-    probe = "ls /var/tmp/pbotvm-mark /tmp/pbotvm-mark 2>/dev/null | wc -l"
-    run(machine, sh("touch /var/tmp/pbotvm-mark /tmp/pbotvm-mark"))
-    assert run(machine, sh(probe)).startswith("2\n")
+    # What outlives a request is only a persist-key's directory, which is on the disk.
+    run(machine, sh("touch mark", persist_key="loadvm"))
+    assert answer(machine, sh("ls", persist_key="loadvm")) == "mark\nprog.sh"
 
     seconds = asyncio.run(loadvm(paths.qmp))
     print(f"\nloadvm took {seconds:.3f} s")
     assert seconds < 5
 
-    assert run(machine, sh(probe)).startswith("0\n")  # disk and tmpfs are both reverted
+    assert answer(machine, sh("ls", persist_key="loadvm")) == "prog.sh"
     start = time.monotonic()
     asyncio.run(qemu.wait_heartbeat(machine, timeout=12))
     print(f"first heartbeat {time.monotonic() - start:.1f} s after loadvm")
@@ -119,6 +132,47 @@ def test_revert_recovers_from_a_busy_guest(vm: tuple[qemu.VmPaths, Machine]) -> 
     seconds = asyncio.run(busy_then_revert())
     print(f"\nrevert during a running request took {seconds:.3f} s")
     assert run(machine, sh("echo still here")).startswith("still here\n")
+
+
+# --- each request's box --------------------------------------------------------------------
+
+def test_each_request_has_its_cgroup_with_the_limits(vm: tuple[qemu.VmPaths, Machine]) -> None:
+    out = answer(vm[1], sh("cd /sys/fs/cgroup$(cut -d: -f3- /proc/self/cgroup) && pwd && "
+                           "cat memory.max memory.swap.max memory.oom.group pids.max cpu.weight"))
+    assert re.fullmatch(r"/sys/fs/cgroup/pbotvm/request-\d+\n536870912\n0\n1\n201\n100", out)
+
+
+def test_nothing_a_request_writes_reaches_the_next(vm: tuple[qemu.VmPaths, Machine]) -> None:
+    machine = vm[1]
+    places = "/tmp/m /var/tmp/m /dev/shm/m ~/m"
+    assert answer(machine, sh(f"touch {places} && ls {places} | wc -l; touch /etc/m")) == (
+        "touch: cannot touch '/etc/m': Read-only file system\n 4\n [Exit 1]")
+    assert answer(machine, sh(f"ls {places} /etc/m 2>/dev/null | wc -l")) == "0"
+
+
+def test_a_daemon_is_gone_with_its_request(vm: tuple[qemu.VmPaths, Machine]) -> None:
+    machine = vm[1]
+    pid = int(answer(machine, python3(DAEMON)))
+    assert answer(machine, sh(f"test -e /proc/{pid} && echo alive || echo gone")) == "gone"
+
+
+def test_no_terminal_to_type_into(vm: tuple[qemu.VmPaths, Machine]) -> None:
+    assert answer(vm[1], python3(INJECT)) == (
+        "/dev/tty: No such device or address\n0 Inappropriate ioctl for device\n"
+        "1 Inappropriate ioctl for device\n2 Inappropriate ioctl for device")
+
+
+def test_the_memory_limit_stops_a_request(vm: tuple[qemu.VmPaths, Machine]) -> None:
+    machine = vm[1]
+    # Less than the guest's memory, more than a request's: the cgroup kills it.
+    hog = python3("print('start', flush=True)\nx = bytearray(700 * 1024**2)")
+    assert answer(machine, hog) == f"start\n {MEMORY_KILLED}"
+    # More than the guest has: the allocation fails (or the cgroup kills it).
+    big = answer(machine, python3("x = bytearray(2 * 1024**3)"))
+    assert big == MEMORY_KILLED or ("\nMemoryError\n" in big and big.endswith("[Exit 1]")), big
+    code = "import sys\nsys.setrecursionlimit(10**9)\ndef f(n): return f(n + 1)\nf(0)"
+    assert answer(machine, python3(code)) == MEMORY_KILLED
+    assert answer(machine, python3("print('next')")) == "next"
 
 
 def test_status_files(vm: tuple[qemu.VmPaths, Machine]) -> None:
@@ -177,13 +231,15 @@ def test_c_crash_report(server: AttachedStack) -> None:
         r"\*p = 1; <local variables: p = 0x0>", server.ask("int *p = 0; *p = 1;"))
 
 
-@pytest.mark.parametrize("code", ["-lang=sh while :; do :; done", "-lang=sh sleep 60"],
+# The loop meets the guest's CPU limit (8 s) before vm-server's time-out; both revert.
+@pytest.mark.parametrize(("code", "reply"), [("-lang=sh while :; do :; done", CPU_KILLED),
+                                             ("-lang=sh sleep 60", "[Timed-out]")],
                          ids=["loop", "sleep"])
-def test_time_out_reverts_and_the_next_request_works(server: AttachedStack, code: str) -> None:
+def test_time_out_reverts_and_the_next_request_works(server: AttachedStack, code: str,
+                                                     reply: str) -> None:
     server.ask("-lang=sh touch /var/tmp/before-timeout")
     start = time.monotonic()
-    # The loop meets the guest's 8 s CPU limit before vm-server's time-out: either reverts.
-    assert server.ask(code).startswith(("[Timed-out]", "[Killed: CPU time limit exceeded]"))
+    assert server.ask(code).startswith(reply)
     replied = time.monotonic()
     assert replied - start < SERVER_TIMEOUT + 3
     back = server.wait_answer("-lang=sh ls /var/tmp; echo next", "next", 30)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pbotvm.guest.limits import MIB, BoxLimits, Limits
 from pbotvm.protocol import Framing
 
 DEFAULT_ADDR = "127.0.0.1"
@@ -299,6 +300,8 @@ class GuestSettings:
     user: str
     vport: int
     output_limit: int
+    limits: Limits
+    box_limits: BoxLimits
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GuestSettings:
@@ -309,4 +312,30 @@ class GuestSettings:
             user=env.get("PBOTVM_GUEST_USER", "").strip() or "vm",
             vport=_int(env, "PBOTVM_VPORT", DEFAULT_VPORT, 1),
             output_limit=_int(env, "PBOTVM_OUTPUT_LIMIT", DEFAULT_OUTPUT_LIMIT, 1024, 2**31),
+            limits=_guest_limits(env),
+            box_limits=_box_limits(env),
         )
+
+
+def _guest_limits(env: Mapping[str, str]) -> Limits:
+    """Each command's limits (the original's ulimits; the file size in its 1 KiB blocks)."""
+    default = Limits()
+    return Limits(
+        cpu_seconds=_int(env, "PBOTVM_GUEST_CPU_SECONDS", default.cpu_seconds, 1, 86400),
+        file_bytes=1024 * _int(env, "PBOTVM_GUEST_FILE_KIB", default.file_bytes // 1024, 1,
+                               2**31),
+        processes=_int(env, "PBOTVM_GUEST_PROCESSES", default.processes, 1),
+        wall_seconds=_float(env, "PBOTVM_GUEST_TIMEOUT", default.wall_seconds),
+    )
+
+
+def _box_limits(env: Mapping[str, str]) -> BoxLimits:
+    """The whole request's limits."""
+    default = BoxLimits()
+    return BoxLimits(
+        memory_bytes=MIB * _int(env, "PBOTVM_GUEST_MEMORY_MIB", default.memory_bytes // MIB, 16,
+                                2**31),
+        tmpfs_bytes=MIB * _int(env, "PBOTVM_GUEST_TMPFS_MIB", default.tmpfs_bytes // MIB, 1,
+                               2**31),
+        cpu_weight=_int(env, "PBOTVM_GUEST_CPU_WEIGHT", default.cpu_weight, 1, 10000),
+    )

@@ -16,15 +16,19 @@ from pathlib import Path
 from pbotvm import langspec
 from pbotvm.config import DEFAULT_OUTPUT_LIMIT
 from pbotvm.guest import java, sandbox, shell_shim, workdir
+from pbotvm.guest.cfamily import pch
 from pbotvm.guest.cfamily import run as c_family
+from pbotvm.guest.limits import BoxLimits, Limits
 from pbotvm.guest.plain_command import plain_argv
-from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture, Limits, Outcome
+from pbotvm.guest.sandbox import CPU_LIMIT, MEMORY_LIMIT, WALL_LIMIT, Capture, Outcome
 from pbotvm.protocol import TIMED_OUT, Request, Result
 from pbotvm.text import cap_output, decode_text, truncation_marker
 from pbotvm.tokenizer import split_line
 
 PATH = f"{shell_shim.SHIM_DIR}:/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
 CPU_KILLED = "[Killed: CPU time limit exceeded]"
+MEMORY_KILLED = "[Killed: memory limit exceeded]"
+KILLED_TEXTS = {CPU_LIMIT: CPU_KILLED, MEMORY_LIMIT: MEMORY_KILLED}
 # Room kept below the output limit for the truncation line and the status suffix, so the
 # whole text fits the limit and the host has no reason to cut it again.
 _RESERVE = 128
@@ -35,7 +39,17 @@ class RunSettings:
     user: str = "vm"
     output_limit: int = DEFAULT_OUTPUT_LIMIT
     limits: Limits = field(default_factory=Limits)
+    box_limits: BoxLimits = field(default_factory=BoxLimits)
     persist_root: Path = workdir.PERSIST_ROOT
+    # What the box has here, found at guest-server's start (``box.available``,
+    # ``cgroup.prepare``): private mounts, and where request cgroups are made.
+    mounts: bool = True
+    cgroups: Path | None = None
+
+    @property
+    def roots_directories(self) -> tuple[Path, ...]:
+        """Where root itself writes during a request: the box keeps them writable."""
+        return (self.persist_root, pch.PCH_DIR)
 
 
 def quote(arg: str) -> str:
@@ -86,11 +100,13 @@ def output_text(stderr: Capture, stdout: Capture, limit: int) -> str:
 
 def result_text(output: str, status: int, killed: str | None, factoid: bool) -> str:
     """The original's rules; a limit that stopped the program is said where the original
-    showed it (the time-out as leading stderr, the CPU kill where ``[Exit 137]`` was)."""
+    showed it (the time-out as leading stderr, the CPU kill where ``[Exit 137]`` was; the
+    memory kill, which the original did not have, as the CPU kill)."""
     if killed == WALL_LIMIT:
         text = f"{TIMED_OUT} {output}" if output else TIMED_OUT
-    elif killed == CPU_LIMIT:
-        text = f"{output} {CPU_KILLED}" if output else CPU_KILLED
+    elif killed in KILLED_TEXTS:
+        said = KILLED_TEXTS[killed]
+        text = f"{output} {said}" if output else said
     elif not output and factoid:
         text = ""
     elif not output:

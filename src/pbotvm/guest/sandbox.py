@@ -5,7 +5,8 @@ caller sets up (``run_plumbed``, for compilers, C programs and gdb).
 Called inside a per-request supervisor (see ``supervisor.py``): a root process that is a child
 subreaper, so every orphan of the program (even one that used setsid and a double fork) is
 re-parented to it and can be found and killed afterwards, while other requests' processes,
-which live under other supervisors, are left alone.
+which live under other supervisors, are left alone. The supervisor has shut itself in the
+request's box (``box``, ``cgroup``) already, and the program inherits it.
 """
 
 from __future__ import annotations
@@ -27,29 +28,23 @@ from pathlib import Path
 from typing import NoReturn
 
 from pbotvm import procs
+from pbotvm.guest import cgroup
+from pbotvm.guest.limits import Limits
 
 SHELL = "/bin/bash"  # the original relied on /bin/sh being bash; we ask for it by name
 CPU_LIMIT = "cpu time limit"
 WALL_LIMIT = "wall time limit"
+MEMORY_LIMIT = "memory limit"
 # Statuses of a process killed by RLIMIT_CPU (SIGKILL at the hard limit, SIGXCPU at the soft
 # one), directly or as reported by a shell that waited for it.
-_CPU_KILL_STATUSES = frozenset({128 + signal.SIGKILL, 128 + signal.SIGXCPU})
+_KILLED = 128 + signal.SIGKILL
+_CPU_KILL_STATUSES = frozenset({_KILLED, 128 + signal.SIGXCPU})
 CPU_SAMPLING_SLACK = 1.0  # seconds; see limit_hit
 _REAP_GRACE = 2.0  # seconds to wait for SIGKILLed processes to be reaped
 _FIRST_FREE_FD = 64  # above every descriptor number a program is handed
 _ADDR_NO_RANDOMIZE = 0x0040000  # personality(2) flag
 _QUERY_PERSONALITY = 0xFFFFFFFF
 _personality = ctypes.CDLL(None, use_errno=True).personality
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The original's ``ulimit -f 2000; ulimit -t 8; ulimit -u 200`` and its 60 s time-out."""
-
-    cpu_seconds: int = 8
-    file_bytes: int = 2000 * 1024
-    processes: int = 200
-    wall_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,7 @@ class Outcome:
     stdout: Capture
     stderr: Capture
     status: int  # as a shell reports it: the exit code, or 128 + signal number
-    killed: str | None  # CPU_LIMIT or WALL_LIMIT when a limit stopped the program
+    killed: str | None  # CPU_LIMIT, MEMORY_LIMIT or WALL_LIMIT when a limit stopped it
 
 
 def shell_status(wait_status: int) -> int:
@@ -73,15 +68,19 @@ def shell_status(wait_status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def limit_hit(status: int, cpu_seconds: float, limits: Limits, timed_out: bool) -> str | None:
+def limit_hit(status: int, cpu_seconds: float, limits: Limits, timed_out: bool,
+              memory_killed: bool = False) -> str | None:
     """Which limit stopped the program, if any.
 
     The kernel kills the process itself, so a CPU-limit kill is recognised by its status
     together with the CPU time the whole request used (the status alone could be faked with
-    ``exit 137``).
+    ``exit 137``), and a memory-limit kill by its status together with the OOM kills its
+    cgroup counted meanwhile (``memory_killed``).
     """
     if timed_out:
         return WALL_LIMIT
+    if memory_killed and status == _KILLED:
+        return MEMORY_LIMIT
     # The kernel enforces the limit on its precise run time, rusage reports tick-sampled time:
     # a process killed at 8 s shows 7.90-7.98 s on a busy machine, 7.84 s with both cores
     # taken by other work, and failed a 0.5 s margin in a test run on a loaded machine.
@@ -119,7 +118,7 @@ class Plumbed:
     captures: list[Capture]  # what each pipe carried, in the order asked
     status: int  # as a shell reports it: the exit code, or 128 + signal number
     signal: int | None  # the signal that ended the process, if one did
-    killed: str | None  # CPU_LIMIT or WALL_LIMIT when a limit stopped the program
+    killed: str | None  # CPU_LIMIT, MEMORY_LIMIT or WALL_LIMIT when a limit stopped it
 
 
 def run_plumbed(argv: list[str], *, user: pwd.struct_passwd, cwd: Path,
@@ -145,6 +144,7 @@ def _run(exec_program: Callable[[], None], *, user: pwd.struct_passwd, cwd: Path
          limits: Limits, files: Mapping[int, int], pipes: Sequence[Sequence[int]], keep: int,
          no_aslr: bool = False) -> Plumbed:
     procs.become_subreaper()
+    memory_kills = cgroup.memory_kills()
     ends = [os.pipe() for _ in pipes]
     fds = dict(files)
     for group, (_, write_end) in zip(pipes, ends, strict=True):
@@ -168,7 +168,9 @@ def _run(exec_program: Callable[[], None], *, user: pwd.struct_passwd, cwd: Path
     ended_by = (os.WTERMSIG(wait_status)
                 if wait_status is not None and os.WIFSIGNALED(wait_status) else None)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    killed = limit_hit(status, usage.ru_utime + usage.ru_stime, limits, timed_out)
+    memory_killed = status == _KILLED and cgroup.memory_kills() > memory_kills
+    killed = limit_hit(status, usage.ru_utime + usage.ru_stime, limits, timed_out,
+                       memory_killed)
     return Plumbed(captures, status, ended_by, killed)
 
 
@@ -195,6 +197,7 @@ def _exec_as_user(exec_program: Callable[[], None], user: pwd.struct_passwd, cwd
         for target, source in moved.items():
             os.dup2(source, target)
         os.chdir(cwd)
+        cgroup.unprotect()
         os.setgroups([user.pw_gid])
         os.setgid(user.pw_gid)
         os.setuid(user.pw_uid)

@@ -9,18 +9,22 @@ forked once the reply is out.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
+import pwd
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 
 from pbotvm import logs
 from pbotvm.config import ConfigError, GuestSettings
-from pbotvm.guest import clock, serial_line, supervisor, vsock
+from pbotvm.guest import box, cgroup, clock, serial_line, shell_shim, supervisor, vsock
+from pbotvm.guest.cfamily import pch
 from pbotvm.guest.runner import RunSettings
 from pbotvm.protocol import ProtocolError, Request, Result
 
@@ -82,6 +86,27 @@ class GuestServer:
             log.info("clock: set from %.0f to %d", old, date)
 
 
+def run_settings(user: str, env: GuestSettings) -> RunSettings:
+    """The settings every request runs with, and what this guest has of the box (each says
+    in one log line what it lacks)."""
+    settings = RunSettings(user=user, output_limit=env.output_limit, limits=env.limits,
+                           box_limits=env.box_limits)
+    # What root writes in a box must exist before it: within, all else is read-only.
+    shell_shim.ensure()
+    pch.PCH_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    settings.persist_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        log.error("no user %r: every request will say so", user)
+        return settings
+    mounts = box.available(Path(account.pw_dir), account.pw_uid, account.pw_gid,
+                           env.box_limits.tmpfs_bytes,
+                           writable=settings.roots_directories)
+    return dataclasses.replace(settings, mounts=mounts,
+                               cgroups=cgroup.prepare(env.limits, env.box_limits))
+
+
 def _after_reply(callback: Callable[..., object], *args: object) -> None:
     """Call once the caller has written the reply, which it does without yielding to the loop
     (unless the reader is slow to take it).
@@ -117,16 +142,16 @@ def main(serial: str | None, heart: str | None, user: str | None, vport: int | N
     if os.geteuid() != 0:
         raise click.ClickException("guest-server must run as root (it drops each program "
                                    "to the unprivileged user)")
+    log.info("starting: serial %s, heartbeat %s, user %s, vsock %s", serial or env.serial,
+             heart or env.heart, user or env.user, vport or env.vport if vsock else "off")
     config = ServerConfig(
         serial=serial or env.serial,
         heart=heart or env.heart,
         vport=vport or env.vport,
         vsock=vsock,
         set_clock=set_clock,
-        run=RunSettings(user=user or env.user, output_limit=env.output_limit),
+        run=run_settings(user or env.user, env),
     )
-    log.info("starting: serial %s, heartbeat %s, user %s, vsock %s", config.serial,
-             config.heart, config.run.user, config.vport if config.vsock else "off")
     # Every request's supervisor is a fork of this process: find the temporary directory
     # here, once, instead of in each of them (tempfile probes it by writing a file).
     tempfile.gettempdir()

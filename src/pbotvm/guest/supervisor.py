@@ -1,13 +1,16 @@
 """One root supervisor process per request, forked from the (single-threaded) server.
 
-The supervisor becomes a child subreaper, runs the request (``runner.run_request``), kills
+The supervisor shuts itself in the request's box: a session of its own (so no controlling
+terminal, whichever guest-server has), the request's cgroup (``cgroup``) and its mounts
+(``box``). It becomes a child subreaper, runs the request (``runner.run_request``), kills
 every process the request left behind, and sends the result back through a pipe. The user
-cannot signal it (it is root), and the server's event loop never blocks on a request.
+cannot signal it (it is root), and the server's event loop never blocks on a request. Once
+the supervisor has exited, the server removes its cgroup with anything still in it.
 
 The server keeps one supervisor forked ahead of time (``Supervisors.prepare``, called once
 a reply is out): under TCG, forking the server and shedding what the fork copied takes
 25-40 ms, a fifth of a short request, and a spare that waits for its request takes that
-off the request's path.
+off the request's path, and so does the box, which a spare makes while it waits.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import gc
 import logging
 import os
 import pickle
+import pwd
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
-from pbotvm.guest import fdio, runner
+from pbotvm.guest import box, cgroup, fdio, runner
 from pbotvm.protocol import Request, Result
 
 log = logging.getLogger("pbotvm.guest")
@@ -103,12 +108,12 @@ class Supervisors:
     def _reap_later(self, pid: int, what: str) -> None:
         # The reply need not wait for the supervisor's exit (~7 ms under TCG): its result
         # is complete once its pipe closes.
-        task = asyncio.get_running_loop().create_task(_reap(pid, what))
+        task = asyncio.get_running_loop().create_task(_reap(pid, what, self._settings.cgroups))
         self._reaping.add(task)
         task.add_done_callback(self._reaping.discard)
 
 
-async def _reap(pid: int, what: str) -> None:
+async def _reap(pid: int, what: str, cgroups: Path | None) -> None:
     pidfd = os.pidfd_open(pid)
     try:
         await fdio.wait_readable(pidfd)
@@ -117,6 +122,8 @@ async def _reap(pid: int, what: str) -> None:
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if code:
         log.error("%s: supervisor %d failed (status %d)", what, pid, code)
+    if cgroups is not None:
+        await cgroup.remove(cgroups, pid)
 
 
 def _fork(settings: runner.RunSettings) -> _Supervisor:
@@ -143,9 +150,12 @@ def _supervise(settings: runner.RunSettings, request_r: int, result_w: int) -> N
     request: Request | None = None
     try:
         _leave_server(keep=(request_r, result_w))
+        shut_in = enter_box(settings)
         with os.fdopen(request_r, "rb") as requests:
             request = pickle.load(requests)  # a spare waits here, idle, for its request
-        result = runner.run_request(request, settings)
+        result = (runner.run_request(request, settings) if shut_in
+                  else Result(text="[Fatal error: the guest could not shut the request in]\n",
+                              id=request.id))
         with os.fdopen(result_w, "wb") as out:
             out.write(pickle.dumps(result))
         code = 0
@@ -155,6 +165,26 @@ def _supervise(settings: runner.RunSettings, request_r: int, result_w: int) -> N
         log.exception("request %s: supervisor failed", request.id if request else "?")
     finally:
         os._exit(code)
+
+
+def enter_box(settings: runner.RunSettings) -> bool:
+    """Enter the request's box (what this guest has of it); False (logged) if that failed."""
+    os.setsid()
+    try:
+        user = pwd.getpwnam(settings.user)
+    except KeyError:
+        return True  # nothing will run: the runner says why
+    try:
+        if settings.cgroups is not None:
+            cgroup.enter(settings.cgroups, settings.limits, settings.box_limits)
+        if settings.mounts:
+            box.shut_in(Path(user.pw_dir), user.pw_uid, user.pw_gid,
+                        settings.box_limits.tmpfs_bytes,
+                        writable=settings.roots_directories)
+    except OSError as e:
+        log.error("supervisor %d: cannot shut the request in: %s", os.getpid(), e)
+        return False
+    return True
 
 
 def _leave_server(keep: tuple[int, ...]) -> None:

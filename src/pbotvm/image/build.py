@@ -129,6 +129,8 @@ def init_script(user: str = GUEST_USER) -> str:
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
+# Each request gets a cgroup of its own under it (memory, processes, CPU share).
+mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm

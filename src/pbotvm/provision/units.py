@@ -45,6 +45,8 @@ StartLimitIntervalSec=0
 ExecStartPre=stty -F {serial} raw -echo 115200
 ExecStartPre=stty -F {heart} raw -echo 115200
 ExecStart={LAUNCHER} --serial {serial} --heart {heart} --user {user}
+# Its cgroup is its own to divide: each request gets one under it (memory, processes, CPU).
+Delegate=yes
 Restart=on-failure
 RestartSec=1
 

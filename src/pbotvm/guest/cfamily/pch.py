@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from pbotvm.guest import cgroup
 from pbotvm.langspec import LangSpec
 
 log = logging.getLogger("pbotvm.guest")
@@ -88,9 +89,12 @@ def _build(compiler: str, language: str, options: list[str], prelude: str, path:
         text, gch = Path(work, path.name), Path(work, f"{path.name}.gch")
         text.write_text(prelude)
         try:
+            # Within the request's memory limit (g++ takes ~370 MB for prelude.hpp), and
+            # killed at it like the request's own processes.
             done = subprocess.run([compiler, *options, "-x", language, str(text), "-o", str(gch)],
                                   env=dict(env), cwd=work, stdin=subprocess.DEVNULL,
-                                  capture_output=True, timeout=BUILD_TIMEOUT, check=False)
+                                  capture_output=True, timeout=BUILD_TIMEOUT, check=False,
+                                  preexec_fn=cgroup.unprotect)
         except (OSError, subprocess.TimeoutExpired) as e:
             log.warning("cannot precompile the prelude for %s: %s", compiler, e)
             return False

@@ -8,7 +8,9 @@ Everything runs as the user, without a shell, under the sandbox's limits:
 * the program, and gdb with it: the request's limits (the original's ``ulimit -f 2000 -t 8
   -u 200``) and guest-gdb's 8 s of wall-clock time. A direct run gets one more second of CPU
   than gdb's run, so that a busy loop meets the wall-clock limit first, as it met guest-gdb's
-  alarm, which started before the program.
+  alarm, which started before the program;
+* all of them together: the request's box (its memory limit, its tmpfs holding the work
+  directory and /tmp; see ``supervisor``).
 
 The program's stdin is ``.input`` and its stdout ``.output`` in the work directory, as under
 the original; its stderr comes first in the answer.
@@ -39,8 +41,9 @@ from pbotvm.guest.cfamily import (
 )
 from pbotvm.guest.cfamily.answer import answer, diagnostics_prefix
 from pbotvm.guest.cfamily.gdb_choice import AfterDirectRun
+from pbotvm.guest.limits import Limits
 from pbotvm.guest.plain_command import plain_argv
-from pbotvm.guest.sandbox import WALL_LIMIT, Capture, Limits
+from pbotvm.guest.sandbox import MEMORY_LIMIT, WALL_LIMIT, Capture
 from pbotvm.protocol import Request, Result
 
 if TYPE_CHECKING:
@@ -216,6 +219,8 @@ class _Job:
         stdout = self.program_output()
         if ran.killed == WALL_LIMIT:
             return self.timed_out(stderr, stdout, ran.killed)
+        if ran.killed == MEMORY_LIMIT:
+            return self.memory_killed(stderr, stdout)
         verdict = gdb_choice.after_direct_run(ran.signal, bool(stdout))
         if verdict is AfterDirectRun.RERUN:
             return self.under_gdb(args)
@@ -241,6 +246,8 @@ class _Job:
                                 [(at, guest_gdb.emitted(text)) for at, text in transcript.emits])
         if ran.killed == WALL_LIMIT or transcript.stalled:
             return self.timed_out(stderr, stdout, ran.killed)
+        if ran.killed == MEMORY_LIMIT:  # gdb went with the program
+            return self.memory_killed(stderr, stdout)
         if not transcript.ended:
             log.warning("gdb ended before its driver did (status %d): %r", ran.status,
                         gdb_says.data[-2000:])
@@ -251,6 +258,13 @@ class _Job:
         so, and status 0."""
         return _Ran(self.combined(stderr, self.capture(stdout + guest_gdb.TIME_OUT.encode())), 0,
                     killed)
+
+    def memory_killed(self, stderr: Capture, stdout: bytes) -> _Ran:
+        """The output so far and the line saying so (after it, as the CPU kill's), status 0
+        as after a time-out: no ``[Exit 137]`` besides."""
+        text = self.combined(stderr, self.capture(stdout))
+        return _Ran(runner.result_text(text, 0, MEMORY_LIMIT, False).rstrip("\n"), 0,
+                    MEMORY_LIMIT)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -1,0 +1,162 @@
+"""Each request's view of the file system: a mount namespace (and an IPC namespace) of its own,
+in which everything is read-only but one fresh tmpfs, shown at /tmp, /var/tmp, /dev/shm and
+the user's home, and the directories root itself writes to during a request (the persist-key
+storage, the precompiled preludes: not the user's to write). So nothing a program writes
+outlives its request: the namespaces, and the tmpfs with them, go with its last process.
+
+The supervisor enters it before its request comes (``shut_in``), so that every process of the
+request runs in it. guest-server tries it once at start-up (``available``) and says in one log
+line when it cannot be had (no CAP_SYS_ADMIN, Linux before 5.12): requests then share those
+directories, as under the original.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("pbotvm.guest")
+
+STAGING = Path("/run/pbotvm/box")  # where the tmpfs is made, before it is shown in its places
+PAGE = 4096
+
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWIPC = 0x08000000  # System V IPC objects and POSIX message queues outlive processes
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_MS_BIND = 0x1000
+_MS_REC = 0x4000
+_MS_PRIVATE = 0x40000
+_MNT_DETACH = 0x2
+_MOUNT_ATTR_RDONLY = 0x1
+_AT_FDCWD = -100
+_AT_RECURSIVE = 0x8000
+_SYS_MOUNT_SETATTR = 442  # the same number on every architecture that has it
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+@dataclass(frozen=True)
+class Place:
+    """One place where the tmpfs is shown."""
+
+    name: str  # its directory in the tmpfs
+    path: Path
+    mode: int
+    users: bool  # owned by the user (the home), else by root
+
+
+def places(home: Path) -> list[Place]:
+    shared = 0o1777  # anyone may create, only the owner may remove: as /tmp always is
+    return [Place("tmp", Path("/tmp"), shared, users=False),
+            Place("var-tmp", Path("/var/tmp"), shared, users=False),
+            Place("shm", Path("/dev/shm"), shared, users=False),
+            Place("home", home, 0o755, users=True)]
+
+
+def tmpfs_options(size: int) -> str:
+    # At most one file per page, so that inodes are bounded too where no cgroup counts them.
+    return f"size={size},nr_inodes={max(size // PAGE, 1024)},mode=0755"
+
+
+def shut_in(home: Path, uid: int, gid: int, tmpfs_bytes: int,
+            writable: Sequence[Path] = ()) -> None:
+    """Enter a fresh box (see the module's docstring) as root: ``home`` becomes the user's
+    (``uid``, ``gid``), and each directory of ``writable`` that exists stays as it is, and
+    writable for root."""
+    STAGING.mkdir(parents=True, exist_ok=True)
+    kept = [path for path in writable if path.is_dir()]
+    _unshare(_CLONE_NEWNS | _CLONE_NEWIPC)
+    _mount(None, Path("/"), None, _MS_REC | _MS_PRIVATE)  # nothing of ours reaches the host
+    _set_read_only(Path("/"), read_only=True, recursive=True)
+    # A process may write its own /proc files (sandbox gives each its OOM score).
+    _set_read_only(Path("/proc"), read_only=False)
+    _mount("tmpfs", STAGING, "tmpfs", _MS_NOSUID | _MS_NODEV, tmpfs_options(tmpfs_bytes))
+    held = []
+    for index, path in enumerate(kept):
+        # Held before the places cover it (a test's persist storage may be under /tmp).
+        holder = STAGING / f"kept-{index}"
+        holder.mkdir(mode=0o700)
+        _mount(str(path), holder, None, _MS_BIND)
+        _set_read_only(holder, read_only=False)
+        held.append(holder)
+    for place in places(home):
+        if not place.path.is_dir():
+            continue  # e.g. no /dev/shm: there is nothing there to share either
+        directory = STAGING / place.name
+        directory.mkdir()
+        directory.chmod(place.mode)
+        if place.users:
+            os.chown(directory, uid, gid)
+        _mount(str(directory), place.path, None, _MS_BIND)
+    for holder, path in zip(held, kept, strict=True):
+        path.mkdir(parents=True, exist_ok=True)  # in the tmpfs when it was under a place
+        _mount(str(holder), path, None, _MS_BIND)
+    _umount(STAGING, _MNT_DETACH)
+
+
+def available(home: Path, uid: int, gid: int, tmpfs_bytes: int,
+              writable: Sequence[Path] = ()) -> bool:
+    """Whether ``shut_in`` works here (tried in a child process); if not, one log line
+    says why."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        code = 1
+        try:
+            shut_in(home, uid, gid, tmpfs_bytes, writable)
+            code = 0
+        except BaseException as e:
+            os.write(write_end, str(e).encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reasons:
+        reason = reasons.read().decode(errors="replace")
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code == 0:
+        log.info("box: each request in its own mount and IPC namespaces, a %d MiB tmpfs at "
+                 "/tmp, /var/tmp, /dev/shm and %s, everything else read-only",
+                 tmpfs_bytes >> 20, home)
+        return True
+    log.warning("box: unavailable (%s): /tmp, /var/tmp, /dev/shm and %s are shared by all "
+                "requests", reason or f"status {code}", home)
+    return False
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def _mount(source: str | None, target: Path, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    _check(_libc.mount(source and source.encode(), str(target).encode(),
+                       fstype and fstype.encode(), ctypes.c_ulong(flags),
+                       data and data.encode()), f"mount {target}")
+
+
+def _umount(target: Path, flags: int) -> None:
+    _check(_libc.umount2(str(target).encode(), flags), f"umount {target}")
+
+
+def _set_read_only(path: Path, *, read_only: bool, recursive: bool = False) -> None:
+    attr = _MountAttr(attr_set=_MOUNT_ATTR_RDONLY if read_only else 0,
+                      attr_clr=0 if read_only else _MOUNT_ATTR_RDONLY)
+    _check(_libc.syscall(_SYS_MOUNT_SETATTR, _AT_FDCWD, str(path).encode(),
+                         _AT_RECURSIVE if recursive else 0, ctypes.byref(attr),
+                         ctypes.sizeof(attr)), f"mount_setattr {path}")

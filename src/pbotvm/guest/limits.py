@@ -1,0 +1,32 @@
+"""What a request may use, as data: the original's limits on each command it runs, and the
+limits its box puts on all its processes together. guest-server reads them from its
+environment (``config.GuestSettings``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Each command's: the original's ``ulimit -f 2000; ulimit -t 8; ulimit -u 200`` and its
+    60 s time-out."""
+
+    cpu_seconds: int = 8
+    file_bytes: int = 2000 * 1024
+    processes: int = 200
+    wall_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class BoxLimits:
+    """The whole request's (every process of it at once), which the original did not have:
+    memory (its cgroup, no swap), the one tmpfs behind /tmp, /var/tmp, /dev/shm and the home
+    (whose pages count as memory too), and its CPU share against other requests and
+    guest-server (cgroup v2 ``cpu.weight``, 1-10000; 100 is the kernel's default)."""
+
+    memory_bytes: int = 512 * MIB
+    tmpfs_bytes: int = 128 * MIB
+    cpu_weight: int = 100

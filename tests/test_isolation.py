@@ -1,0 +1,253 @@
+"""Each request's box, attacked through vm-client on the PTY stack as a chat user would (the
+cases of issue 11): each attack fails and the next request is answered as if it never came.
+On the PTY stack the guest is this machine, so what a request left behind is looked for here.
+"""
+
+import fcntl
+import os
+import re
+import subprocess
+import termios
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pbotvm.config import ConfigError, GuestSettings
+from pbotvm.guest import box
+from pbotvm.guest.limits import MIB, BoxLimits, Limits
+from pbotvm.guest.runner import MEMORY_KILLED, result_text
+from pbotvm.guest.sandbox import MEMORY_LIMIT
+from pbotvm.host.stack import LocalStack
+from pbotvm.procs import running
+
+# A daemon as a program makes one: fork, setsid, fork again, no descriptor of ours kept.
+DAEMON = """import os
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode())
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.execvp("sleep", ["sleep", "1000"])
+    os._exit(0)
+os.close(w)
+print(os.read(r, 100).decode())"""
+
+
+# --- pure --------------------------------------------------------------------------------------
+
+def test_the_tmpfs_is_shown_at_its_places() -> None:
+    places = {place.path: place for place in box.places(Path("/home/vm"))}
+    assert list(places) == [Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"), Path("/home/vm")]
+    assert [p.mode for p in places.values()] == [0o1777, 0o1777, 0o1777, 0o755]
+    assert [p.users for p in places.values()] == [False, False, False, True]
+
+
+def test_the_tmpfs_bounds_its_inodes_too() -> None:
+    assert box.tmpfs_options(128 * MIB) == f"size={128 * MIB},nr_inodes=32768,mode=0755"
+    assert box.tmpfs_options(MIB) == f"size={MIB},nr_inodes=1024,mode=0755"
+
+
+def test_a_memory_kill_is_said_where_the_cpu_kill_is() -> None:
+    assert result_text("partial", 137, MEMORY_LIMIT, False) == f"partial {MEMORY_KILLED}\n"
+    assert result_text("", 137, MEMORY_LIMIT, True) == f"{MEMORY_KILLED}\n"
+
+
+def test_limits_come_from_the_environment_with_the_originals_defaults() -> None:
+    assert GuestSettings.from_env({}).limits == Limits(cpu_seconds=8, file_bytes=2048000,
+                                                       processes=200, wall_seconds=60.0)
+    assert GuestSettings.from_env({}).box_limits == BoxLimits(memory_bytes=512 * MIB,
+                                                              tmpfs_bytes=128 * MIB,
+                                                              cpu_weight=100)
+    settings = GuestSettings.from_env({
+        "PBOTVM_GUEST_CPU_SECONDS": "3", "PBOTVM_GUEST_FILE_KIB": "10",
+        "PBOTVM_GUEST_PROCESSES": "20", "PBOTVM_GUEST_TIMEOUT": "2.5",
+        "PBOTVM_GUEST_MEMORY_MIB": "256", "PBOTVM_GUEST_TMPFS_MIB": "16",
+        "PBOTVM_GUEST_CPU_WEIGHT": "50"})
+    assert settings.limits == Limits(cpu_seconds=3, file_bytes=10240, processes=20,
+                                     wall_seconds=2.5)
+    assert settings.box_limits == BoxLimits(memory_bytes=256 * MIB, tmpfs_bytes=16 * MIB,
+                                            cpu_weight=50)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"PBOTVM_GUEST_MEMORY_MIB": "lots"}, "PBOTVM_GUEST_MEMORY_MIB='lots' is not a number"),
+    ({"PBOTVM_GUEST_MEMORY_MIB": "8"}, "PBOTVM_GUEST_MEMORY_MIB=8 is out of range"),
+    ({"PBOTVM_GUEST_CPU_WEIGHT": "0"}, "PBOTVM_GUEST_CPU_WEIGHT=0 is out of range 1..10000"),
+])
+def test_a_bad_limit_is_one_clear_line(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        GuestSettings.from_env(env)
+
+
+# --- through the stack -------------------------------------------------------------------------
+
+def _vm_processes(marker: str) -> list[int]:
+    """Processes of any user whose command line has ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if marker.encode() in f.read() and running(int(entry)):
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.root
+def test_a_planted_usercustomize_does_not_reach_the_next_python(stack: LocalStack) -> None:
+    plant = ("d=$(python3 -c 'import site; print(site.getusersitepackages())'); "
+             "mkdir -p \"$d\"; echo 'print(\"planted\")' > \"$d/usercustomize.py\"; "
+             "python3 -c 'print(\"same request\")'")
+    assert stack.ask(f"-lang=sh {plant}") == "planted\nsame request"  # the plant works...
+    assert stack.ask('-lang=python3 print("clean")') == "clean"  # ...for its request only
+
+
+@pytest.mark.root
+def test_files_written_to_tmp_are_gone_after_the_request(stack: LocalStack) -> None:
+    marker = f"fill-{uuid.uuid4().hex}"
+    # 39 files of 2 MB (the per-file limit): 78 MB.
+    fill = (f"for i in $(seq 39); do head -c 2000000 /dev/zero > /tmp/{marker}-$i; done; "
+            f"cat /tmp/{marker}-* | wc -c")
+    assert stack.ask(f"-lang=sh {fill}") == "78000000"
+    assert stack.ask("-lang=sh ls -A /tmp /var/tmp /dev/shm | grep -c fill-; true") == "0"
+    assert not list(Path("/tmp").glob(f"{marker}*"))
+
+
+@pytest.mark.root
+def test_nothing_written_outside_the_box_survives(stack: LocalStack) -> None:
+    marker = f"mark-{uuid.uuid4().hex}"
+    out = stack.ask(f"-lang=sh touch ~/{marker} /dev/shm/{marker} /var/tmp/{marker} && echo ok; "
+                    f"touch /run/lock/{marker}")
+    assert re.fullmatch(rf"touch: cannot touch '/run/lock/{marker}': Read-only file system\n"
+                        r" ok\n \[Exit 1\]", out), out
+    assert stack.ask(f"-lang=sh ls -A ~ /dev/shm /var/tmp | grep -c {marker}; true") == "0"
+    for directory in ("/home/vm", "/dev/shm", "/var/tmp", "/run/lock"):
+        assert not Path(directory, marker).exists()
+
+
+@pytest.mark.root
+def test_a_forked_daemon_is_gone(stack: LocalStack) -> None:
+    pid = int(stack.ask(f"-lang=python3 {DAEMON}"))
+    assert not running(pid)
+    assert stack.ask("-lang=sh echo next") == "next"
+
+
+def _memory_limit_or_skip(stack: LocalStack) -> None:
+    said = re.search(r"cgroups: unavailable \((.*?)\)", stack.log("ptyvm"))
+    if said:
+        pytest.skip(f"no memory limit on this host: {said[1]}")
+
+
+@pytest.mark.root
+def test_a_2_gb_allocation_fails(stack: LocalStack) -> None:
+    _memory_limit_or_skip(stack)
+    out = stack.ask("-lang=python3 x = bytearray(2 * 1024**3); print('allocated')")
+    assert out == MEMORY_KILLED or ("\nMemoryError\n" in out and out.endswith("[Exit 1]")), out
+    assert stack.ask("-lang=python3 print('next')") == "next"
+
+
+@pytest.mark.root
+def test_deep_recursion_meets_the_memory_limit(stack: LocalStack) -> None:
+    _memory_limit_or_skip(stack)
+    code = "import sys\nsys.setrecursionlimit(10**9)\ndef f(n): return f(n + 1)\nf(0)"
+    assert stack.ask(f"-lang=python3 {code}") == MEMORY_KILLED
+    assert stack.ask("-lang=python3 print('next')") == "next"
+
+
+class HiddenCgroupsStack(LocalStack):
+    """The stack with guest-server in a mount namespace where the cgroup hierarchy is hidden,
+    as on a host without cgroup v2 controllers."""
+
+    def start_process(self, name: str, argv: list[str]) -> None:
+        if name == "ptyvm":
+            argv = ["unshare", "--mount", "sh", "-c",
+                    'mount -t tmpfs tmpfs /sys/fs/cgroup && exec "$@"', "sh", *argv]
+        super().start_process(name, argv)
+
+
+@pytest.mark.root
+def test_without_cgroups_one_line_says_so_and_the_sweep_still_cleans_up(
+        tmp_path: Path) -> None:
+    with HiddenCgroupsStack(tmp_path, env={"PBOTVM_STDIN_COMMAND": ""}) as stack:
+        pid = int(stack.ask(f"-lang=python3 {DAEMON}"))
+        assert stack.ask("-lang=sh echo next") == "next"
+        log = stack.log("ptyvm")
+    assert not running(pid)
+    assert log.count("cgroups: unavailable") == 1, log
+
+
+# --- a terminal ---------------------------------------------------------------------------------
+
+def _take_terminal() -> None:
+    """In the child, after setsid: its stdin becomes its controlling terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class TerminalStack(LocalStack):
+    """The stack as an operator starts it from a shell: the PTY VM, and guest-server with it,
+    have the terminal as their controlling terminal."""
+
+    def __init__(self, workdir: Path, terminal: int) -> None:
+        super().__init__(workdir, env={"PBOTVM_STDIN_COMMAND": ""})
+        self.terminal = terminal
+
+    def start_process(self, name: str, argv: list[str]) -> None:
+        if name != "ptyvm":
+            super().start_process(name, argv)
+            return
+        log = self.workdir / f"{name}.log"
+        self.logs[name] = log
+        with open(log, "ab") as out:
+            self._procs[name] = subprocess.Popen(
+                argv, env=self.env, stdin=self.terminal, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_take_terminal)
+
+
+@pytest.fixture
+def terminal() -> Iterator[tuple[int, int]]:
+    master, slave = os.openpty()
+    yield master, slave
+    os.close(master)
+    os.close(slave)
+
+
+INJECT = """import fcntl, os, termios
+try:
+    tty = os.open("/dev/tty", os.O_RDWR)
+    for c in "id > /tmp/injected\\n":
+        fcntl.ioctl(tty, termios.TIOCSTI, c.encode())
+    print("injected")
+except OSError as e:
+    print("/dev/tty:", e.strerror)
+for fd in (0, 1, 2):
+    try:
+        fcntl.ioctl(fd, termios.TIOCSTI, b"x")
+        print(fd, "injected")
+    except OSError as e:
+        print(fd, e.strerror)"""
+
+
+@pytest.mark.root
+def test_tiocsti_reaches_no_terminal(tmp_path: Path, terminal: tuple[int, int]) -> None:
+    master, slave = terminal
+    with TerminalStack(tmp_path, slave) as stack:
+        started = re.search(r"guest-server started, pid (\d+)", stack.log("ptyvm"))
+        assert started
+        # The premise: guest-server has the operator's terminal (field 7 of stat: tty_nr).
+        with open(f"/proc/{started[1]}/stat") as f:
+            tty_nr = int(f.read().rpartition(")")[2].split()[4])
+        assert tty_nr == os.fstat(slave).st_rdev
+        out = stack.ask(f"-lang=python3 {INJECT}")
+        assert out == ("/dev/tty: No such device or address\n0 Inappropriate ioctl for device\n"
+                       "1 Inappropriate ioctl for device\n2 Inappropriate ioctl for device")
+        assert stack.ask("-lang=sh echo next") == "next"
+    for fd in (master, slave):
+        os.set_blocking(fd, False)
+        with pytest.raises(BlockingIOError):
+            os.read(fd, 100)

@@ -10,6 +10,7 @@ readers go on while a writer commits.
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,17 @@ CREATE TABLE IF NOT EXISTS last_output (
 """
 
 
+@contextmanager
+def _alone(path: Path) -> Iterator[None]:
+    """An exclusive lock on a file beside the store, for its one-time set-up."""
+    try:
+        with open(path.with_name(path.name + ".init"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    except OSError as e:
+        raise StoreError(f"{path}: {e}") from None
+
+
 class StoreError(Exception):
     """The store cannot be used; the message says which file and why, in one line."""
 
@@ -62,7 +74,10 @@ class HistoryStore:
         store = cls(db, path)
         with store.guarded():
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
+                # A new file: whoever switches it to WAL needs it alone, and SQLite answers
+                # "locked" at once (no busy wait) to another process doing the same.
+                with _alone(path):
+                    db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; a crash may lose
             db.executescript(_SCHEMA)                # the last commits, not tear them
         return store

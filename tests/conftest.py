@@ -11,6 +11,21 @@ from pbotvm.host.stack import LocalStack
 
 T = TypeVar("T")
 
+# A daemon as a program makes one (python3): fork, setsid, fork again, none of our fds kept.
+DAEMON = """import os
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode())
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.execvp("sleep", ["sleep", "1000"])
+    os._exit(0)
+os.close(w)
+print(os.read(r, 100).decode())"""
+
 
 def until(condition: Callable[[], T], timeout: float, interval: float = 0.02) -> T:
     """Poll ``condition`` until it returns a true value, or ``timeout`` seconds have passed;

@@ -30,6 +30,7 @@ from pbotvm.guest.runner import (
 from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture
 from pbotvm.procs import running as alive
 from pbotvm.protocol import Request, Result
+from tests.conftest import DAEMON
 
 LANGS = {
     "sh": ("prog.sh", "sh prog.sh"),
@@ -219,21 +220,6 @@ def test_exit_137_without_using_the_cpu_is_not_a_limit() -> None:
     assert run(request("exit 137")).killed is None
 
 
-DAEMON = """
-import os
-r, w = os.pipe()
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        os.write(w, str(os.getpid()).encode())
-        null = os.open("/dev/null", os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.execvp("sleep", ["sleep", "1000"])
-    os._exit(0)
-os.close(w)
-print(os.read(r, 100).decode())
-"""
 
 
 @pytest.mark.root

@@ -21,22 +21,7 @@ from pbotvm.guest.runner import MEMORY_KILLED, result_text
 from pbotvm.guest.sandbox import MEMORY_LIMIT
 from pbotvm.host.stack import LocalStack
 from pbotvm.procs import running
-
-# A daemon as a program makes one: fork, setsid, fork again, no descriptor of ours kept.
-DAEMON = """import os
-r, w = os.pipe()
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        os.write(w, str(os.getpid()).encode())
-        null = os.open("/dev/null", os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.execvp("sleep", ["sleep", "1000"])
-    os._exit(0)
-os.close(w)
-print(os.read(r, 100).decode())"""
-
+from tests.conftest import DAEMON
 
 # --- pure --------------------------------------------------------------------------------------
 

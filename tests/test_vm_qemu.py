@@ -30,8 +30,8 @@ from pbotvm.host.stack import free_port
 from pbotvm.image.build import build, missing_tools
 from pbotvm.image.profiles import MINIMAL
 from pbotvm.protocol import Request
-from tests.conftest import AttachedStack
-from tests.test_isolation import DAEMON, INJECT
+from tests.conftest import DAEMON, AttachedStack
+from tests.test_isolation import INJECT
 
 pytestmark = pytest.mark.vm
 

@@ -68,12 +68,16 @@ def tmpfs_options(size: int) -> str:
 
 
 def shut_in(home: Path, uid: int, gid: int, tmpfs_bytes: int,
-            writable: Sequence[Path] = ()) -> None:
+            writable: Sequence[Path] = (), visible: Sequence[Path] = ()) -> None:
     """Enter a fresh box (see the module's docstring) as root: ``home`` becomes the user's
-    (``uid``, ``gid``), and each directory of ``writable`` that exists stays as it is, and
-    writable for root."""
+    (``uid``, ``gid``), each directory of ``writable`` that exists stays as it is, and
+    writable for root, and each of ``visible`` stays readable where a place would hide it
+    (guest-server's own code, which gdb's driver imports, in a checkout under /tmp)."""
     STAGING.mkdir(parents=True, exist_ok=True)
-    kept = [path for path in writable if path.is_dir()]
+    covered = [place.path for place in places(home)]
+    kept = [(path, False) for path in writable if path.is_dir()] + [
+        (path, True) for path in visible
+        if path.is_dir() and any(path.is_relative_to(place) for place in covered)]
     _unshare(_CLONE_NEWNS | _CLONE_NEWIPC)
     _mount(None, Path("/"), None, _MS_REC | _MS_PRIVATE)  # nothing of ours reaches the host
     _set_read_only(Path("/"), read_only=True, recursive=True)
@@ -81,12 +85,12 @@ def shut_in(home: Path, uid: int, gid: int, tmpfs_bytes: int,
     _set_read_only(Path("/proc"), read_only=False)
     _mount("tmpfs", STAGING, "tmpfs", _MS_NOSUID | _MS_NODEV, tmpfs_options(tmpfs_bytes))
     held = []
-    for index, path in enumerate(kept):
+    for index, (path, read_only) in enumerate(kept):
         # Held before the places cover it (a test's persist storage may be under /tmp).
         holder = STAGING / f"kept-{index}"
         holder.mkdir(mode=0o700)
         _mount(str(path), holder, None, _MS_BIND)
-        _set_read_only(holder, read_only=False)
+        _set_read_only(holder, read_only=read_only)
         held.append(holder)
     for place in places(home):
         if not place.path.is_dir():
@@ -97,14 +101,14 @@ def shut_in(home: Path, uid: int, gid: int, tmpfs_bytes: int,
         if place.users:
             os.chown(directory, uid, gid)
         _mount(str(directory), place.path, None, _MS_BIND)
-    for holder, path in zip(held, kept, strict=True):
+    for holder, (path, _) in zip(held, kept, strict=True):
         path.mkdir(parents=True, exist_ok=True)  # in the tmpfs when it was under a place
         _mount(str(holder), path, None, _MS_BIND)
     _umount(STAGING, _MNT_DETACH)
 
 
 def available(home: Path, uid: int, gid: int, tmpfs_bytes: int,
-              writable: Sequence[Path] = ()) -> bool:
+              writable: Sequence[Path] = (), visible: Sequence[Path] = ()) -> bool:
     """Whether ``shut_in`` works here (tried in a child process); if not, one log line
     says why."""
     read_end, write_end = os.pipe()
@@ -113,7 +117,7 @@ def available(home: Path, uid: int, gid: int, tmpfs_bytes: int,
         os.close(read_end)
         code = 1
         try:
-            shut_in(home, uid, gid, tmpfs_bytes, writable)
+            shut_in(home, uid, gid, tmpfs_bytes, writable, visible)
             code = 0
         except BaseException as e:
             os.write(write_end, str(e).encode())

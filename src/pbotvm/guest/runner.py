@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pbotvm
 from pbotvm import langspec
 from pbotvm.config import DEFAULT_OUTPUT_LIMIT
 from pbotvm.guest import java, sandbox, shell_shim, workdir
@@ -50,6 +51,12 @@ class RunSettings:
     def roots_directories(self) -> tuple[Path, ...]:
         """Where root itself writes during a request: the box keeps them writable."""
         return (self.persist_root, pch.PCH_DIR)
+
+    @property
+    def own_code(self) -> tuple[Path, ...]:
+        """Where guest-server's package lies, which gdb's driver imports: the box keeps it
+        readable wherever it is (a checkout under /tmp, say)."""
+        return (Path(pbotvm.__file__).resolve().parent.parent,)
 
 
 def quote(arg: str) -> str:

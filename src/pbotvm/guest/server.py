@@ -102,7 +102,7 @@ def run_settings(user: str, env: GuestSettings) -> RunSettings:
         return settings
     mounts = box.available(Path(account.pw_dir), account.pw_uid, account.pw_gid,
                            env.box_limits.tmpfs_bytes,
-                           writable=settings.roots_directories)
+                           writable=settings.roots_directories, visible=settings.own_code)
     return dataclasses.replace(settings, mounts=mounts,
                                cgroups=cgroup.prepare(env.limits, env.box_limits))
 

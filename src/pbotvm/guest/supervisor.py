@@ -180,7 +180,7 @@ def enter_box(settings: runner.RunSettings) -> bool:
         if settings.mounts:
             box.shut_in(Path(user.pw_dir), user.pw_uid, user.pw_gid,
                         settings.box_limits.tmpfs_bytes,
-                        writable=settings.roots_directories)
+                        writable=settings.roots_directories, visible=settings.own_code)
     except OSError as e:
         log.error("supervisor %d: cannot shut the request in: %s", os.getpid(), e)
         return False

@@ -7,6 +7,7 @@ import fcntl
 import os
 import re
 import subprocess
+import tempfile
 import termios
 import uuid
 from collections.abc import Iterator
@@ -235,3 +236,29 @@ def test_tiocsti_reaches_no_terminal(tmp_path: Path, terminal: tuple[int, int]) 
         os.set_blocking(fd, False)
         with pytest.raises(BlockingIOError):
             os.read(fd, 100)
+
+
+def _in_a_box(visible: list[Path], probe: Path) -> bool:
+    """Whether ``probe`` can be read in a box that keeps ``visible`` (in a child process)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 2
+        try:
+            box.shut_in(Path("/home/vm"), 0, 0, MIB, visible=visible)
+            code = 0 if probe.read_text() == "ours" else 1
+        except OSError:
+            code = 1
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+@pytest.mark.root
+def test_guest_servers_own_code_stays_readable_in_the_box() -> None:
+    # A checkout under /tmp: the fresh /tmp would hide the code gdb's driver imports.
+    with tempfile.TemporaryDirectory(dir="/tmp") as checkout:
+        probe = Path(checkout, "code.py")
+        probe.write_text("ours")
+        probe.parent.chmod(0o755)
+        assert not _in_a_box([], probe)
+        assert _in_a_box([Path(checkout)], probe)

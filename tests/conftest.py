@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import pytest
 
+from pbotvm import procs
 from pbotvm.host.stack import LocalStack
 
 T = TypeVar("T")
@@ -52,6 +53,15 @@ def processes_running(*argv: str) -> list[int]:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "root: starts guest-server, which runs as root and drops "
                             "each program to user vm")
+
+
+@pytest.fixture(autouse=True)
+def _not_a_subreaper() -> Iterator[None]:
+    """A test that runs the guest's sandbox in this process makes it a child subreaper: the
+    orphans of later tests' daemons (libvirtd's QEMU probes) would become its zombies, and
+    libvirtd waits for ever for them to go. Each test ends as it began."""
+    yield
+    procs.become_subreaper(False)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

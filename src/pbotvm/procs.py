@@ -20,8 +20,8 @@ def _prctl(option: int, value: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def become_subreaper() -> None:
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+def become_subreaper(enable: bool = True) -> None:
+    _prctl(PR_SET_CHILD_SUBREAPER, int(enable))
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:

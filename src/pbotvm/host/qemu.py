@@ -377,7 +377,7 @@ async def boot_and_warm(machine: Machine, alive: Callable[[], bool], console: Pa
     transport = TransportChoice(machine.name)
     for request in warmup_requests():
         try:
-            text = await send(machine, request, transport=transport)
+            text = await send(machine, request, WARMUP_TIMEOUT, transport=transport)
         except (TimeoutError, OSError) as e:
             raise QemuError(f"warm-up {request.lang} request failed ({e or 'timed out'}); "
                             f"console:\n  {console_tail(console)}") from None

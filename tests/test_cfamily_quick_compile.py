@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pbotvm.guest import runner
-from pbotvm.guest.cfamily import command_line, pch
+from pbotvm.guest.cfamily import command_line, gdb_choice, pch
 from pbotvm.guest.cfamily.run import _Job
 from pbotvm.host import options
 from pbotvm.host.languages import find_language
@@ -82,6 +82,10 @@ def answer(code: str) -> str:
     ('int x; printf("%d\\n", 3 / 1); return 2;', True),
     ('#define _XOPEN_SOURCE 700\\nputs("a note names the prelude\'s line");', True),
     ("char *p = 0; strcpy(p, \"x\");", True),  # a crash: gdb reports on this binary
+    # Built without debugging information, crashes, is built again with it for gdb.
+    ("puts(\"before\"); char *p = 0; *p = 1;", True),
+    ("int x = 5, y = 6;", True),  # prints nothing: gdb shows the locals
+    ("int x = 5; fprintf(stderr, \"%d\\n\", x);", True),  # prints nothing on stdout after all
     ("int f(void) { return undefined(); } puts(\"link error\");", True),
     ("1+1", True),  # two compiles: the first precompiled, the second (for gdb) not
     ("INT_MAX", True),  # gdb needs the macro: its program is built the usual way
@@ -92,8 +96,19 @@ def test_quick_compile_answers_as_the_usual_one(code: str, precompiles: bool, tm
     monkeypatch.setattr(pch, "PCH_DIR", tmp_path)
     quick = answer(code)
     assert bool(list(tmp_path.glob("*.h.gch"))) is precompiles
-    monkeypatch.setattr(_Job, "quick_compile", lambda self, code, precompiled: None)
+    monkeypatch.setattr(_Job, "quick_compile", lambda *args, **kwargs: None)
     assert quick == answer(code)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("gdb") is None,
+                    reason="needs gcc and gdb")
+def test_a_direct_run_has_its_stack_where_gdb_puts_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    code = 'int x; printf("%p\\n", (void *) &x);'
+    direct = answer(code)
+    assert direct.startswith("0x7ff")
+    monkeypatch.setattr(gdb_choice, "needs_gdb", lambda code: True)
+    assert answer(code) == direct
 
 
 @pytest.mark.root
@@ -105,3 +120,11 @@ def test_user_options_never_reach_a_compile_as_root(tmp_path: Path,
     assert "fatal error: /etc/shadow: Permission denied" in answer(
         "-Wall -include /etc/shadow puts(\"x\");")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_a_program_that_cannot_be_executed_gets_the_shells_words() -> None:
+    # -c: the "program" is an object file. The original's shell said why it could not run it.
+    said = answer('-c puts("x");')
+    assert said.startswith("/bin/sh: 1: exec: /home/") and ": Permission denied\n" in said

@@ -186,6 +186,19 @@ def test_needs_gdb(code: str, needed: bool) -> None:
     assert gdb_choice.needs_gdb(code) is needed
 
 
+@pytest.mark.parametrize(("code", "likely"), [
+    ('#include <stdio.h>\nint main(void) { puts("hi"); }', False),
+    ("int main(void) { printf(\"%d\", 1); }", False),
+    ("int main() { std::cout << 1; }", False),
+    ("int main(void) { int x = 5; }", True),  # prints nothing: gdb shows the locals
+    ("#include <stdio.h>\nint main(void) { }", True),  # a header's name prints nothing
+    ("int main(void) { int x = 1; print(x); }", True),
+    ("int main(void) { puts(\"a\"); raise(SIGINT); }", True),
+])
+def test_likely_under_gdb(code: str, likely: bool) -> None:
+    assert gdb_choice.likely_under_gdb(code) is likely
+
+
 def test_after_a_direct_run() -> None:
     assert gdb_choice.after_direct_run(None, printed=True) is AfterDirectRun.KEEP
     assert gdb_choice.after_direct_run(None, printed=False) is AfterDirectRun.RERUN

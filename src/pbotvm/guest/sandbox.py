@@ -123,14 +123,22 @@ class Plumbed:
 
 def run_plumbed(argv: list[str], *, user: pwd.struct_passwd, cwd: Path,
                 env: Mapping[str, str], limits: Limits, files: Mapping[int, int],
-                pipes: Sequence[Sequence[int]], keep: int, no_aslr: bool = False) -> Plumbed:
+                pipes: Sequence[Sequence[int]], keep: int, no_aslr: bool = False,
+                or_else: list[str] | None = None) -> Plumbed:
     """Exec ``argv`` (found on the environment's PATH), no shell, with the descriptors given:
     ``files`` maps a descriptor of the program to one of ours, and each group in ``pipes``
     shares one new pipe whose output is collected (``keep`` bytes of it). ``no_aslr`` turns
-    off address randomisation, as gdb does for the programs it runs."""
+    off address randomisation, as gdb does for the programs it runs. ``or_else`` is exec'd
+    instead when ``argv`` cannot be: a shell line that does the same, to say why in its
+    words (or to run a script without ``#!``)."""
 
     def exec_program() -> None:
         path = shutil.which(argv[0], path=env.get("PATH", ""))
+        if or_else is not None:
+            if path is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    os.execve(path, argv, env)
+            os.execve(or_else[0], or_else, env)
         if path is None:
             os.write(2, f"{argv[0]}: command not found\n".encode())
             os._exit(127)

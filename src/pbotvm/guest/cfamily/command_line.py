@@ -12,6 +12,7 @@ _COMPILE_ONLY = re.compile(r"--(?:version|analyze)")
 # lines start with the object file gcc gave it (/tmp/ccXXXXXX.o:) or with its own name.
 GOLD_OPTION = "-fuse-ld=gold"
 _GOLD_SPOKE = re.compile(r"^(?:/tmp/cc\w+\.o:|\S*ld\.gold: )", re.MULTILINE)
+NO_DEBUG_OPTION = "-g0"
 _ADDRESS_SANITIZER = re.compile(r"-fsanitize=(?:[^ ]+,)?address")
 
 

@@ -61,8 +61,8 @@ TIME_LIMIT = 8.0  # seconds: guest-gdb's alarm
 COMPILE_LIMITS = Limits(cpu_seconds=60, file_bytes=64 * 1024 * 1024, wall_seconds=60.0)
 # guest-gdb started gdb with these, so its programs had them too.
 PROGRAM_VARIABLES = {"LIBC_FATAL_STDERR": "1", "MALLOC_CHECK_": "1"}
-# gdb gives the programs it runs a terminal size. A direct run gets the same, and is started
-# by the same shell: the program sees the same environment, so the same stack addresses.
+# gdb gives the programs it runs a terminal size. A direct run gets the same, and is exec'd as
+# gdb's shell execs them: the program sees the same environment, so the same stack addresses.
 TERMINAL_VARIABLES = {"LINES": "24", "COLUMNS": "80"}
 SHELL = "/bin/sh"  # what gdb starts programs with when SHELL is not set
 
@@ -97,6 +97,7 @@ class _Job:
     env: Mapping[str, str]
     settings: RunSettings
     output_fd: int
+    debug_info: bool = True  # whether the program was built with it, for gdb
 
     def run(self) -> Result:
         request, code = self.request, self.request.code
@@ -121,25 +122,30 @@ class _Job:
         """One compile, or two when the code has wrappers: the first, without them, gives the
         diagnostics and the status; the second, with them, only the program."""
         if not last_statement.has_wrapper(code):
-            return (self.quick_compile(code, precompiled=not gdb_choice.needs_gdb(code))
+            return (self.quick_compile(code, precompiled=not gdb_choice.needs_gdb(code),
+                                       debug=gdb_choice.likely_under_gdb(code))
                     or self.compile_plainly(code))
         unwrapped = last_statement.unwrapped(code)
-        # Its program is never run, so it may take the precompiled prelude.
-        first = self.quick_compile(unwrapped, precompiled=True) or self.compile_plainly(unwrapped)
+        # Its program is never run: it may take the precompiled prelude, and needs no
+        # debugging information.
+        first = (self.quick_compile(unwrapped, precompiled=True, debug=False)
+                 or self.compile_plainly(unwrapped))
         if first.status == 0 and first.killed is None:
-            self.quick_compile(code, precompiled=False) or self.compile_plainly(code)
+            self.quick_compile(code, precompiled=False, debug=True) or self.compile_plainly(code)
         return first
 
     def compile_plainly(self, code: str) -> _Ran:
         self.write_source(code)
+        self.debug_info = True  # as far as the command line asks for it
         return self.compile_once(command_line.compiler_argv(self.request.cmdline))
 
-    def quick_compile(self, code: str, *, precompiled: bool) -> _Ran | None:
-        """The same program sooner, for the language's own command line: gold links, and with
+    def quick_compile(self, code: str, *, precompiled: bool, debug: bool) -> _Ran | None:
+        """The same program sooner, for the language's own command line: gold links, with
         ``precompiled`` (code whose program gdb will not evaluate) the prelude comes
-        precompiled (``pch``). None unless it succeeded without a word from the linker or
-        about the prelude's lines: then the usual compile says what there is to say, in the
-        usual words."""
+        precompiled (``pch``), and without ``debug`` the program has no debugging
+        information (it is built again with it if gdb runs it after all). None unless it
+        succeeded without a word from the linker or about the prelude's lines: then the
+        usual compile says what there is to say, in the usual words."""
         argv = command_line.compiler_argv(self.request.cmdline)
         spec = langspec.find(self.request.lang)
         if spec is None or not pch.default_command_line(spec, self.request.cmdline):
@@ -151,11 +157,16 @@ class _Job:
             code, argv = blanked, [*argv, "-include", str(header)]
         if shutil.which("ld.gold", path=self.env.get("PATH")):
             argv.append(command_line.GOLD_OPTION)
+        if not debug:
+            # Last, so it overrides the command line's -g options; a precompiled header
+            # built with them still serves.
+            argv.append(command_line.NO_DEBUG_OPTION)
         self.write_source(code)
         ran = self.compile_once(argv)
         if (ran.status or ran.killed or command_line.gold_spoke(ran.text)
                 or str(pch.PCH_DIR) in ran.text):  # a note on the prelude's lines
             return None
+        self.debug_info = debug
         return ran
 
     def write_source(self, code: str) -> None:
@@ -187,7 +198,7 @@ class _Job:
             return self.run_plainly(args)
         if gdb_choice.needs_gdb(code):
             return self.under_gdb(args)
-        return self.directly(args)
+        return self.directly(code, args)
 
     def run_plainly(self, args: list[str]) -> _Ran:
         """``./prog args`` as the original ran AddressSanitizer programs (with their stdin,
@@ -203,18 +214,20 @@ class _Job:
                         outcome.status, outcome.killed)
         return _Ran(text, outcome.status)
 
-    def directly(self, args: list[str]) -> _Ran:
+    def directly(self, code: str, args: list[str]) -> _Ran:
         os.ftruncate(self.output_fd, 0)
         limits = dataclasses.replace(self.settings.limits, wall_seconds=TIME_LIMIT,
                                      cpu_seconds=self.settings.limits.cpu_seconds + 1)
         exec_line = " ".join(["exec", runner.quote(self.program()), *map(runner.quote, args)])
+        # As that shell line would exec it, one process sooner: with the PWD the shell adds.
+        env = self.program_environment({**TERMINAL_VARIABLES,
+                                         "PWD": os.path.realpath(self.cwd)})
         with self.open_input() as stdin:
-            ran = sandbox.run_plumbed([SHELL, "-c", exec_line], user=self.user, cwd=self.cwd,
-                                      env=self.program_environment(TERMINAL_VARIABLES),
-                                      limits=limits,
+            ran = sandbox.run_plumbed([self.program(), *args], user=self.user, cwd=self.cwd,
+                                      env=env, limits=limits,
                                       files={0: stdin.fileno(), 1: self.output_fd},
                                       pipes=[(2,)], keep=self.settings.output_limit,
-                                      no_aslr=True)
+                                      no_aslr=True, or_else=[SHELL, "-c", exec_line])
         (stderr,) = ran.captures
         stdout = self.program_output()
         if ran.killed == WALL_LIMIT:
@@ -223,6 +236,9 @@ class _Job:
             return self.memory_killed(stderr, stdout)
         verdict = gdb_choice.after_direct_run(ran.signal, bool(stdout))
         if verdict is AfterDirectRun.RERUN:
+            if not self.debug_info:
+                # The same code and options: the diagnostics were given already.
+                self.quick_compile(code, precompiled=True, debug=True) or self.compile_plainly(code)
             return self.under_gdb(args)
         if verdict is AfterDirectRun.STALL:
             return self.timed_out(stderr, stdout, ran.killed)

@@ -7,7 +7,9 @@ from typing import TypeVar
 
 import pytest
 
-from pbotvm import procs
+from pbotvm import langspec, procs
+from pbotvm.guest import runner
+from pbotvm.guest.cfamily import command_line, pch
 from pbotvm.host.stack import LocalStack
 
 T = TypeVar("T")
@@ -95,6 +97,18 @@ class AttachedStack(LocalStack):
 
     def start_vm(self) -> None:
         pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _preludes_built() -> None:
+    """Each C dialect's prelude built, as `vm up`'s warm-up builds them in the guest: else a
+    test's first request of a dialect pays for it (g++ takes seconds) within its time-out."""
+    if os.geteuid() != 0:
+        return  # the guest builds them as root
+    for spec in langspec.LANGUAGES:
+        if spec.run is langspec.RunMode.CFAMILY:
+            argv = command_line.compiler_argv(spec.command_line("", paste=False))
+            pch.built(argv, spec.sourcefile, spec.prelude, {"PATH": runner.PATH})
 
 
 def make_stack(tmp: Path, **env: str) -> LocalStack:

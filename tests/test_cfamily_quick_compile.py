@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,16 @@ def test_the_prelude_becomes_blank_lines() -> None:
     assert pch.split_prelude("#include <stdio.h>\n" + code, C2X.prelude) is None
 
 
+def test_the_functions_are_compiled_after_the_preludes_macros() -> None:
+    assert pch.functions_source(C2X.prelude).splitlines() == [
+        "#define _XOPEN_SOURCE 9001", "#define __USE_XOPEN", *[""] * 4, "#include <prelude.h>"]
+    cpp = find("cpp")
+    assert cpp is not None
+    source = pch.functions_source(cpp.prelude)
+    assert "#include" not in source.replace("#include <prelude.h>", "")
+    assert source.endswith("#endif\n\n\n#include <prelude.h>\n")
+
+
 def test_header_options_drop_source_output_and_libraries() -> None:
     argv = ["gcc", "-g3", "prog.c", "-std=c2x", "-lm", "-o", "prog", "-Wall"]
     assert pch.header_options(argv, "prog.c") == ["-g3", "-std=c2x", "-Wall"]
@@ -67,6 +79,17 @@ def request(code: str) -> Request:
     return make_request(language, "c2x", parsed, source, stdin="")
 
 
+@pytest.fixture
+def pch_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The prelude's build directory, as in the guest: the user reads it (tmp_path's parents
+    only root may enter)."""
+    made = Path(tempfile.mkdtemp(prefix="pbotvm-pch-"))
+    made.chmod(0o755)
+    monkeypatch.setattr(pch, "PCH_DIR", made)
+    yield made
+    shutil.rmtree(made)
+
+
 # Names that differ from run to run: the compiler's object file, the work directory.
 _RANDOM_NAMES = re.compile(r"/tmp/cc\w+\.o|/run-\w+/")
 
@@ -79,6 +102,10 @@ def answer(code: str) -> str:
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 @pytest.mark.parametrize(("code", "precompiles"), [
     ('puts("hello");', True),
+    ('printf("%b %\'#b %08b\\n", 10u, 300u, 5u);', True),  # prelude.h's functions, linked
+    ("prelude_binary_t b = 5; printf(\"%llb\\n\", b);", True),  # its type stays declared
+    ("int prelude_binary_split; puts(\"x\");", False),  # a name of its own: as usual
+    ("void gdb(char *c) { } puts(\"x\");", False),  # gdb is defined there
     ('int x; printf("%d\\n", 3 / 1); return 2;', True),
     ('#define _XOPEN_SOURCE 700\\nputs("a note names the prelude\'s line");', True),
     ("char *p = 0; strcpy(p, \"x\");", True),  # a crash: gdb reports on this binary
@@ -91,11 +118,11 @@ def answer(code: str) -> str:
     ("INT_MAX", True),  # gdb needs the macro: its program is built the usual way
     ("int x; x = 5; print(x);", False),  # gdb runs it: no precompiled prelude
 ])
-def test_quick_compile_answers_as_the_usual_one(code: str, precompiles: bool, tmp_path: Path,
+def test_quick_compile_answers_as_the_usual_one(code: str, precompiles: bool, pch_dir: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pch, "PCH_DIR", tmp_path)
     quick = answer(code)
-    assert bool(list(tmp_path.glob("*.h.gch"))) is precompiles
+    assert bool(list(pch_dir.glob("*.h.gch"))) is precompiles
+    assert bool(list(pch_dir.glob("*.o"))) is precompiles
     monkeypatch.setattr(_Job, "quick_compile", lambda *args, **kwargs: None)
     assert quick == answer(code)
 
@@ -113,13 +140,11 @@ def test_a_direct_run_has_its_stack_where_gdb_puts_it(monkeypatch: pytest.Monkey
 
 @pytest.mark.root
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
-def test_user_options_never_reach_a_compile_as_root(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pch, "PCH_DIR", tmp_path)
+def test_user_options_never_reach_a_compile_as_root(pch_dir: Path) -> None:
     # The compile is the user's: gcc cannot read the file.
     assert "fatal error: /etc/shadow: Permission denied" in answer(
         "-Wall -include /etc/shadow puts(\"x\");")
-    assert not list(tmp_path.iterdir())
+    assert not list(pch_dir.iterdir())
 
 
 @pytest.mark.root
@@ -128,3 +153,14 @@ def test_a_program_that_cannot_be_executed_gets_the_shells_words() -> None:
     # -c: the "program" is an object file. The original's shell said why it could not run it.
     said = answer('-c puts("x");')
     assert said.startswith("/bin/sh: 1: exec: /home/") and ": Permission denied\n" in said
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_a_snippet_takes_the_quick_compile(pch_dir: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_plain_compile(*args: object) -> None:
+        raise AssertionError("compiled the usual way")
+
+    monkeypatch.setattr(_Job, "compile_plainly", no_plain_compile)
+    assert answer('printf("%b %#b\\n", 10u, 300u);') == "1010 000100101100\n"

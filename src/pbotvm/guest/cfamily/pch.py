@@ -1,14 +1,18 @@
 """The dialect's prelude, precompiled: most snippets start with it, and its thirty-odd headers
-are most of a compile (gcc: ~190 ms for a c2x hello, ~100 ms with the prelude precompiled;
-g++: 1.2 s against 0.26 s for prelude.hpp).
+and prelude.h's functions are most of a compile (gcc: ~190 ms for a c2x hello, ~100 ms with
+the prelude precompiled; g++: 1.2 s against 0.26 s for prelude.hpp; under TCG the functions
+alone took 0.4 s of a 1.0 s compile).
 
 The code the host sent is compiled with its prelude lines left blank (so every line keeps its
-number) and ``-include`` of a header holding that prelude, whose ``.gch`` gcc then loads. The
-header is built once per compiler, option set and prelude, as root from the table's text
-(never from user code), into a directory the user can read but not write. gcc checks that a
-``.gch`` suits the options and otherwise reads the header itself, so the answer is the same
-either way. Only for the language's own command line: root must not compile with options a
-user chose (``-include /root/...``, ``-specs=``). And only for code gdb will not evaluate: a
+number), ``-include`` of a header holding that prelude, whose ``.gch`` gcc then loads, and an
+object file holding prelude.h's functions, linked first as they came first: the header
+defines ``PBOTVM_PRELUDE_LINKED``, so prelude.h only declares them there. Both are built once
+per compiler, option set and prelude, as root from the table's text (never from user code),
+into a directory the user can read but not write. gcc checks that a ``.gch`` suits the
+options and otherwise reads the header itself, so the answer is the same either way.
+
+Only for the language's own command line: root must not compile with options a user chose
+(``-include /root/...``, ``-specs=``). And only for code gdb will not evaluate: a
 precompiled header carries no macro definitions for gdb's ``-g3`` view, and
 ``print(INT_MAX)`` needs them.
 """
@@ -19,10 +23,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from pbotvm.guest import cgroup
@@ -31,7 +37,15 @@ from pbotvm.langspec import LangSpec
 log = logging.getLogger("pbotvm.guest")
 
 PCH_DIR = Path("/var/cache/pbotvm/pch")
-COMPILERS = {"gcc": "c-header", "g++": "c++-header"}
+LINKED = "#define PBOTVM_PRELUDE_LINKED 1\n"
+# compiler -> the language of the header, and of the object's source
+COMPILERS = {"gcc": ("c-header", "c"), "g++": ("c++-header", "c++")}
+# Code naming prelude.h's functions gets the usual compile: there they are defined, in the
+# precompiled header not even declared. Their names all start so; its type is in both.
+_PRELUDE_FUNCTION = re.compile(r"\bprelude_(?!binary_t\b)\w+")
+PRELUDE_H = "prelude.h"
+OUR_HEADERS = (Path("/usr/include/prelude.h"), Path("/usr/include/prelude.hpp"))
+_INCLUDE_LINE = re.compile(r"[ \t]*#[ \t]*include\b")
 BUILD_TIMEOUT = 120.0  # seconds; prelude.hpp takes g++ ~3 s here, far more under TCG
 
 
@@ -40,11 +54,34 @@ def default_command_line(spec: LangSpec, cmdline: str) -> bool:
     return cmdline in (spec.command_line("", paste=False), spec.command_line("", paste=True))
 
 
+@dataclass(frozen=True)
+class Prelude:
+    """The prelude, built: what ``-include`` names, and the object to link first."""
+
+    header: Path
+    functions: Path
+
+    def argv(self, argv: list[str], sourcefile: str) -> list[str]:
+        """The compile's ``argv`` with them."""
+        at = argv.index(sourcefile) if sourcefile in argv else 1
+        return [*argv[:at], str(self.functions), *argv[at:], "-include", str(self.header)]
+
+
 def split_prelude(code: str, prelude: str) -> str | None:
-    """The code with its prelude's lines left blank; None if it does not start with it."""
-    if not prelude or not code.startswith(prelude):
+    """The code with its prelude's lines left blank; None if it does not start with it, or
+    names the prelude's functions."""
+    if (not prelude or not code.startswith(prelude)
+            or _PRELUDE_FUNCTION.search(code, len(prelude))):
         return None
     return "\n" * prelude.count("\n") + code[len(prelude):]
+
+
+def functions_source(prelude: str) -> str:
+    """What the prelude's object is compiled from: prelude.h after the prelude's macro
+    definitions (feature-test macros change what headers declare), without the other
+    headers, which a header's functions do not depend on (C++'s take ~1 s to compile)."""
+    kept = [line for line in prelude.splitlines() if not _INCLUDE_LINE.match(line)]
+    return "\n".join([*kept, f"#include <{PRELUDE_H}>", ""])
 
 
 def header_options(argv: list[str], sourcefile: str) -> list[str] | None:
@@ -63,47 +100,62 @@ def header_options(argv: list[str], sourcefile: str) -> list[str] | None:
     return options
 
 
-def header(argv: list[str], sourcefile: str, prelude: str, env: Mapping[str, str]
-           ) -> Path | None:
-    """The prelude's header, its ``.gch`` built if it is missing; None if it cannot be."""
+def built(argv: list[str], sourcefile: str, prelude: str, env: Mapping[str, str]
+          ) -> Prelude | None:
+    """The prelude's header and object, built if they are missing; None if they cannot be."""
     options = header_options(argv, sourcefile)
     compiler = shutil.which(argv[0], path=env.get("PATH"))
     if options is None or compiler is None:
         return None
     stamp = os.stat(compiler)
-    key = hashlib.sha256(json.dumps(
-        [compiler, stamp.st_mtime_ns, stamp.st_size, options, prelude]).encode()).hexdigest()
-    path = PCH_DIR / f"{key[:32]}.h"
-    if not (PCH_DIR / f"{path.name}.gch").exists() and not _build(
-            compiler, COMPILERS[Path(argv[0]).name], options, prelude, path, env):
+    # Everything both builds read but the system's headers: an upgrade of the bot's own
+    # headers (a new package, a new image) must not meet what the old ones built.
+    ours = [path.read_text(errors="replace") if path.exists() else None
+            for path in OUR_HEADERS]
+    key = hashlib.sha256(json.dumps([compiler, stamp.st_mtime_ns, stamp.st_size, options,
+                                     LINKED + prelude, functions_source(prelude), ours]
+                                    ).encode()).hexdigest()
+    made = Prelude(PCH_DIR / f"{key[:32]}.h", PCH_DIR / f"{key[:32]}.o")
+    if not made.functions.exists() and not _build(
+            compiler, COMPILERS[Path(argv[0]).name], options, prelude, made, env):
         return None
-    return path
+    return made
 
 
-def _build(compiler: str, language: str, options: list[str], prelude: str, path: Path,
-           env: Mapping[str, str]) -> bool:
-    """Write the header and its ``.gch`` under temporary names, then rename them into place:
-    a compile running meanwhile sees both or neither."""
-    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as work:
-        text, gch = Path(work, path.name), Path(work, f"{path.name}.gch")
-        text.write_text(prelude)
-        try:
-            # Within the request's memory limit (g++ takes ~370 MB for prelude.hpp), and
-            # killed at it like the request's own processes.
-            done = subprocess.run([compiler, *options, "-x", language, str(text), "-o", str(gch)],
-                                  env=dict(env), cwd=work, stdin=subprocess.DEVNULL,
-                                  capture_output=True, timeout=BUILD_TIMEOUT, check=False,
-                                  preexec_fn=cgroup.unprotect)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            log.warning("cannot precompile the prelude for %s: %s", compiler, e)
-            return False
-        if done.returncode or not gch.exists():
-            log.warning("cannot precompile the prelude for %s: %s", compiler,
-                        done.stderr.decode(errors="replace").strip()[-300:])
-            return False
-        for made in (text, gch):
-            made.chmod(0o644)
-        text.replace(path)
-        gch.replace(path.parent / gch.name)
+def _build(compiler: str, languages: tuple[str, str], options: list[str], prelude: str,
+           made: Prelude, env: Mapping[str, str]) -> bool:
+    """Write the header, its ``.gch`` and the object under temporary names, then rename them
+    into place, the object last: a compile running meanwhile sees all or none."""
+    made.header.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    header_language, source_language = languages
+    with tempfile.TemporaryDirectory(dir=made.header.parent) as work:
+        text, source = Path(work, made.header.name), Path(work, "functions")
+        gch, functions = Path(work, f"{made.header.name}.gch"), Path(work, made.functions.name)
+        text.write_text(LINKED + prelude)
+        source.write_text(functions_source(prelude))
+        for argv in ([compiler, *options, "-x", header_language, str(text), "-o", str(gch)],
+                     [compiler, *options, "-c", "-x", source_language, str(source), "-o",
+                      str(functions)]):
+            if not _compile(argv, work, env):
+                return False
+        for path in (text, gch, functions):
+            path.chmod(0o644)
+            path.replace(made.header.parent / path.name)
+    return True
+
+
+def _compile(argv: list[str], work: str, env: Mapping[str, str]) -> bool:
+    try:
+        # Within the request's memory limit (g++ takes ~370 MB for prelude.hpp), and killed
+        # at it like the request's own processes.
+        done = subprocess.run(argv, env=dict(env), cwd=work, stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=BUILD_TIMEOUT, check=False,
+                              preexec_fn=cgroup.unprotect)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.warning("cannot precompile the prelude for %s: %s", argv[0], e)
+        return False
+    if done.returncode:
+        log.warning("cannot precompile the prelude for %s: %s", argv[0],
+                    done.stderr.decode(errors="replace").strip()[-300:])
+        return False
     return True

@@ -151,10 +151,10 @@ class _Job:
         if spec is None or not pch.default_command_line(spec, self.request.cmdline):
             return None
         blanked = pch.split_prelude(code, spec.prelude) if precompiled else None
-        header = (pch.header(argv, self.request.sourcefile, spec.prelude, self.env)
-                  if blanked is not None else None)
-        if header is not None and blanked is not None:
-            code, argv = blanked, [*argv, "-include", str(header)]
+        prelude = (pch.built(argv, self.request.sourcefile, spec.prelude, self.env)
+                   if blanked is not None else None)
+        if prelude is not None and blanked is not None:
+            code, argv = blanked, prelude.argv(argv, self.request.sourcefile)
         if shutil.which("ld.gold", path=self.env.get("PATH")):
             argv.append(command_line.GOLD_OPTION)
         if not debug:

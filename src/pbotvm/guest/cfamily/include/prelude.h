@@ -12,6 +12,10 @@
  *
  * It is a system header, but is kept clean for -std=c89 -pedantic -Wall -Wextra anyway, and
  * it also compiles as C++ (prelude.hpp includes it).
+ *
+ * With PBOTVM_PRELUDE_LINKED defined, it only declares what the code can name: the bot's
+ * quicker compile links the definitions from an object file built once (most of a snippet's
+ * compile was theirs).
  */
 #ifndef PBOTVM_PRELUDE_H
 #define PBOTVM_PRELUDE_H
@@ -23,6 +27,8 @@
 #include <string.h>
 
 __extension__ typedef unsigned long long prelude_binary_t;
+
+#ifndef PBOTVM_PRELUDE_LINKED
 
 /* The argument as the length modifier says it was passed (glibc stores hh and h as int). */
 static prelude_binary_t prelude_binary_value(const struct printf_info *info,
@@ -148,6 +154,14 @@ void gdb(char *cmd)
 {
     __asm__ volatile ("" : "+r" (cmd));
 }
+#else
+#ifdef __cplusplus
+void gdb(const char *cmd);
+#else
+void gdb(char *cmd);
+#endif
+#undef PBOTVM_PRELUDE_LINKED
+#endif
 
 #define print(...)                gdb("print " #__VA_ARGS__)
 #define dump(...)                 gdb("print " #__VA_ARGS__)

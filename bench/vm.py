@@ -33,11 +33,12 @@ from pbotvm.protocol import Request
 PING = b"{}\n:end:\n"
 
 
-def report(name: str, samples: list[float]) -> None:
+def report(name: str, samples: list[float]) -> list[float]:
     ms = sorted(s * 1000 for s in samples)
     p95 = ms[max(0, round(0.95 * len(ms)) - 1)]
     print(f"{name:<20} n={len(ms):<3} min {ms[0]:8.1f} ms  median "
           f"{statistics.median(ms):8.1f} ms  p95 {p95:8.1f} ms", flush=True)
+    return samples
 
 
 async def round_trips(machine: Machine, port: int, message: bytes, last_line: bytes, n: int,
@@ -116,11 +117,14 @@ async def bench_programs(machine: Machine, n: int) -> None:
     report("  idle guest (0.2 s)", await repeat(n, sh_echo, gap=0.2))
     # As channels type it: the default language (c2x), its prelude and generated main.
     snippet = channel_request("c2x", 'puts("hello");')
-    report("C hello", await repeat(max(3, n // 3), lambda: run_request(machine, snippet)))
-    report("  plain gcc", await repeat(max(3, n // 3), lambda: run_program(
+    hello = report("C hello", await repeat(max(3, n // 3), lambda: run_request(machine, snippet)))
+    plain = report("  plain gcc", await repeat(max(3, n // 3), lambda: run_program(
         # The guest compiles with the command line, then runs ./prog.
         machine, "c11", "prog.c", "gcc prog.c -o prog",
         '#include <stdio.h>\nint main(void) { puts("hello"); }', "prog")))
+    # This shared machine's speed varies by half within minutes; the ratio varies less.
+    print(f"  C hello / plain gcc  {statistics.median(hello) / statistics.median(plain):.2f}",
+          flush=True)
 
 
 def main() -> None:

@@ -164,3 +164,12 @@ def test_a_snippet_takes_the_quick_compile(pch_dir: Path,
 
     monkeypatch.setattr(_Job, "compile_plainly", no_plain_compile)
     assert answer('printf("%b %#b\\n", 10u, 300u);') == "1010 000100101100\n"
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("gdb") is None,
+                    reason="needs gcc and gdb")
+def test_a_program_that_replaced_its_source_still_gets_its_crash_report() -> None:
+    # Built again with debugging information for gdb, from a fresh source file.
+    said = answer('puts("x"); remove("prog.c"); mkdir("prog.c", 0700); char *p = 0; *p = 1;')
+    assert "Program received signal SIGSEGV" in said and "at statement: *p = 1;" in said

@@ -173,7 +173,10 @@ class _Job:
         # Replaced, not rewritten in place: after a run, the name may be anything the
         # program left there (a link, a FIFO); no process of the request is left by now.
         path = self.cwd / self.request.sourcefile
-        path.unlink(missing_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)  # the user's own, made by the program that ran
+        else:
+            path.unlink(missing_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(runner.utf8(code + "\n"))

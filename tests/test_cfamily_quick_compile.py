@@ -3,6 +3,7 @@ one, and root never compiles with options a user chose."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -173,3 +174,22 @@ def test_a_program_that_replaced_its_source_still_gets_its_crash_report() -> Non
     # Built again with debugging information for gdb, from a fresh source file.
     said = answer('puts("x"); remove("prog.c"); mkdir("prog.c", 0700); char *p = 0; *p = 1;')
     assert "Program received signal SIGSEGV" in said and "at statement: *p = 1;" in said
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_an_upgrade_replaces_the_old_build(pch_dir: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = command_line.compiler_argv(C2X.command_line("", paste=False))
+    env = {"PATH": runner.PATH}
+    old = pch.built(argv, C2X.sourcefile, C2X.prelude, env)
+    abandoned = pch_dir / "tmpkilled"
+    abandoned.mkdir()
+    os.utime(abandoned, (0, 0))
+    header = tmp_path / "prelude.h"
+    header.write_text("/* a new version */")
+    monkeypatch.setattr(pch, "OUR_HEADERS", (header,))
+    new = pch.built(argv, C2X.sourcefile, C2X.prelude, env)
+    assert old is not None and new is not None and new != old
+    assert sorted(path.name for path in pch_dir.iterdir()) == sorted(
+        [new.header.name, f"{new.header.name}.gch", new.functions.name])

@@ -19,6 +19,7 @@ precompiled header carries no macro definitions for gdb's ``-g3`` view, and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,14 +114,37 @@ def built(argv: list[str], sourcefile: str, prelude: str, env: Mapping[str, str]
     # headers (a new package, a new image) must not meet what the old ones built.
     ours = [path.read_text(errors="replace") if path.exists() else None
             for path in OUR_HEADERS]
-    key = hashlib.sha256(json.dumps([compiler, stamp.st_mtime_ns, stamp.st_size, options,
-                                     LINKED + prelude, functions_source(prelude), ours]
-                                    ).encode()).hexdigest()
-    made = Prelude(PCH_DIR / f"{key[:32]}.h", PCH_DIR / f"{key[:32]}.o")
-    if not made.functions.exists() and not _build(
-            compiler, COMPILERS[Path(argv[0]).name], options, prelude, made, env):
+    # A family keeps one build: a new version comes only with an upgrade (of the compiler or
+    # of our headers), and then the old one is of no use.
+    family = _digest([compiler, options, prelude])
+    version = _digest([stamp.st_mtime_ns, stamp.st_size, LINKED, functions_source(prelude),
+                       ours])
+    name = f"{family}-{version}"
+    made = Prelude(PCH_DIR / f"{name}.h", PCH_DIR / f"{name}.o")
+    if made.functions.exists():
+        return made
+    if not _build(compiler, COMPILERS[Path(argv[0]).name], options, prelude, made, env):
         return None
+    _remove_stale(family, name)
     return made
+
+
+def _digest(parts: list[object]) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def _remove_stale(family: str, name: str) -> None:
+    """What an earlier compiler or an earlier prelude.h built for the family (a C++ build is
+    ~100 MB), and what builds killed midway left (a revert of the stand-in VM). A compile
+    still naming a removed header fails, and the usual compile answers."""
+    for path in PCH_DIR.glob(f"{family}-*"):
+        if not path.name.startswith(f"{name}."):
+            path.unlink(missing_ok=True)
+    abandoned = time.time() - 2 * BUILD_TIMEOUT
+    for work in PCH_DIR.glob("tmp*"):
+        with contextlib.suppress(OSError):
+            if work.is_dir() and work.stat().st_mtime < abandoned:
+                shutil.rmtree(work)
 
 
 def _build(compiler: str, languages: tuple[str, str], options: list[str], prelude: str,

@@ -129,31 +129,29 @@ def test_without_a_machines_file_a_made_up_machine_is_unknown(tmp_path: Path) ->
         assert "reverting" not in s.log("vm-server")
 
 
-def test_vm_revert_refuses_a_vm_serving_another_machine(tmp_path: Path) -> None:
-    (tmp_path / "qemu").mkdir()
-    (tmp_path / "qemu" / "vm.json").write_text(json.dumps({
+def revert_for(state: Path, serial: str, **vm: object) -> tuple[int, str]:
+    """`pbotvm vm revert` asked by machine ``serial`` of the VM in ``state`` (its vm.json:
+    port 5555 plus ``vm``): the exit code and the output."""
+    (state / "qemu").mkdir()
+    (state / "qemu" / "vm.json").write_text(json.dumps({
         "pid": 0, "accel": "tcg", "addr": "127.0.0.1", "serial": 5555, "heart": 5556,
-        "qmp": str(tmp_path / "qemu" / "qmp.sock"), "image": "x", "boot_seconds": 1.0,
-        "warmup_seconds": 1.0, "savevm_seconds": 1.0}))
+        "qmp": str(state / "qemu" / "qmp.sock"), "image": "x", "boot_seconds": 1.0,
+        "warmup_seconds": 1.0, "savevm_seconds": 1.0, **vm}))
     result = CliRunner().invoke(cli.main, ["vm", "revert"], env={
-        "PBOTVM_STATE_DIR": str(tmp_path), "PBOTVM_MACHINES": "",
-        "XDG_CONFIG_HOME": str(tmp_path), "PBOTVM_MACHINE_SERIAL": "7777"})
-    assert result.exit_code == 1
-    assert result.output == (f"Error: the VM in {tmp_path / 'qemu'} serves serial 5555, "
-                             "not 7777: not reverting it\n")
+        "PBOTVM_STATE_DIR": str(state), "PBOTVM_MACHINES": "",
+        "XDG_CONFIG_HOME": str(state), "PBOTVM_MACHINE_SERIAL": serial})
+    return result.exit_code, result.output
+
+
+def test_vm_revert_refuses_a_vm_serving_another_machine(tmp_path: Path) -> None:
+    assert revert_for(tmp_path, "7777") == (
+        1, f"Error: the VM in {tmp_path / 'qemu'} serves serial 5555, not 7777: not reverting "
+           "it\n")
 
 
 def test_vm_revert_tells_machines_on_sockets_apart(tmp_path: Path) -> None:
     # Two VMs on Unix sockets may share the default port number: the socket decides.
-    (tmp_path / "qemu").mkdir()
-    (tmp_path / "qemu" / "vm.json").write_text(json.dumps({
-        "pid": 0, "accel": "tcg", "addr": "127.0.0.1", "serial": 5555, "heart": 5556,
-        "qmp": str(tmp_path / "qemu" / "qmp.sock"), "image": "x", "boot_seconds": 1.0,
-        "warmup_seconds": 1.0, "savevm_seconds": 1.0, "serial_socket": "/run/a/serial.sock",
-        "heart_socket": "/run/a/heart.sock"}))
-    result = CliRunner().invoke(cli.main, ["vm", "revert"], env={
-        "PBOTVM_STATE_DIR": str(tmp_path), "PBOTVM_MACHINES": "",
-        "XDG_CONFIG_HOME": str(tmp_path), "PBOTVM_MACHINE_SERIAL": "/run/b/serial.sock"})
-    assert result.exit_code == 1
-    assert result.output == (f"Error: the VM in {tmp_path / 'qemu'} serves serial "
-                             "/run/a/serial.sock, not /run/b/serial.sock: not reverting it\n")
+    assert revert_for(tmp_path, "/run/b/serial.sock", serial_socket="/run/a/serial.sock",
+                      heart_socket="/run/a/heart.sock") == (
+        1, f"Error: the VM in {tmp_path / 'qemu'} serves serial /run/a/serial.sock, not "
+           "/run/b/serial.sock: not reverting it\n")

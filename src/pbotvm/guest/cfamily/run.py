@@ -122,17 +122,20 @@ class _Job:
         """One compile, or two when the code has wrappers: the first, without them, gives the
         diagnostics and the status; the second, with them, only the program."""
         if not last_statement.has_wrapper(code):
-            return (self.quick_compile(code, precompiled=not gdb_choice.needs_gdb(code),
-                                       debug=gdb_choice.likely_under_gdb(code))
-                    or self.compile_plainly(code))
+            return self.compile_quickly_or_plainly(
+                code, precompiled=not gdb_choice.needs_gdb(code),
+                debug=gdb_choice.likely_under_gdb(code))
         unwrapped = last_statement.unwrapped(code)
         # Its program is never run: it may take the precompiled prelude, and needs no
         # debugging information.
-        first = (self.quick_compile(unwrapped, precompiled=True, debug=False)
-                 or self.compile_plainly(unwrapped))
+        first = self.compile_quickly_or_plainly(unwrapped, precompiled=True, debug=False)
         if first.status == 0 and first.killed is None:
-            self.quick_compile(code, precompiled=False, debug=True) or self.compile_plainly(code)
+            self.compile_quickly_or_plainly(code, precompiled=False, debug=True)
         return first
+
+    def compile_quickly_or_plainly(self, code: str, *, precompiled: bool, debug: bool) -> _Ran:
+        return (self.quick_compile(code, precompiled=precompiled, debug=debug)
+                or self.compile_plainly(code))
 
     def compile_plainly(self, code: str) -> _Ran:
         self.write_source(code)
@@ -241,7 +244,7 @@ class _Job:
         if verdict is AfterDirectRun.RERUN:
             if not self.debug_info:
                 # The same code and options: the diagnostics were given already.
-                self.quick_compile(code, precompiled=True, debug=True) or self.compile_plainly(code)
+                self.compile_quickly_or_plainly(code, precompiled=True, debug=True)
             return self.under_gdb(args)
         if verdict is AfterDirectRun.STALL:
             return self.timed_out(stderr, stdout, ran.killed)

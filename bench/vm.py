@@ -1,4 +1,5 @@
-"""The real guest under QEMU: boot time, serial round trip, loadvm revert, sh echo and C hello.
+"""The real guest under QEMU: boot time, serial round trip, loadvm revert, sh echo, C hello
+and C through gdb.
 
     sudo .venv/bin/python bench/vm.py [--n 30] [--boots 2]
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import statistics
 import tempfile
@@ -85,10 +87,10 @@ async def run_program(machine: Machine, lang: str, source: str, cmdline: str,
                                        execfile=execfile or source, cmdline=cmdline, code=code))
 
 
-async def run_request(machine: Machine, request: Request) -> None:
+async def run_request(machine: Machine, request: Request, expect: str = "hello") -> None:
     request = replace(request, date=int(time.time()), id=str(time.monotonic_ns()))
     out = await qemu.send(machine, request)
-    if not out.startswith("hello"):
+    if expect not in out:
         raise SystemExit(f"unexpected {request.lang} output {out!r}")
 
 
@@ -108,7 +110,7 @@ async def bench(paths: qemu.VmPaths, machine: Machine, n: int) -> None:
 
 
 async def bench_programs(machine: Machine, n: int) -> None:
-    """sh echo and C hello straight to guest-server (no vm-server)."""
+    """sh echo, C hello and C through gdb straight to guest-server (no vm-server)."""
     def sh_echo() -> Awaitable[None]:
         return run_program(machine, "sh", "prog.sh", "sh prog.sh", "echo hello")
 
@@ -125,6 +127,12 @@ async def bench_programs(machine: Machine, n: int) -> None:
     # This shared machine's speed varies by half within minutes; the ratio varies less.
     print(f"  C hello / plain gcc  {statistics.median(hello) / statistics.median(plain):.2f}",
           flush=True)
+    # What the gdb path costs when it is taken: a last statement's value, a crash's report.
+    for name, code, expect in (("C 1+1 (gdb)", "1+1", "no output: 1 + 1 = 2"),
+                               ("C crash (gdb)", "int *p = 0; *p = 1;",
+                                "Program received signal SIGSEGV")):
+        run = functools.partial(run_request, machine, channel_request("c2x", code), expect)
+        report(name, await repeat(max(3, n // 3), run))
 
 
 def main() -> None:

@@ -400,3 +400,11 @@ def test_a_supervisor_that_fails_gets_a_fatal_error_answer(tmp_path: Path) -> No
                  RunSettings(persist_root=not_a_directory, mounts=False))
     assert result == Result(text="[Fatal error: the guest could not run the request]\n",
                             id=None)
+
+
+@pytest.mark.root
+def test_programs_run_with_fixed_addresses() -> None:
+    # As gdb runs programs, and faster under TCG (sandbox._exec_as_user).
+    assert text("cat /proc/self/personality", "sh") == "00040000\n"
+    assert text("print(open('/proc/self/personality').read(), end='')", "python3") == (
+        "00040000\n")

@@ -233,7 +233,7 @@ class _Job:
                                       env=env, limits=limits,
                                       files={0: stdin.fileno(), 1: self.output_fd},
                                       pipes=[(2,)], keep=self.settings.output_limit,
-                                      no_aslr=True, or_else=[SHELL, "-c", exec_line])
+                                      or_else=[SHELL, "-c", exec_line])
         (stderr,) = ran.captures
         stdout = self.program_output()
         if ran.killed == WALL_LIMIT:

@@ -31,14 +31,19 @@ C_HELLO = '-lang=c11 #include <stdio.h>\nint main(void) { puts("hello"); }'
 C_SNIPPET = 'puts("hello");'
 # The same program again through the edit step: the channel's last code (echo hello).
 SH_EDIT = "-lang=sh run"
+# What the gdb path costs when it is taken: a last statement's value, a crash's report ({n}
+# counts the requests: an answer the channel just had is answered "Same output.").
+C_GDB = [("C 1+1, gdb (sequential)", "1+1", "no output: 1 + 1 = 2"),
+         ("C crash, gdb (sequential)", "int *p = 0; *p = {n};",
+          "Program received signal SIGSEGV")]
 
 
-def timed(stack: LocalStack, code: str) -> float:
+def timed(stack: LocalStack, code: str, expect: str = "hello") -> float:
     line = json.dumps({"nick": "bench", "channel": "#bench", "code": code})
     start = time.perf_counter()
     reply = stack.client(line).stdout.strip()
     elapsed = time.perf_counter() - start
-    if reply != "hello":
+    if expect not in reply:
         raise SystemExit(f"unexpected reply {reply!r} for {code!r}")
     return elapsed
 
@@ -96,12 +101,14 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalStack(
             Path(tmp), env={"PBOTVM_STDIN_COMMAND": ""}) as stack:
-        for name, code in (("sh echo (sequential)", SH), ("sh run, edit (sequential)", SH_EDIT),
-                           ("C hello (sequential)", C_HELLO),
-                           ("C snippet (sequential)", C_SNIPPET)):
-            timed(stack, code)  # warm-up
+        for name, code, expect in (
+                ("sh echo (sequential)", SH, "hello"),
+                ("sh run, edit (sequential)", SH_EDIT, "hello"),
+                ("C hello (sequential)", C_HELLO, "hello"),
+                ("C snippet (sequential)", C_SNIPPET, "hello"), *C_GDB):
+            timed(stack, code.replace("{n}", "-1"), expect)  # warm-up
             start = time.perf_counter()
-            samples = [timed(stack, code) for _ in range(args.n)]
+            samples = [timed(stack, code.replace("{n}", str(n)), expect) for n in range(args.n)]
             report(name, samples, time.perf_counter() - start)
         start = time.perf_counter()
         samples = [timed_raw(stack, SH) for _ in range(args.n)]

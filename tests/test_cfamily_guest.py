@@ -8,6 +8,7 @@ prelude.h/prelude.hpp installed in /usr/include.
 """
 
 import asyncio
+import dataclasses
 import filecmp
 import json
 import os
@@ -103,3 +104,26 @@ def test_guest_answers_as_the_original(case: dict) -> None:
         assert normalise(text).startswith(normalise(case["expected_start"]))
     if "expected_end" in case:
         assert text.endswith(case["expected_end"])
+
+
+def _symbols_read(request: Request) -> dict[str, str]:
+    """Each library's "Syms Read" column, from the program's gdb("info sharedlibrary")."""
+    rows = re.findall(r"^0x\S+\s+0x\S+\s+(Yes|No)\b.*?/([^/\s]+)$", run(request).text, re.M)
+    return {library.split(".so")[0]: read for read, library in rows}
+
+
+@pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+def test_gdb_leaves_the_cxx_runtime_unread_only_for_a_program_without_it() -> None:
+    # symbols.py: a C program meets the C++ runtime only as UBSan's, and never runs it.
+    c_case = next(case["request"] for case in TABLE if case["request"]["lang"] == "c2x")
+    header, _ = c_case["code"].split("int main(", 1)
+    c = _symbols_read(dataclasses.replace(
+        to_request(c_case),
+        code=header + 'int main(void) { gdb("info sharedlibrary"); return 0; }\n'))
+    assert c["libstdc++"] == "No"
+    assert c["libc"] == c["libm"] == c["libubsan"] == "Yes", c
+    cxx_case = next(case["request"] for case in TABLE if case["request"]["lang"] == "cpp")
+    cxx = _symbols_read(dataclasses.replace(
+        to_request(cxx_case), code=cxx_case["code"].split("int main(", 1)[0]
+        + 'int main() { std::cout << 1; gdb("info sharedlibrary"); }\n'))
+    assert cxx["libstdc++"] == cxx["libc"] == "Yes", cxx

@@ -17,6 +17,7 @@ The runner provides the descriptors of ``channel``; the records go to ``RECORDS_
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ import gdb  # type: ignore[import-untyped]  # exists only inside gdb
 # Run by gdb as a script, not imported: the package is found from this file's place.
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from pbotvm.guest.cfamily import channel
+from pbotvm.guest.cfamily import channel, symbols
 from pbotvm.guest.cfamily import guest_gdb as rules
 
 _WATCHPOINTS = {
@@ -51,6 +52,7 @@ class Driver:
         self.main_end: int | None = None
         self.end_locals: list[tuple[str, str]] = []
         self.watched: dict[int, str] = {}
+        self.symbols_seen: set[str] | None = None  # libraries looked at; None: gdb reads all
         gdb.events.stop.connect(self.stops.append)
         gdb.events.exited.connect(self.exits.append)
 
@@ -84,8 +86,20 @@ class Driver:
         if self.exits:
             return self.exits[-1]
         if self.stops:
+            self.read_symbols()
             return self.stops[-1]
         raise _Stalled
+
+    def read_symbols(self) -> None:
+        """Have gdb read the symbols of the libraries loaded since the last stop that are
+        worth it (see ``symbols``), before anything looks at them."""
+        if self.symbols_seen is None:
+            return
+        for path in symbols.shared_libraries(
+                self.console("info sharedlibrary", report_error=False)):
+            if path not in self.symbols_seen and symbols.worth_reading(path):
+                self.console(symbols.read_command(path), report_error=False)
+            self.symbols_seen.add(path)
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -107,6 +121,9 @@ class Driver:
             return channel.stalled_record()
 
     def preamble(self) -> None:
+        if not symbols.reads_all(program_needs()):
+            self.console("set auto-solib-add off")
+            self.symbols_seen = set()
         self.console("set charset UTF-8")
         self.console("set print sevenbit-strings on")
         self.console("set listsize unlimited")
@@ -222,6 +239,16 @@ class Driver:
     def signal_meaning(self, signal: str) -> str:
         lines = self.console(f"info signals {signal}", report_error=False)
         return lines[-1].rsplit("\t", 1)[-1] if len(lines) > 1 else signal
+
+
+def program_needs() -> frozenset[str] | None:
+    """The libraries the program links itself (None: not known)."""
+    try:
+        with open(gdb.current_progspace().filename, "rb") as program, \
+                mmap.mmap(program.fileno(), 0, access=mmap.ACCESS_READ) as elf:
+            return symbols.needed_libraries(elf)
+    except (OSError, TypeError, ValueError):
+        return None
 
 
 def frame_arguments(frame: Any) -> list[tuple[str, str]]:

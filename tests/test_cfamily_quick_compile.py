@@ -106,7 +106,8 @@ def answer(code: str) -> str:
     ('printf("%b %\'#b %08b\\n", 10u, 300u, 5u);', True),  # prelude.h's functions, linked
     ("prelude_binary_t b = 5; printf(\"%llb\\n\", b);", True),  # its type stays declared
     ("int prelude_binary_split; puts(\"x\");", False),  # a name of its own: as usual
-    ("void gdb(char *c) { } puts(\"x\");", False),  # gdb is defined there
+    # gdb is defined there too: the quick compile fails, the usual one answers
+    ("void gdb(char *c) { } puts(\"x\");", True),
     ('int x; printf("%d\\n", 3 / 1); return 2;', True),
     ('#define _XOPEN_SOURCE 700\\nputs("a note names the prelude\'s line");', True),
     ("char *p = 0; strcpy(p, \"x\");", True),  # a crash: gdb reports on this binary
@@ -115,9 +116,22 @@ def answer(code: str) -> str:
     ("int x = 5, y = 6;", True),  # prints nothing: gdb shows the locals
     ("int x = 5; fprintf(stderr, \"%d\\n\", x);", True),  # prints nothing on stdout after all
     ("int f(void) { return undefined(); } puts(\"link error\");", True),
-    ("1+1", True),  # two compiles: the first precompiled, the second (for gdb) not
-    ("INT_MAX", True),  # gdb needs the macro: its program is built the usual way
-    ("int x; x = 5; print(x);", False),  # gdb runs it: no precompiled prelude
+    # gdb evaluates these: precompiled where it needs no macro (the prelude's or the code's)
+    ("1+1", True),
+    ("INT_MAX", True),  # the first compile only: gdb's program has the whole prelude
+    ("int x; x = 5; print(x);", True),
+    ('char *s = "hi"; ptype(s); whatis(s + 1);', True),
+    ("int a[3] = {1, 2, 3}; print(a); dump(a[1]);", True),
+    ("struct tm t = {0}; t.tm_year = 5; print(t); ptype(t);", True),
+    ("int x = 3; x * 2", True),
+    ("double d = 2; sqrt(d)", True),  # gdb cannot: built and run again without the wrapper
+    ('int x = 1; watch(x); x = 2; x = 3; puts("done");', True),
+    ('gdb("print sizeof(long)");', True),
+    ('gdb("print INT_MAX");', True),
+    ("print(EOF);", True),
+    ("int x = 5; whatis(x)", True),  # gdb expands whatis(x), calls gdb(), times out
+    ("#define X 5\nprint(X);", True),
+    ("puts(\"x\"); print(stdout);", True),
 ])
 def test_quick_compile_answers_as_the_usual_one(code: str, precompiles: bool, pch_dir: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,6 +140,50 @@ def test_quick_compile_answers_as_the_usual_one(code: str, precompiles: bool, pc
     assert bool(list(pch_dir.glob("*.o"))) is precompiles
     monkeypatch.setattr(_Job, "quick_compile", lambda *args, **kwargs: None)
     assert quick == answer(code)
+
+
+def test_the_macros_gdb_could_miss(tmp_path: Path) -> None:
+    assert pch.macro_names("#define EOF (-1)\n#define assert(e) ((void) 0)\n#define __x86_64__ 1\n"
+                           ) == ["EOF", "assert", "__x86_64__"]
+    prelude = pch.Prelude(tmp_path / "p.h", tmp_path / "p.o", tmp_path / "p.macros")
+    assert prelude.hides_macros("print(x);")  # no list: as if it named one
+    prelude.macros.write_text("EOF\nINT_MAX\nprint\nprint_last_statement\n")
+    assert not prelude.hides_macros("\n\nint x = 5; print(x); print_last_statement(1 + 1);")
+    assert prelude.hides_macros("print(EOF);")
+    assert prelude.hides_macros('gdb("print INT_MAX");')  # gdb's commands come as strings
+    assert prelude.hides_macros("#define X 5\nprint(X);")  # the code's own macros
+    assert prelude.hides_macros("  #  include <sys/mman.h>\nprint(MAP_SHARED);")
+    # Within what gdb evaluates, a helper is a macro gdb expands.
+    prelude.macros.write_text("whatis\nprint_last_statement\n")
+    assert not prelude.hides_macros("int x = 5;\n{ whatis(x); }\nprint_last_statement(x);")
+    assert prelude.hides_macros("int x = 5;\n    print_last_statement(whatis(x));")
+    assert prelude.hides_macros("int x = 5; if (x) whatis(x);")
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("gdb") is None,
+                    reason="needs gcc and gdb")
+@pytest.mark.parametrize(("code", "precompiled"), [
+    ("1+1", True),
+    ("int x = 5; print(x);", True),
+    ('int x = 5; gdb("info locals");', True),
+    ("INT_MAX", False),
+    ("print(EOF);", False),
+    ('gdb("print INT_MAX");', False),
+    ("#define X 5\nprint(X);", False),
+])
+def test_gdbs_program_is_precompiled_unless_gdb_may_need_a_macro(
+        code: str, precompiled: bool, pch_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    compiles: list[list[str]] = []
+    compile_once = _Job.compile_once
+
+    def recorded(job: _Job, argv: list[str]) -> object:
+        compiles.append(argv)
+        return compile_once(job, argv)
+
+    monkeypatch.setattr(_Job, "compile_once", recorded)
+    answer(code)
+    assert ("-include" in compiles[-1]) is precompiled
 
 
 @pytest.mark.root
@@ -192,4 +250,5 @@ def test_an_upgrade_replaces_the_old_build(pch_dir: Path, tmp_path: Path,
     new = pch.built(argv, C2X.sourcefile, C2X.prelude, env)
     assert old is not None and new is not None and new != old
     assert sorted(path.name for path in pch_dir.iterdir()) == sorted(
-        [new.header.name, f"{new.header.name}.gch", new.functions.name])
+        [new.header.name, f"{new.header.name}.gch", new.macros.name, new.functions.name])
+    assert "INT_MAX" in new.macros.read_text().split()

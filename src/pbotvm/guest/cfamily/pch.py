@@ -12,9 +12,11 @@ into a directory the user can read but not write. gcc checks that a ``.gch`` sui
 options and otherwise reads the header itself, so the answer is the same either way.
 
 Only for the language's own command line: root must not compile with options a user chose
-(``-include /root/...``, ``-specs=``). And only for code gdb will not evaluate: a
-precompiled header carries no macro definitions for gdb's ``-g3`` view, and
-``print(INT_MAX)`` needs them.
+(``-include /root/...``, ``-specs=``). And for code whose expressions gdb evaluates
+(``print(x)``, ``1+1``), only when gdb will need no macro there: with a precompiled header
+gcc's ``-g3`` records no macro at all, and ``print(INT_MAX)`` needs one. So the build also
+lists the prelude's macros (``gcc -dM -E``), and code naming one of them, or with
+preprocessor lines of its own, gets the whole prelude (``Prelude.hides_macros``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ COMPILERS = {"gcc": ("c-header", "c"), "g++": ("c++-header", "c++")}
 # precompiled header not even declared. Their names all start so; its type is in both.
 _PRELUDE_FUNCTION = re.compile(r"\bprelude_(?!binary_t\b)\w+")
 PRELUDE_H = "prelude.h"
+# prelude.h's helpers, called as statements: gdb meets their arguments as text, not their
+# names. A helper within an expression gdb evaluates (``print_last_statement(whatis(x))``) is
+# a macro gdb expands, with the original's consequences.
+_HELPER_STATEMENT = re.compile(
+    r"(?:\A|[;{}])\s*(print|dump|ptype|whatis|trace|watch|print_last_statement)\b")
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+_DIRECTIVE = re.compile(r"^[ \t]*#", re.MULTILINE)
+_DEFINE_LINE = re.compile(r"^#define ([A-Za-z_]\w*)", re.MULTILINE)
 OUR_HEADERS = (Path("/usr/include/prelude.h"), Path("/usr/include/prelude.hpp"))
 _INCLUDE_LINE = re.compile(r"[ \t]*#[ \t]*include\b")
 BUILD_TIMEOUT = 120.0  # seconds; prelude.hpp takes g++ ~3 s here, far more under TCG
@@ -62,11 +72,28 @@ class Prelude:
 
     header: Path
     functions: Path
+    macros: Path  # the names of the macros defined at its end, a line each
 
     def argv(self, argv: list[str], sourcefile: str) -> list[str]:
         """The compile's ``argv`` with them."""
         at = argv.index(sourcefile) if sourcefile in argv else 1
         return [*argv[:at], str(self.functions), *argv[at:], "-include", str(self.header)]
+
+    def hides_macros(self, code: str) -> bool:
+        """Whether gdb, evaluating expressions of ``code`` (its prelude blanked) in a program
+        built with this header, could miss a macro it would see otherwise: the code has
+        preprocessor lines (its own macros, headers), or a word of it (strings and comments
+        too: gdb's commands come as strings) names one of the prelude's macros, other than
+        a helper called as a statement."""
+        if _DIRECTIVE.search(code):
+            return True
+        try:
+            macros = set(self.macros.read_text().split())
+        except OSError:
+            return True
+        statements = {match.start(1) for match in _HELPER_STATEMENT.finditer(code)}
+        return any(match.group() in macros and match.start() not in statements
+                   for match in _IDENTIFIER.finditer(code))
 
 
 def split_prelude(code: str, prelude: str) -> str | None:
@@ -120,8 +147,8 @@ def built(argv: list[str], sourcefile: str, prelude: str, env: Mapping[str, str]
     version = _digest([stamp.st_mtime_ns, stamp.st_size, LINKED, functions_source(prelude),
                        ours])
     name = f"{family}-{version}"
-    made = Prelude(PCH_DIR / f"{name}.h", PCH_DIR / f"{name}.o")
-    if made.functions.exists():
+    made = Prelude(PCH_DIR / f"{name}.h", PCH_DIR / f"{name}.o", PCH_DIR / f"{name}.macros")
+    if made.functions.exists() and made.macros.exists():  # (a build before macros had none)
         return made
     if not _build(compiler, COMPILERS[Path(argv[0]).name], options, prelude, made, env):
         return None
@@ -149,27 +176,40 @@ def _remove_stale(family: str, name: str) -> None:
 
 def _build(compiler: str, languages: tuple[str, str], options: list[str], prelude: str,
            made: Prelude, env: Mapping[str, str]) -> bool:
-    """Write the header, its ``.gch`` and the object under temporary names, then rename them
-    into place, the object last: a compile running meanwhile sees all or none."""
+    """Write the header, its ``.gch``, its macros' names and the object under temporary
+    names, then rename them into place, the object last: a compile running meanwhile sees
+    all or none."""
     made.header.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     header_language, source_language = languages
     with tempfile.TemporaryDirectory(dir=made.header.parent) as work:
         text, source = Path(work, made.header.name), Path(work, "functions")
         gch, functions = Path(work, f"{made.header.name}.gch"), Path(work, made.functions.name)
+        macros = Path(work, made.macros.name)
         text.write_text(LINKED + prelude)
         source.write_text(functions_source(prelude))
+        defined = _compile([compiler, *options, "-dM", "-E", "-x", header_language, str(text)],
+                           work, env)
+        if defined is None:
+            return False
+        macros.write_text("".join(f"{name}\n" for name in macro_names(defined)))
         for argv in ([compiler, *options, "-x", header_language, str(text), "-o", str(gch)],
                      [compiler, *options, "-c", "-x", source_language, str(source), "-o",
                       str(functions)]):
-            if not _compile(argv, work, env):
+            if _compile(argv, work, env) is None:
                 return False
-        for path in (text, gch, functions):
+        for path in (text, gch, macros, functions):
             path.chmod(0o644)
             path.replace(made.header.parent / path.name)
     return True
 
 
-def _compile(argv: list[str], work: str, env: Mapping[str, str]) -> bool:
+def macro_names(defines: str) -> list[str]:
+    """The names in ``gcc -dM -E``'s ``#define NAME[(args)] value`` lines."""
+    return [match.group(1) for match in _DEFINE_LINE.finditer(defines)]
+
+
+def _compile(argv: list[str], work: str, env: Mapping[str, str]) -> str | None:
+    """The compiler's standard output, or None if it failed (logged)."""
     try:
         # Within the request's memory limit (g++ takes ~370 MB for prelude.hpp), and killed
         # at it like the request's own processes.
@@ -178,9 +218,9 @@ def _compile(argv: list[str], work: str, env: Mapping[str, str]) -> bool:
                               preexec_fn=cgroup.unprotect)
     except (OSError, subprocess.TimeoutExpired) as e:
         log.warning("cannot precompile the prelude for %s: %s", argv[0], e)
-        return False
+        return None
     if done.returncode:
         log.warning("cannot precompile the prelude for %s: %s", argv[0],
                     done.stderr.decode(errors="replace").strip()[-300:])
-        return False
-    return True
+        return None
+    return done.stdout.decode(errors="replace")

@@ -123,18 +123,17 @@ class _Job:
         diagnostics and the status; the second, with them, only the program."""
         if not last_statement.has_wrapper(code):
             return self.compile_quickly_or_plainly(
-                code, precompiled=not gdb_choice.needs_gdb(code),
+                code, evaluated=gdb_choice.needs_gdb(code),
                 debug=gdb_choice.likely_under_gdb(code))
         unwrapped = last_statement.unwrapped(code)
-        # Its program is never run: it may take the precompiled prelude, and needs no
-        # debugging information.
-        first = self.compile_quickly_or_plainly(unwrapped, precompiled=True, debug=False)
+        # Its program is never run: it needs no debugging information.
+        first = self.compile_quickly_or_plainly(unwrapped, evaluated=False, debug=False)
         if first.status == 0 and first.killed is None:
-            self.compile_quickly_or_plainly(code, precompiled=False, debug=True)
+            self.compile_quickly_or_plainly(code, evaluated=True, debug=True)
         return first
 
-    def compile_quickly_or_plainly(self, code: str, *, precompiled: bool, debug: bool) -> _Ran:
-        return (self.quick_compile(code, precompiled=precompiled, debug=debug)
+    def compile_quickly_or_plainly(self, code: str, *, evaluated: bool, debug: bool) -> _Ran:
+        return (self.quick_compile(code, evaluated=evaluated, debug=debug)
                 or self.compile_plainly(code))
 
     def compile_plainly(self, code: str) -> _Ran:
@@ -142,21 +141,22 @@ class _Job:
         self.debug_info = True  # as far as the command line asks for it
         return self.compile_once(command_line.compiler_argv(self.request.cmdline))
 
-    def quick_compile(self, code: str, *, precompiled: bool, debug: bool) -> _Ran | None:
-        """The same program sooner, for the language's own command line: gold links, with
-        ``precompiled`` (code whose program gdb will not evaluate) the prelude comes
-        precompiled (``pch``), and without ``debug`` the program has no debugging
-        information (it is built again with it if gdb runs it after all). None unless it
-        succeeded without a word from the linker or about the prelude's lines: then the
-        usual compile says what there is to say, in the usual words."""
+    def quick_compile(self, code: str, *, evaluated: bool, debug: bool) -> _Ran | None:
+        """The same program sooner, for the language's own command line: gold links, the
+        prelude comes precompiled (``pch``) unless gdb evaluates expressions of the code
+        (``evaluated``) that may need its macros, and without ``debug`` the program has no
+        debugging information (it is built again with it if gdb runs it after all). None
+        unless it succeeded without a word from the linker or about the prelude's lines:
+        then the usual compile says what there is to say, in the usual words."""
         argv = command_line.compiler_argv(self.request.cmdline)
         spec = langspec.find(self.request.lang)
         if spec is None or not pch.default_command_line(spec, self.request.cmdline):
             return None
-        blanked = pch.split_prelude(code, spec.prelude) if precompiled else None
+        blanked = pch.split_prelude(code, spec.prelude)
         prelude = (pch.built(argv, self.request.sourcefile, spec.prelude, self.env)
                    if blanked is not None else None)
-        if prelude is not None and blanked is not None:
+        if (prelude is not None and blanked is not None
+                and not (evaluated and prelude.hides_macros(blanked))):
             code, argv = blanked, prelude.argv(argv, self.request.sourcefile)
         if shutil.which("ld.gold", path=self.env.get("PATH")):
             argv.append(command_line.GOLD_OPTION)
@@ -244,7 +244,7 @@ class _Job:
         if verdict is AfterDirectRun.RERUN:
             if not self.debug_info:
                 # The same code and options: the diagnostics were given already.
-                self.compile_quickly_or_plainly(code, precompiled=True, debug=True)
+                self.compile_quickly_or_plainly(code, evaluated=False, debug=True)
             return self.under_gdb(args)
         if verdict is AfterDirectRun.STALL:
             return self.timed_out(stderr, stdout, ran.killed)

@@ -129,7 +129,8 @@ def answer(code: str) -> str:
     ('gdb("print sizeof(long)");', True),
     ('gdb("print INT_MAX");', True),
     ("print(EOF);", True),
-    ("int x = 5; whatis(x)", True),  # gdb expands whatis(x), calls gdb(), times out
+    # gdb expands the inner whatis(x), calls gdb(), and waits: guest-gdb's time-out
+    ("int x = 5; print_last_statement(whatis(x));", True),
     ("#define X 5\nprint(X);", True),
     ("puts(\"x\"); print(stdout);", True),
 ])

@@ -27,8 +27,6 @@ _PT_DYNAMIC = 2
 _DT_NULL = 0
 _DT_NEEDED = 1
 _DT_STRTAB = 5
-
-
 _Elf = bytes | mmap.mmap
 # Characters special in the basic regular expressions of gdb's `sharedlibrary REGEX`.
 _REGEX_SPECIAL = re.compile(r"([.\[\]*^$\\])")

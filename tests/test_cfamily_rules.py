@@ -5,6 +5,7 @@ gdb output lines and expected texts below were observed from gdb 13.1 and the or
 (see tests/data/cfamily_guest.json), unless a comment says they follow the original's code.
 """
 
+import re
 import signal
 
 import pytest
@@ -13,6 +14,7 @@ from pbotvm.guest.cfamily import channel, command_line, gdb_choice, last_stateme
 from pbotvm.guest.cfamily import guest_gdb as rules
 from pbotvm.guest.cfamily.answer import answer, diagnostics_prefix
 from pbotvm.guest.cfamily.gdb_choice import AfterDirectRun
+from pbotvm.provision.payload import PACKAGE
 
 # -- guest-gdb's reading of gdb's answers ------------------------------------------------------
 
@@ -197,6 +199,13 @@ def test_needs_gdb(code: str, needed: bool) -> None:
 ])
 def test_likely_under_gdb(code: str, likely: bool) -> None:
     assert gdb_choice.likely_under_gdb(code) is likely
+
+
+def test_the_helpers_are_prelude_hs() -> None:
+    defined = re.findall(r"^#define (\w+)\(\.\.\.\)\s+gdb\(",
+                         (PACKAGE / "guest" / "cfamily" / "include" / "prelude.h").read_text(),
+                         re.MULTILINE)
+    assert sorted(gdb_choice.HELPERS) == sorted(defined)
 
 
 def test_after_a_direct_run() -> None:

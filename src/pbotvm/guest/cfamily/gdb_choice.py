@@ -15,8 +15,10 @@ import enum
 import re
 import signal
 
+# prelude.h's helpers: macros that hand their arguments to gdb() as text.
+HELPERS = ("print", "dump", "ptype", "whatis", "trace", "watch", "print_last_statement")
 _GDB_WORDS = re.compile(
-    r"\b(?:print|dump|ptype|whatis|trace|watch|gdb|print_last_statement"
+    rf"\b(?:{'|'.join(HELPERS)}|gdb"
     r"|signal|sigaction|sigset|bsd_signal|sysv_signal|raise|kill|killpg|sigqueue"
     r"|pthread_kill|pthread_sigqueue|tgkill|tkill|ptrace)\b")
 # How programs write to stdout. Code with none of them most likely prints nothing, and is then

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pbotvm.guest import cgroup
+from pbotvm.guest.cfamily import gdb_choice
 from pbotvm.langspec import LangSpec
 
 log = logging.getLogger("pbotvm.guest")
@@ -51,8 +52,7 @@ PRELUDE_H = "prelude.h"
 # prelude.h's helpers, called as statements: gdb meets their arguments as text, not their
 # names. A helper within an expression gdb evaluates (``print_last_statement(whatis(x))``) is
 # a macro gdb expands, with the original's consequences.
-_HELPER_STATEMENT = re.compile(
-    r"(?:\A|[;{}])\s*(print|dump|ptype|whatis|trace|watch|print_last_statement)\b")
+_HELPER_STATEMENT = re.compile(rf"(?:\A|[;{{}}])\s*({'|'.join(gdb_choice.HELPERS)})\b")
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 _DIRECTIVE = re.compile(r"^[ \t]*#", re.MULTILINE)
 _DEFINE_LINE = re.compile(r"^#define ([A-Za-z_]\w*)", re.MULTILINE)

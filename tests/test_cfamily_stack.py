@@ -69,6 +69,13 @@ DIFFERENT: dict[str, tuple[str, str]] = {
                       "Old value = 0\nNew value = 1\n"),
     "whatis_char_literal": ("fix 25a: whatis is not wrapped, and no Perl warnings",
                             "\n'a' = int\n"),
+    "ptype_then_whatis_last": ("fix 25a: whatis is not wrapped, and no Perl warnings",
+                               "\ns = char *\n\n\ns + 1 = char *\n"),
+    "whatis_inside_last_statement": (
+        "no Perl warnings (the user wrapped whatis; gdb expands it and waits, as there)",
+        "\nThe program being debugged stopped while in a function called from GDB.\n"
+        "Evaluation of the expression containing the function\n will be abandoned.\n"
+        "When the function is done executing, GDB will silently stop.\n\n[gdb time-out]\n"),
 }
 
 

@@ -19,7 +19,8 @@ BASE = ("linux-image-amd64", "busybox-static", "python3", "python3-serial", "pyt
 C_FAMILY = ("gcc", "libc6-dev", "gdb")
 # Every toolchain Debian packages for the language table, in table order.
 LANGUAGE_PACKAGES = tuple(dict.fromkeys(
-    spec.toolchain.package for spec in LANGUAGES if spec.toolchain.package))
+    package for spec in LANGUAGES if spec.toolchain.package
+    for package in (spec.toolchain.package, *spec.toolchain.also)))
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,9 @@ class Toolchain:
 
     program: str  # looked up on the program's PATH before a run
     package: str | None  # the Debian package that has it; None: Debian has none
+    # Packages its programs need besides (clang's sanitizer runtime, which the language's
+    # options link: Debian's clang does not bring it).
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

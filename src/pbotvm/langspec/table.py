@@ -31,7 +31,8 @@ _CLANG2X_OPTIONS = ("-Wextra -Wall -Wno-unused -Wno-unused-parameter -pedantic -
 _CPP_OPTIONS = ("-std=c++14 -Wextra -Wall -Wno-unused -pedantic -Wfloat-equal -Wshadow -lm "
                 "-Wfatal-errors -fsanitize=alignment,undefined")
 _GCC_TOOLS = Toolchain("gcc", "gcc")
-_CLANG_TOOLS = Toolchain("clang", "clang")
+_CLANG_TOOLS = Toolchain("clang", "clang", also=("libclang-rt-dev",))
+_CLANGPP_TOOLS = Toolchain("clang++", "clang", also=("libclang-rt-dev",))
 _C_HELLO = 'puts("hello");'
 _CPP_HELLO = 'std::cout << "hello" << std::endl;'
 
@@ -73,7 +74,7 @@ LANGUAGES: tuple[LangSpec, ...] = (
     _c("clang99", _CLANG, _CLANG89_OPTIONS.replace("c89", "c99"), _CLANG_CARET,
        preludes.CLANG99, _CLANG_TOOLS),
     _c("clangpp", "clang++ -gdwarf-2 -g3 $sourcefile $options -o $execfile", _CPP_OPTIONS,
-       _CLANG_CARET, preludes.CPP, Toolchain("clang++", "clang"), display="clang++",
+       _CLANG_CARET, preludes.CPP, _CLANGPP_TOOLS, display="clang++",
        sourcefile="prog.cpp", hello=_CPP_HELLO),
     LangSpec(name="clisp", sourcefile="prog.lisp", execfile="prog.lisp",
              cmdline="clisp $options $sourcefile", markers=markers.LISP,

@@ -47,6 +47,9 @@ OTHER_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "gdb": (("gdb",), ("gdb",)),
     "g++": (("gcc-c++",), ("gcc-c++",)),
     "clang": (("clang",), ("clang",)),
+    # The sanitizer runtime clang links the C family's programs with. openSUSE's name for it
+    # is not known to us: there clang stays as it was.
+    "libclang-rt-dev": (("compiler-rt",), ()),
     "bc": (("bc",), ("bc",)),
     "beef": (("beef",), ()),  # openSUSE's Brainfuck is bff, under another name
     "clisp": (("clisp",), ("clisp",)),

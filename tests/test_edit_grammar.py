@@ -143,6 +143,36 @@ def test_the_budget_covers_the_whole_chain(monkeypatch: pytest.MonkeyPatch) -> N
     assert time.monotonic() - start < 5
 
 
+# Issue 19: one 299-character line of these made 100 MB of code inside vm-server.
+DOT_BOMB = " and ".join(["replace all '.' with '..........'"] * 8)
+BOUNDED = [
+    (["echo ."], DOT_BOMB),
+    (["echo ."], DOT_BOMB.replace("replace all", "replace last")
+     .replace("'..........'", "'" + "." * 20000 + "'")),
+    (["echo ."], "s/e/$&$&/g and " * 20 + "s/x/y/"),  # each doubles the e's
+    (["echo " + "." * 10000], "s/\\./$`/g"),  # 10 000 matches, each the text before it
+    (["echo a"], " and ".join([f"append '{'x' * 400}'"] * 200)),
+    (["echo a"], " and ".join([f"prepend '{'x' * 400}'"] * 200)),
+    (["echo " + "a " * 2000], "replace first 'a' with '" + "z" * 70000 + "'"),
+]
+
+
+@pytest.mark.parametrize(("history", "code"), BOUNDED)
+def test_no_edit_makes_the_code_longer_than_the_bound(history: list[str], code: str) -> None:
+    start = time.monotonic()
+    got = edit(code, {"#c": history})
+    assert (got.reply, got.change) == (grammar.TOO_LONG, None)  # one line, nothing saved
+    assert time.monotonic() - start < 1  # stopped as it grew, not after
+
+
+def test_edits_up_to_the_bound_are_made() -> None:
+    room = grammar.MAX_CODE - len("echo a") - 1
+    got = edit(f"append '{'x' * room}'", {"#c": ["echo a"]})
+    assert got.reply is None and len(got.code) == grammar.MAX_CODE
+    got = edit("replace all 'a' with 'bbb'", {"#c": ["a " * (grammar.MAX_CODE // 4)]})
+    assert got.reply is None and got.code == "bbb " * (grammar.MAX_CODE // 4)
+
+
 # Malformed edits: the original's usage line (observed), and no change to the history.
 MALFORMED = [
     ("s/a/b", grammar.USAGE_SUBSTITUTE),

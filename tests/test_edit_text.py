@@ -5,11 +5,15 @@ run on the same pairs."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from pbotvm.host.edit import worddiff
 from pbotvm.host.edit.perl_regex import (
     PerlRegexError,
     RegexTimeout,
+    TooLong,
     compile_perl,
     substitute,
 )
@@ -73,7 +77,8 @@ SUBSTITUTIONS = [
 def test_substitute(pattern: str, replacement: str, text: str, count: int, fold: bool,
                     result: str) -> None:
     compiled = compile_perl(pattern, ignore_case=fold)
-    assert substitute(compiled, replacement, text, count=count, timeout=1)[0] == result
+    assert substitute(compiled, replacement, text, count=count, timeout=1,
+                      max_length=1000)[0] == result
 
 
 # Observed from the original: Perl's own messages (without "at FILE line N.").
@@ -116,9 +121,27 @@ def test_other_errors_are_one_line_too() -> None:
         assert "\n" not in str(error.value)
 
 
+def test_a_substitution_stops_at_its_length_bound() -> None:
+    with pytest.raises(TooLong):
+        substitute(compile_perl("a"), "$`", "a" * 100, count=0, timeout=1, max_length=1000)
+    assert substitute(compile_perl("a"), "$`", "a" * 40, count=0, timeout=1,
+                      max_length=1000)[0] == "".join("a" * k for k in range(40))
+
+
+def test_a_diff_that_would_look_at_too_many_word_pairs_says_so_at_once() -> None:
+    same = "a " * 2000
+    start = time.monotonic()
+    assert worddiff.describe("x " + same + "p", "y " + same + "q") == worddiff.TOO_LARGE
+    assert time.monotonic() - start < 1
+    small = "a " * 300  # 90 000 pairs
+    assert worddiff.describe("x " + small + "p", "y " + small + "q").startswith(
+        "`replaced x with y`")
+
+
 def test_a_catastrophic_pattern_times_out() -> None:
     with pytest.raises(RegexTimeout):
-        substitute(compile_perl("(a|aa)+c"), "x", "a" * 80, count=1, timeout=0.1)
+        substitute(compile_perl("(a|aa)+c"), "x", "a" * 80, count=1, timeout=0.1,
+                   max_length=1000)
 
 
 def test_split_words() -> None:

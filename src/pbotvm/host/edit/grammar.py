@@ -25,6 +25,10 @@ Deliberate fixes of the original's plain bugs (original.md §10 item 21 and a fe
 8. The first save of a history writes no empty entry (the original's ``diff`` after one run
    answered `` `inserted ...` `` and ``undo`` reached an empty program).
 9. A pattern that backtracks without end stops after a time budget with a message.
+10. An edit may not make the code longer than ``MAX_CODE`` characters: ``replace``, ``s///``,
+    ``prepend`` and ``append`` stop as soon as their result would pass it, and the request
+    ends with ``TOO_LONG``, nothing saved (one 299-character line of nested ``replace all``
+    once grew the code to 100 MB inside vm-server).
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ from pbotvm.host.edit.quoting import extract_delimited
 
 MAX_HISTORY = 10000  # entries kept per channel and language, as the original's max_history
 REGEX_BUDGET = 1.0  # seconds for all of a request's s/// together
+# Characters an edit may make the code grow to: an IRC line is 512 bytes, so even a long
+# chain of edits never needs more, and nothing sized by one chat line gets bigger than this.
+MAX_CODE = 64 * 1024
 
 Histories = Callable[[str], Sequence[str]]
 
@@ -83,6 +90,7 @@ USAGE_SUBSTITUTE = ("Unbalanced slashes.  Usage: cc s/regex/substitution/[gi] "
 NO_SUBSTITUTIONS = "No substitutions made."
 NO_REPLACEMENTS = "No replacements made."
 REGEX_TOO_SLOW = "The regex took too long to run."
+TOO_LONG = f"The edit would make the code longer than {MAX_CODE} characters; nothing changed."
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,9 @@ class Edit:
     only_show: bool = False  # answer with the code (copy, undo) instead of running it
     run: str | None = None  # "run", "again" or "paste" when one was given
     change: HistoryChange | None = None  # None: the history stays as it was
+    # The change was worked out from the history as it was read (an edit, an undo, a copy);
+    # else it only puts the code as given on top, whatever the history holds by then.
+    read: bool = False
 
     @property
     def paste(self) -> bool:
@@ -215,12 +226,14 @@ class _Editor:
             if self.changed or not taken:
                 stack.top.insert(0, self.code)
             change = stack.change(self.channel)
+        read = taken or self.changed or run is not None or diff
         if diff:
             old, new = stack.at(1), stack.at(0)
             if old is None or new is None:
-                return Edit(self.code, reply="Not enough recent code to diff.", change=change)
-            return Edit(self.code, reply=worddiff.describe(old, new), change=change)
-        return Edit(self.code, only_show=only_show, run=run, change=change)
+                return Edit(self.code, reply="Not enough recent code to diff.", change=change,
+                            read=read)
+            return Edit(self.code, reply=worddiff.describe(old, new), change=change, read=read)
+        return Edit(self.code, only_show=only_show, run=run, change=change, read=read)
 
     def _copy(self) -> str | None:
         match = _COPY.match(self.subcode)
@@ -304,6 +317,8 @@ class _Editor:
         self.changed = True
         if self.prevchange is None:
             raise _Answer(f"No recent code to {verb}.")
+        if len(self.prevchange) + len(text) + 1 > MAX_CODE:  # checked before it is built
+            raise _Answer(TOO_LONG)
         self.code = self.prevchange = join(self.prevchange, text)
 
     def _queue_replacement(self) -> _Replacement:
@@ -345,11 +360,13 @@ class _Editor:
                 compiled = perl_regex.compile_perl(pattern, ignore_case="i" in flags)
                 self.code, matches = perl_regex.substitute(
                     compiled, replacement, self.code, count=0 if "g" in flags else 1,
-                    timeout=self.deadline - time.monotonic())
+                    timeout=self.deadline - time.monotonic(), max_length=MAX_CODE)
             except perl_regex.PerlRegexError as e:
                 raise _Answer(str(e)) from None
             except perl_regex.RegexTimeout:
                 raise _Answer(REGEX_TOO_SLOW) from None
+            except perl_regex.TooLong:
+                raise _Answer(TOO_LONG) from None
             self.changed = self.changed or matches > 0
         self.prevchange = self.code
 
@@ -392,31 +409,44 @@ def _text_pattern(text: str) -> re.Pattern[str]:
 
 
 def _apply_replacements(code: str, group: list[_Replacement]) -> tuple[str, bool]:
-    """One ``all`` or ``last`` replacement, or the numbered replacements of one text."""
+    """One ``all`` or ``last`` replacement, or the numbered replacements of one text;
+    ``_Answer(TOO_LONG)`` as soon as the result would pass ``MAX_CODE``."""
     pattern = _text_pattern(group[0].text)
     which = group[0].which
-    if which == "all":
-        result, count = pattern.subn(lambda _match: group[0].to, code)
-        return result, count > 0
     if which == "last":
         last = _last_match(pattern, code)
         if last is None:
             return code, False
+        if len(code) + len(group[0].to) - (last[1] - last[0]) > MAX_CODE:
+            raise _Answer(TOO_LONG)
         return code[: last[0]] + group[0].to + code[last[1]:], True
-    targets: dict[int, str] = {}
-    for replacement in group:  # the first of two equal numbers wins
-        assert isinstance(replacement.which, int)
-        targets.setdefault(replacement.which, replacement.to)
+    if which == "all":
+        targets: dict[int, str] | None = None
+    else:
+        targets = {}
+        for replacement in group:  # the first of two equal numbers wins
+            assert isinstance(replacement.which, int)
+            targets.setdefault(replacement.which, replacement.to)
+    length = len(code)
     out: list[str] = []
     pos = 0
-    changed = False
     for number, match in enumerate(pattern.finditer(code), 1):
-        if number in targets:
-            out.append(code[pos : match.start()] + targets[number])
-            pos = match.end()
-            changed = True
+        if targets is None:
+            to = group[0].to
+        elif number in targets:
+            to = targets[number]
+        else:
+            continue
+        length += len(to) - (match.end() - match.start())
+        if length > MAX_CODE:  # before the piece is kept: nothing grows past the bound
+            raise _Answer(TOO_LONG)
+        out.append(code[pos : match.start()])
+        out.append(to)
+        pos = match.end()
+    if not out:
+        return code, False
     out.append(code[pos:])
-    return "".join(out), changed
+    return "".join(out), True
 
 
 def _last_match(pattern: re.Pattern[str], code: str) -> tuple[int, int] | None:

@@ -69,6 +69,10 @@ class RegexTimeout(Exception):
     """The substitution ran past its time budget."""
 
 
+class TooLong(Exception):
+    """The substitution's result would pass its length bound."""
+
+
 def _here(source: str, message: str, pos: int) -> PerlRegexError:
     return PerlRegexError(
         f"{message} in regex; marked by <-- HERE in m/{source[:pos]} <-- HERE {source[pos:]}/")
@@ -277,12 +281,14 @@ def compile_perl(source: str, *, ignore_case: bool = False) -> regex.Pattern[str
 
 
 def substitute(pattern: regex.Pattern[str], replacement: str, text: str, *,
-               count: int, timeout: float) -> tuple[str, int]:
+               count: int, timeout: float, max_length: int) -> tuple[str, int]:
     """``s/pattern/replacement/`` on ``text`` (``count=0``: every match); returns the new text
     and the number of matches. In the replacement ``$1``..``$9`` and ``\\1``..``\\9`` are the
     match's groups (empty when unset), ``$&`` the match, ``$``` and ``$'`` the text before
-    and after it; everything else is literal. RegexTimeout after ``timeout`` seconds."""
+    and after it; everything else is literal. RegexTimeout after ``timeout`` seconds; TooLong
+    as soon as the result would pass ``max_length`` characters (``$``` alone can square it)."""
     parts = _TEMPLATE_PART.split(replacement)
+    length = len(text)
 
     def expand(match: regex.Match[str]) -> str:
         out = [parts[0]]
@@ -297,7 +303,12 @@ def substitute(pattern: regex.Pattern[str], replacement: str, text: str, *,
             elif int(key) <= pattern.groups:
                 out.append(match[int(key)] or "")
             out.append(parts[k + 2])
-        return "".join(out)
+        expanded = "".join(out)
+        nonlocal length
+        length += len(expanded) - (match.end() - match.start())
+        if length > max_length:
+            raise TooLong
+        return expanded
 
     try:
         result, matches = pattern.subn(expand, text, count=count, timeout=max(timeout, 0.001))

@@ -1,6 +1,7 @@
 """What vm-exec's pipeline asks of the edit package for one request.
 
-``EditSession.edit`` runs the edit step in one store transaction; ``shown_code`` is how
+``EditSession.edit`` runs the edit step on a snapshot of the store and saves its change if
+nobody changed that history meanwhile (else it runs again on the new one); ``shown_code`` is how
 ``copy`` and ``undo`` print code; ``EditSession.answer`` applies the "Same output." rule to the
 final answer text. A store that cannot be used costs one log line: the request goes on as if
 the channel had no history (plain code runs; edit commands answer that there is nothing to
@@ -23,6 +24,8 @@ log = logging.getLogger("pbotvm.edit")
 SAME_OUTPUT = "Same output."
 SAME_OUTPUT_WINDOW = 240.0  # seconds since the last printed answer
 SAME_OUTPUT_LONGER_THAN = 50  # characters, the final newline included
+EDIT_TRIES = 3  # runs of one edit while other requests keep changing its history
+HISTORY_BUSY = "The code history changed while the edit ran; try again."
 
 
 def shown_code(code: str) -> str:
@@ -74,15 +77,25 @@ class EditSession:
         store = self.store
         if store is not None:
             try:
-                with store.transaction():
-                    edit = interactive_edit(code, self.channel,
-                                            lambda name: store.history(name, self.lang))
-                    if edit.change is not None:
-                        store.apply(self.lang, edit.change)
-                return edit
+                return self._edit(store, code)
             except StoreError as e:
                 self._lost(e)
         return interactive_edit(code, self.channel, _no_history)
+
+    def _edit(self, store: HistoryStore, code: str) -> Edit:
+        for _ in range(EDIT_TRIES):
+            # The edit runs on a snapshot, holding no lock: a slow one delays nobody.
+            with store.transaction(write=False):
+                edit = interactive_edit(code, self.channel,
+                                        lambda name: store.history(name, self.lang))
+                if edit.change is None:
+                    return edit
+                seen = store.generation(edit.change.channel, self.lang)
+            with store.transaction():
+                if not edit.read or store.generation(edit.change.channel, self.lang) == seen:
+                    store.apply(self.lang, edit.change)
+                    return edit
+        return Edit(code, reply=HISTORY_BUSY)
 
     def answer(self, output: str, *, factoid: bool, paste: bool = False,
                now: float | None = None) -> str:

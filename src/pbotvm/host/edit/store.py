@@ -2,10 +2,12 @@
 
 The original kept ``history/<channel>-<lang>.hist`` and ``.last-output`` files, named after
 the channel or nick as given (a ``/`` in a name reached other directories) and rewritten whole
-by whichever vm-exec came last. Here a channel or nick is only ever a value in a row, and each
-request's read-modify-write of a history is one ``BEGIN IMMEDIATE`` transaction, so vm-server
-and a ``vm-exec`` in a shell can edit at once without losing or tearing an entry. WAL lets
-readers go on while a writer commits.
+by whichever vm-exec came last. Here a channel or nick is only ever a value in a row. A
+request reads a history in a read transaction (a snapshot: WAL lets readers go on while a
+writer commits), works out its change without holding any lock (an edit may take a second),
+then writes it in a short ``BEGIN IMMEDIATE`` transaction, only if the history's generation
+is still the one it read. So vm-server's workers and a ``vm-exec`` in a shell can edit at
+once without losing or tearing an entry, and no slow edit makes another request wait.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ CREATE TABLE IF NOT EXISTS history (
     seq INTEGER NOT NULL,
     code TEXT NOT NULL,
     PRIMARY KEY (channel, lang, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS generation (
+    channel TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    changes INTEGER NOT NULL,
+    PRIMARY KEY (channel, lang)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS last_output (
     channel TEXT NOT NULL,
@@ -94,16 +102,23 @@ class HistoryStore:
             raise StoreError(f"{self.path}: {e}") from None
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """A write transaction: other writers wait until it ends (rolled back on error)."""
+    def transaction(self, *, write: bool = True) -> Iterator[None]:
+        """A write transaction (other writers wait until it ends), or a read transaction
+        (one snapshot of the store, which nobody waits for); rolled back on error."""
         with self.guarded():
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def generation(self, channel: str, lang: str) -> int:
+        """How many changes the history of ``channel`` in ``lang`` has had."""
+        row = self._db.execute("SELECT changes FROM generation WHERE channel = ? AND lang = ?",
+                               (channel, lang)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def history(self, channel: str, lang: str) -> Sequence[str]:
         """The entries of ``channel`` in ``lang``, newest first, read as they are indexed."""
@@ -113,6 +128,8 @@ class HistoryStore:
         """Drop the newest ``change.drop`` entries, push ``change.push``, keep ``keep``."""
         key = (change.channel, lang)
         db = self._db
+        db.execute("INSERT INTO generation (channel, lang, changes) VALUES (?, ?, 1) "
+                   "ON CONFLICT DO UPDATE SET changes = changes + 1", key)
         if change.drop:
             db.execute("DELETE FROM history WHERE channel = ? AND lang = ? AND seq IN ("
                        "SELECT seq FROM history WHERE channel = ? AND lang = ? "

@@ -12,7 +12,7 @@ import pytest
 
 from pbotvm.host.edit import store as store_module
 from pbotvm.host.edit.grammar import HistoryChange
-from pbotvm.host.edit.session import SAME_OUTPUT, EditSession
+from pbotvm.host.edit.session import HISTORY_BUSY, SAME_OUTPUT, EditSession
 from pbotvm.host.edit.store import FILENAME, HistoryStore
 
 
@@ -101,6 +101,40 @@ def test_eight_processes_edit_at_once(tmp_path: Path) -> None:
     for k in range(clients):  # each client's entries in its own order
         mine = [entry for entry in shared if entry.startswith(f"echo c{k}r")]
         assert mine == [f"echo c{k}r{r}" for r in range(rounds)][::-1]
+
+
+def _appends(state: str, client: int, rounds: int, start: multiprocessing.synchronize.Event,
+             results: multiprocessing.Queue[tuple[int, list[str | None]]]) -> None:
+    start.wait()
+    replies = []
+    for r in range(rounds):
+        session = EditSession.open(Path(state), "#same", "sh")
+        replies.append(session.edit(f"append 'c{client}r{r}'").reply)
+        session.close()
+    results.put((client, replies))
+
+
+def test_edits_of_one_history_at_once_lose_nothing(tmp_path: Path) -> None:
+    # Each edit is worked out on a snapshot: one that another edit overtook runs again on
+    # the new history (or says so), and never drops what the other wrote.
+    EditSession.open(tmp_path, "#same", "sh").edit("echo")
+    clients, rounds = 6, 15
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    results: multiprocessing.Queue[tuple[int, list[str | None]]] = context.Queue()
+    workers = [context.Process(target=_appends, args=(str(tmp_path), k, rounds, start, results))
+               for k in range(clients)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    got = dict(results.get(timeout=120) for _ in workers)
+    for worker in workers:
+        worker.join(10)
+    top = entries(tmp_path, "#same")[0].split()
+    made = [f"c{k}r{r}" for k in range(clients) for r in range(rounds) if got[k][r] is None]
+    assert {reply for replies in got.values() for reply in replies} <= {None, HISTORY_BUSY}
+    assert sorted(top[1:]) == sorted(made)
+    assert len(made) > clients * rounds // 2
 
 
 def test_a_corrupt_store_costs_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -1,7 +1,9 @@
 import os
 import pwd
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -121,3 +123,33 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with make_stack(tmp_path_factory.mktemp("stack"), PBOTVM_TIMEOUT="5",
                     PBOTVM_HEART_STALE="7") as s:
         yield s
+
+
+@contextmanager
+def bystander(stack: LocalStack, within: float = 1.0) -> Iterator[list[float]]:
+    """Another client (its own nick and channel) asking ``echo`` again and again while the
+    block runs; afterwards, each of its answers must have come within ``within`` seconds.
+    Yields the list of its answer times."""
+    times: list[float] = []
+    replies: list[str] = []
+    done = threading.Event()
+
+    def ask() -> None:
+        n = 0
+        while not done.is_set():
+            start = time.monotonic()
+            replies.append(stack.ask(f"-lang=sh echo calm {n}", nick="bystander",
+                                     channel="#bystander"))
+            times.append(time.monotonic() - start)
+            n += 1
+            done.wait(0.1)
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    try:
+        yield times
+    finally:
+        done.set()
+        thread.join()
+    assert replies == [f"calm {n}" for n in range(len(replies))]
+    assert times and max(times) < within, times

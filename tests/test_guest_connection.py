@@ -35,7 +35,9 @@ async def ask(guest: Guest) -> Answer:
         execution = Execution(settings)
         prepared = await execution.prepare("-lang=sh echo hi")
         assert not isinstance(prepared, Answer)
-        return await execution.send(prepared)
+        reply = await execution.send(prepared)
+        assert isinstance(reply, Answer)  # never a guest's reply to finish
+        return reply
 
 
 def test_a_reset_by_the_guest_is_answered_as_offline() -> None:

@@ -389,3 +389,20 @@ def parse_client_line(line: str) -> dict[str, str]:
                                 f"(\\u{ord(surrogate[0]):04x}), which is no character.")
         context[key] = text
     return context
+
+
+# Reading a longer line costs the reader time in proportion: such a line (no chat line is
+# one) counts as an unknown requester's.
+REQUESTER_LINE_MAX = 64 * 1024
+
+
+def requester(line: str) -> str:
+    """Who sent a client line, for fair turns: its nick, else its channel; "" when the line
+    does not say (plain text, broken JSON, or longer than ``REQUESTER_LINE_MAX``)."""
+    if len(line) > REQUESTER_LINE_MAX:
+        return ""
+    try:
+        context = parse_client_line(line)
+    except ProtocolError:
+        return ""
+    return context.get("nick") or context.get("channel") or ""

@@ -1,4 +1,5 @@
-"""The user's answer made from the guest's text: the one place output is finished.
+"""The user's answer made from the guest's text: the one place output is finished (and
+capped: ``cap``).
 
 ``finish`` runs the base post-processing (spec original.md §3.9), then the language's own
 filter, then caps the reply. The base post-processing, in order: one trailing newline goes;
@@ -64,6 +65,12 @@ def finish(text: str, language: Language, source: Source, shown: Shown, limit: i
     text = language.postprocess_output(postprocess(text), source, shown)
     if timed_out:
         text = f"{TIMED_OUT} {text}".rstrip()
+    return cap(text, limit)
+
+
+def cap(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` bytes of UTF-8 and marked so: every reply passes it, an
+    edit's (``show``, ``copy``, ``diff``) as well as a program's."""
     raw, cut = cap_output(text.encode("utf-8", "surrogatepass"), limit)
     if not cut:
         return text

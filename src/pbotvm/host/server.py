@@ -30,8 +30,9 @@ from pbotvm.host.heartbeat import BEAT_INTERVAL, DEFAULT_STALE_AFTER, HeartbeatM
 from pbotvm.host.intake import Allowance, Intake, Refused
 from pbotvm.host.machine_state import MachineState
 from pbotvm.host.revert import RevertError, revert
-from pbotvm.host.vmexec import OFFLINE, Answer, Execution, PrefetchedStdin, Prepared
-from pbotvm.protocol import Framing
+from pbotvm.host.vmexec import OFFLINE, Answer, Execution, PrefetchedStdin, Prepared, Reply
+from pbotvm.host.workers import Workers
+from pbotvm.protocol import Framing, requester
 
 log = logging.getLogger("pbotvm.server")
 
@@ -67,6 +68,7 @@ class VmServer:
         self._stopping = asyncio.Event()  # the grace is over: answer STOPPING
         command = settings.stdin_command
         self._stdin = PrefetchedStdin(command) if command else None
+        self.workers = Workers(preload=("pbotvm.host.vmexec",))
 
     def machine_state(self, machine: Machine) -> MachineState:
         key = (machine.addr, machine.serial, machine.serial_socket)
@@ -82,14 +84,15 @@ class VmServer:
         return self._machines[key]
 
     async def answer(self, line: str) -> str:
-        execution = Execution(self.settings, default_stdin=self._stdin)
+        execution = Execution(self.settings, default_stdin=self._stdin, work=self.workers,
+                              requester=requester(line))
         prepared = await execution.prepare(line)
         if isinstance(prepared, Answer):
             return prepared.text
-        answer = await self._run(execution, prepared)
-        return (await execution.deliver(prepared, answer)).text
+        reply = await self._run(execution, prepared)
+        return (await execution.deliver(await execution.finish(prepared, reply))).text
 
-    async def _run(self, execution: Execution, prepared: Prepared) -> Answer:
+    async def _run(self, execution: Execution, prepared: Prepared) -> Reply | Answer:
         """The request on its machine, in its turn; the machine is free again on return
         (or held by the revert this request started)."""
         state = self.machine_state(prepared.machine)
@@ -104,13 +107,13 @@ class VmServer:
                 revert_reason = self._heal_reason(state)
                 return Answer(RESETTING if state.heart.ever_beat() else OFFLINE, 3)
             try:
-                answer = await asyncio.wait_for(
+                reply = await asyncio.wait_for(
                     execution.send(prepared, state.transport, require_id=state.ids_echoed),
                     self.settings.timeout)
             except TimeoutError:
                 state.timed_out()
                 revert_reason = "time-out"
-                return Answer(execution.timed_out_answer(prepared), 124)
+                return execution.timed_out()
             except asyncio.CancelledError:
                 revert_reason = "vm-server stopped mid-request"
                 raise
@@ -118,11 +121,11 @@ class VmServer:
                 state.ids_echoed = True
                 log.info("%s: the guest echoes request ids: a result without one is refused "
                          "from now on", name)
-            if answer.killed:
-                revert_reason = f"guest killed the program: {answer.killed}"
-            elif answer.lost:
+            if isinstance(reply, Reply) and reply.killed:
+                revert_reason = f"guest killed the program: {reply.killed}"
+            elif isinstance(reply, Answer) and reply.lost:
                 revert_reason = "connection to the guest lost mid-request"
-            return answer
+            return reply
         finally:
             if revert_reason and not self.settings.norevert:
                 state.begin_revert()
@@ -236,6 +239,7 @@ class VmServer:
         await writer.drain()
 
     async def serve(self, stop: asyncio.Event) -> None:
+        await self.workers.start()
         server = await asyncio.start_server(
             self.handle_client, self.settings.addr, self.settings.port,
             limit=intake.READ_CHUNK, reuse_address=True)
@@ -260,6 +264,7 @@ class VmServer:
             await heart.stop()
         if self._stdin is not None:
             await self._stdin.close()
+        await self.workers.close()
         for state in self._machines.values():
             state.close()
 

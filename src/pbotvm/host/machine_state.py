@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pbotvm import procs
 from pbotvm.config import Machine
+from pbotvm.host import state_files
 from pbotvm.host.heartbeat import HeartbeatMonitor
 from pbotvm.host.transport import TransportChoice
 
@@ -72,10 +73,11 @@ def read_status(path: Path) -> Status | None:
 
 def write_status(path: Path, status: Status) -> None:
     """Replace the file at once: a reader sees the old status or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    state_files.make_dir(path.parent)
     temp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        temp.write_text(json.dumps(asdict(status)) + "\n")
+        with os.fdopen(state_files.open_file(temp, os.O_WRONLY | os.O_TRUNC), "w") as file:
+            file.write(json.dumps(asdict(status)) + "\n")
         os.replace(temp, path)
     except OSError:
         with contextlib.suppress(OSError):
@@ -98,8 +100,8 @@ class MachineLock:
     def _open(self) -> int | None:
         if self._fd is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                state_files.make_dir(self.path.parent)
+                self._fd = state_files.open_file(self.path, os.O_RDWR)
             except OSError as e:
                 if not self._warned:
                     log.warning("cannot open the lock file %s (%s): vm-server and vm-watchdog "

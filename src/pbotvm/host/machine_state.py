@@ -1,6 +1,6 @@
-"""One machine's runtime state, in one object: its turn (one request at a time on its serial
-line), heartbeat, revert state, transport choice, whether its guest echoes request ids, and
-counters; and what other processes see of it.
+"""One machine's runtime state, in one object: its turns (one request at a time on its serial
+line, shared out between nicks), heartbeat, revert state, transport choice, whether its guest
+echoes request ids, and counters; and what other processes see of it.
 
 vm-server keeps a status file per machine, ``<state dir>/machines/<name>.<serial>.json``,
 written whole and renamed into place: its pid, whether it is serving a request and since
@@ -28,6 +28,7 @@ from pbotvm.config import Machine
 from pbotvm.host import state_files
 from pbotvm.host.heartbeat import HeartbeatMonitor
 from pbotvm.host.transport import TransportChoice
+from pbotvm.host.turns import Turns
 
 log = logging.getLogger("pbotvm.machine")
 
@@ -161,7 +162,7 @@ class MachineState:
         self.requests = 0
         self.timeouts = 0
         self.reverts = 0
-        self._turn = asyncio.Lock()
+        self._turns = Turns()
         self._lock = MachineLock(lock_path(state_dir, machine))
         self._locked_out = False  # the watchdog held the machine when our wait ran out
         self._seen_revert = self._lock.last_revert()  # the watchdog's last, as we know
@@ -174,22 +175,23 @@ class MachineState:
         """A revert runs: ours, or the watchdog's (the only other holder of the lock)."""
         return self.reverting_since is not None or self._locked_out
 
-    async def take_turn(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the machine; True once this request has it."""
+    async def take_turn(self, timeout: float, who: str) -> bool:
+        """Wait up to ``timeout`` s for the machine; True once this request has it. ``who``
+        asks (a nick, or a channel): turns go round those waiting (``turns``)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
-            await asyncio.wait_for(self._turn.acquire(), timeout)
+            await asyncio.wait_for(self._turns.take(who), timeout)
         except TimeoutError:
             return False
         try:
             got = await self._take_lock(deadline)
         except BaseException:  # cancelled: the machine must not stay taken
             self._lock.release()
-            self._turn.release()
+            self._turns.release()
             raise
         if not got:
-            self._turn.release()
+            self._turns.release()
             return False
         self.serving_since = time.time()
         self.requests += 1
@@ -229,7 +231,7 @@ class MachineState:
         self.serving_since = self.reverting_since = None
         self._write_status()
         self._lock.release()
-        self._turn.release()
+        self._turns.release()
 
     def close(self) -> None:
         self._lock.close()

@@ -54,6 +54,7 @@ class Prepared:
     shown: Shown  # shown.paste: answer with a paste's URL (-paste, or the paste edit command)
     history: EditSession
     stdin: str | None = None  # -stdin as written, for the paste
+    requester: str = ""  # the nick, else the channel: whose turn it is (vm-server's turns)
 
 
 class Execution:
@@ -105,7 +106,8 @@ class Execution:
                                factoid=context.get("factoid") or None,
                                persist_key=context.get("persist-key") or None)
         return Prepared(machine, language, request, source,
-                        Shown(paste, context.get("channel", "")), history, stdin=parsed.stdin)
+                        Shown(paste, context.get("channel", "")), history, stdin=parsed.stdin,
+                        requester=context.get("nick") or context.get("channel", ""))
 
     def _machine(self, exec_options: dict[str, str]) -> Machine:
         machine = self.settings.machines.resolve(exec_options.get("vm"))

@@ -294,6 +294,13 @@ def test_post_uploads_one_file_field_and_answers_the_trimmed_url(service: PasteS
     assert sent.method == "POST" and not sent.headers["User-Agent"].startswith("Mozilla")
 
 
+def test_a_host_name_is_looked_up_and_each_address_tried(service: PasteService) -> None:
+    # Where localhost is ::1 first, that address is refused and 127.0.0.1 tried next.
+    url = service.url.replace("127.0.0.1", "localhost")
+    assert post(b"x", url) == "https://paste.test/1"
+    assert service.uploads[0].headers["Host"] == url.removeprefix("http://").rstrip("/")
+
+
 @pytest.mark.parametrize("code, path, method", [(308, "/moved", "POST"), (301, "/moved", "POST"),
                                                 (307, "/moved", "POST"), (303, "/moved", "GET"),
                                                 (302, "/moved", "GET")])

@@ -83,7 +83,7 @@ def one_line(text: str) -> str:
 async def upload(data: bytes, url: str, timeout: float = TIMEOUT) -> str:
     """Upload ``data``: the paste's URL or one error line, within ``timeout`` s in all (the
     wait for a slot included)."""
-    host = urllib.parse.urlsplit(url).netloc
+    host = _netloc(url)
     slots = _slots.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(MAX_UPLOADS))
     started = False
     try:
@@ -115,7 +115,7 @@ async def _post(data: bytes, url: str) -> str:
         if not 200 <= response.status < 300:
             raise PasteError(f"error pasting: {response.status} {response.reason}")
         answer = response.body.decode("utf-8", "replace").strip(PERL_SPACE)
-        return answer or f"error pasting: {urllib.parse.urlsplit(url).netloc} answered no URL"
+        return answer or f"error pasting: {_netloc(url)} answered no URL"
     raise PasteError(f"error pasting: more than {MAX_REDIRECTS} redirects")
 
 
@@ -127,7 +127,7 @@ async def exchange(method: str, url: str, body: bytes, content_type: str | None)
     except ValueError:
         raise PasteError(f"error pasting: bad port in {url}") from None
     host = parts.hostname or ""
-    netloc = parts.netloc.rpartition("@")[2]
+    netloc = _netloc(url)
     reader, writer = await _connect(host, port, parts.scheme == "https", netloc)
     try:
         head = [f"{method} {urllib.parse.urlunsplit(('', '', parts.path or '/', parts.query, ''))}"
@@ -170,6 +170,11 @@ async def _connect(host: str, port: int, tls: bool,
         except OSError as e:
             error = e
     raise PasteError(f"error pasting: cannot connect to {netloc} ({_reason(error)})")
+
+
+def _netloc(url: str) -> str:
+    """The host and port of ``url``, as said to the service and to the user (no password)."""
+    return urllib.parse.urlsplit(url).netloc.rpartition("@")[2]
 
 
 @functools.cache

@@ -67,7 +67,7 @@ def test_a_state_dir_that_cannot_be_written_does_not_stop_serving(tmp_path: Path
 
     async def serve() -> bool:
         state = MachineState(MACHINE, HeartbeatMonitor("m", "127.0.0.1", 1), blocked)
-        got = await state.take_turn(1.0)
+        got = await state.take_turn(1.0, "nick")
         state.release()
         return got
 
@@ -80,23 +80,23 @@ def test_turn_revert_and_counters_are_in_the_status(tmp_path: Path) -> None:
     async def scenario() -> list[Status | None]:
         state = MachineState(MACHINE, HeartbeatMonitor("m", "127.0.0.1", 1), tmp_path)
         seen = [read_status(path)]
-        assert await state.take_turn(1.0)
+        assert await state.take_turn(1.0, "nick")
         seen.append(read_status(path))
         state.timed_out()
         state.begin_revert()
         seen.append(read_status(path))
         # Another request waits while the revert holds the machine, and is told so.
-        assert not await state.take_turn(0.1)
+        assert not await state.take_turn(0.1, "nick")
         assert state.reverting
         state.release()
         seen.append(read_status(path))
         # The watchdog (another holder of the lock file) reverting: the same answer.
         watchdog = MachineLock(lock_path(tmp_path, MACHINE))
         assert watchdog.try_acquire()
-        assert not await state.take_turn(0.2)
+        assert not await state.take_turn(0.2, "nick")
         assert state.reverting
         watchdog.release()
-        assert await state.take_turn(0.2)
+        assert await state.take_turn(0.2, "nick")
         assert not state.reverting
         state.release()
         seen.append(read_status(path))

@@ -8,22 +8,28 @@ as written (the original re-joined words with single spaces); this is said case 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from pbotvm.host import paste_service
 from pbotvm.host.languages import find_language
 from pbotvm.host.paste import paste_bytes, soft_wrap
-from pbotvm.host.paste_service import post, upload
+from pbotvm.host.paste_service import MAX_UPLOADS, TIMEOUT, read_response, upload
 from pbotvm.host.stack import LocalStack, free_port
 from pbotvm.langspec import preludes
-from tests.conftest import make_stack
+from tests.conftest import make_stack, until
 
 SHELL_TAIL = (b"\n\n: <<'____CMDLINE____'\nsh prog.sh\n{header}____CMDLINE____\n\n"
               b": << '____OUTPUT____'\n{output}\n____OUTPUT____\n")
@@ -195,15 +201,19 @@ class Upload:
 
 
 class PasteService(ThreadingHTTPServer):
-    """A paste service on 127.0.0.1 that records what it gets and answers as ``mode`` says."""
+    """A paste service on 127.0.0.1 that records what it gets and answers as ``mode`` says;
+    over TLS with ``tls``."""
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), PasteHandler)
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.uploads: list[Upload] = []
+        self.closed: list[float] = []  # when a client closed a connection left unanswered
         self.mode = "ok"
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server_address[1]}/"
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
@@ -219,8 +229,18 @@ class PasteHandler(BaseHTTPRequestHandler):
         elif mode == "slow":
             time.sleep(3)
             self.reply(200, b"too late\n")
+        elif mode == "hang":  # until the client gives up
+            self.rfile.read()
+            self.server.closed.append(time.monotonic())
         elif mode == "empty":
             self.reply(200, b" \n")
+        elif mode == "control":
+            self.reply(200, b"\0\x1b[31mPRIVMSG #chan :hi\r\nPRIVMSG #chan :bye\n")
+        elif mode == "bad-reason":
+            self.send_response(500, "\x1b[31mbad")
+            self.end_headers()
+        elif mode == "redirect-loop":
+            self.reply(308, Location="/")
         elif mode.startswith("redirect") and self.path == "/":
             self.reply(int(mode.split("-")[1]), Location="/moved")
         else:
@@ -256,6 +276,11 @@ def _reset(request: pytest.FixtureRequest) -> None:
         s = request.getfixturevalue("service")
         s.mode = "ok"
         s.uploads.clear()
+        s.closed.clear()
+
+
+def post(data: bytes, url: str, timeout: float = TIMEOUT) -> str:
+    return asyncio.run(upload(data, url, timeout))
 
 
 def test_post_uploads_one_file_field_and_answers_the_trimmed_url(service: PasteService) -> None:
@@ -269,8 +294,16 @@ def test_post_uploads_one_file_field_and_answers_the_trimmed_url(service: PasteS
     assert sent.method == "POST" and not sent.headers["User-Agent"].startswith("Mozilla")
 
 
+def test_a_host_name_is_looked_up_and_each_address_tried(service: PasteService) -> None:
+    # Where localhost is ::1 first, that address is refused and 127.0.0.1 tried next.
+    url = service.url.replace("127.0.0.1", "localhost")
+    assert post(b"x", url) == "https://paste.test/1"
+    assert service.uploads[0].headers["Host"] == url.removeprefix("http://").rstrip("/")
+
+
 @pytest.mark.parametrize("code, path, method", [(308, "/moved", "POST"), (301, "/moved", "POST"),
-                                                (307, "/moved", "POST"), (303, "/moved", "GET")])
+                                                (307, "/moved", "POST"), (303, "/moved", "GET"),
+                                                (302, "/moved", "GET")])
 def test_redirects_are_followed(service: PasteService, code: int, path: str,
                                 method: str) -> None:
     service.mode = f"redirect-{code}"
@@ -301,15 +334,102 @@ def test_failures_are_one_line(service: PasteService) -> None:
         "error pasting: cannot connect to no-such-host.invalid (")
 
 
-def test_upload_is_bounded_in_all(service: PasteService) -> None:
-    import asyncio
+def test_whatever_the_service_says_is_one_escaped_line(service: PasteService) -> None:
+    # Passed on as it came: NUL, ESC, CR-LF (a second IRC line); urllib's redirect-loop error
+    # was three lines.
+    service.mode = "control"
+    assert post(b"x", service.url) == (
+        "\\x00<esc>[31mPRIVMSG #chan :hi\\x0D\\x0APRIVMSG #chan :bye")
+    service.mode = "bad-reason"
+    assert post(b"x", service.url) == "error pasting: 500 <esc>[31mbad"
+    service.mode = "redirect-loop"
+    assert post(b"x", service.url) == "error pasting: more than 10 redirects"
 
-    service.mode = "slow"
-    start = time.monotonic()
+
+def response(raw: bytes) -> paste_service.Response:
+    async def read() -> paste_service.Response:
+        reader = asyncio.StreamReader()
+        reader.feed_data(raw)
+        reader.feed_eof()
+        return await read_response(reader)
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize("raw, status, body", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhttp://more", 200, b"http:"),
+    (b"HTTP/1.0 200 OK\nContent-Type: text/plain\n\nhttps://p/1\n", 200, b"https://p/1\n"),
+    (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhttp:\r\n3;ext=1\r\n//p\r\n0\r\n\r\n", 201, b"http://p"),
+    (b"HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 3\r\n\r\nabc", 302, b""),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n" + b"u" * 99999, 200, b"u" * 65536),
+])
+def test_an_answer_is_read_as_far_as_needed(raw: bytes, status: int, body: bytes) -> None:
+    got = response(raw)
+    assert (got.status, got.body) == (status, body)
+
+
+@pytest.mark.parametrize("raw, error", [
+    (b"", asyncio.IncompleteReadError),
+    (b"SSH-2.0-OpenSSH\r\n\r\n", ValueError),
+    (b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n", ValueError),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", asyncio.IncompleteReadError),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", ValueError),
+    (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20000 + b"\r\n", ValueError),
+])
+def test_what_is_not_an_answer(raw: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        response(raw)
+
+
+def test_uploads_at_once_are_bounded_hold_no_thread_and_a_time_out_closes_them(
+        service: PasteService) -> None:
+    service.mode = "hang"
     host = service.url.removeprefix("http://").rstrip("/")
-    assert asyncio.run(upload(b"x", service.url, timeout=0.5)) == (
-        f"error pasting: no answer from {host} within 0.5 s")
-    assert time.monotonic() - start < 2
+    before = threading.active_count()
+
+    async def many() -> tuple[int, list[str]]:
+        # Two more than the bound, whose time runs out first, while they wait for a slot.
+        uploads = [asyncio.create_task(upload(b"x", service.url, timeout=timeout))
+                   for timeout in [1.5] * MAX_UPLOADS + [0.5] * 2]
+        assert await asyncio.to_thread(until, lambda: len(service.uploads) == MAX_UPLOADS, 1)
+        # The service's handlers, one per connection, and nothing of ours.
+        threads = threading.active_count() - before - len(service.uploads)
+        return threads, await asyncio.gather(*uploads)
+
+    threads, answers = asyncio.run(many())
+    ended = time.monotonic()
+    assert threads <= 1  # asyncio.to_thread's own, above
+    assert answers == ([f"error pasting: no answer from {host} within 1.5 s"] * MAX_UPLOADS
+                       + [f"error pasting: {MAX_UPLOADS} pastes under way, try again soon"] * 2)
+    # Each connection closed as its time-out answered (urllib's thread kept it open).
+    assert until(lambda: len(service.closed) == MAX_UPLOADS, 1)
+    assert max(service.closed) - ended < 0.5
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl for a certificate")
+def test_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=test",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    service = PasteService(tls)
+    host = service.url.removeprefix("https://").rstrip("/")
+    try:
+        assert post(b"x", service.url) == (
+            f"error pasting: cannot connect to {host} "
+            "(certificate verify failed: self-signed certificate)")
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the system's CAs, as ssl reads them
+        paste_service._tls_context.cache_clear()
+        assert post(b"secret", service.url) == "https://paste.test/1"
+        assert service.uploads[0].file()[1] == b"secret"
+    finally:
+        paste_service._tls_context.cache_clear()
+        service.shutdown()
+        service.server_close()
 
 
 # --- end to end: vm-client -> vm-server -> the PTY guest, and the paste service -------------
@@ -389,6 +509,40 @@ def test_a_failed_paste_is_one_line_and_other_answers_are_not_pasted(
     service.uploads.clear()
     assert paste_stack.ask("-lang=sh echo not pasted") == "not pasted"
     assert service.uploads == []
+
+
+@pytest.mark.root
+def test_the_services_reply_reaches_the_channel_as_one_escaped_line(
+        paste_stack: LocalStack, service: PasteService) -> None:
+    service.mode = "control"
+    assert paste_stack.ask("-lang=sh -paste echo hi") == (
+        "\\x00<esc>[31mPRIVMSG #chan :hi\\x0D\\x0APRIVMSG #chan :bye")
+    service.mode = "redirect-loop"
+    assert paste_stack.ask("-lang=sh -paste echo hi") == "error pasting: more than 10 redirects"
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_hanging_pastes_hold_up_no_other_request(paste_stack: LocalStack,
+                                                  service: PasteService) -> None:
+    # Eight uploads to a service that never answers took the six threads astyle and the C
+    # preprocessing use: a C printf took 8.9 s instead of 0.27 s.
+    service.mode = "hang"
+    host = service.url.removeprefix("http://").rstrip("/")
+    with ThreadPoolExecutor(8) as pool:
+        pastes = [pool.submit(paste_stack.ask, f"-lang=sh -paste echo {n}") for n in range(8)]
+        assert until(lambda: len(service.uploads) >= MAX_UPLOADS, 10)
+        start = time.monotonic()
+        assert paste_stack.ask("-lang=sh echo meanwhile", channel="#other") == "meanwhile"
+        assert time.monotonic() - start < 1
+        start = time.monotonic()
+        assert paste_stack.ask('printf("%d\\n", 6 * 7);', channel="#other") == "42"
+        assert time.monotonic() - start < 2
+        answers = {future.result() for future in pastes}
+    assert answers <= {f"error pasting: no answer from {host} within {TIMEOUT:g} s",
+                       f"error pasting: {MAX_UPLOADS} pastes under way, try again soon"}
+    # Every connection closed when its time ran out, none left to a thread.
+    assert until(lambda: len(service.closed) == len(service.uploads), 1)
 
 
 def test_paste_url_must_be_http(tmp_path: Path) -> None:

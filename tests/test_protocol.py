@@ -1,4 +1,5 @@
 import json
+import re
 from typing import Any
 
 import pytest
@@ -7,6 +8,7 @@ from pbotvm.protocol import (
     CHUNK_2023,
     CHUNK_HEAD,
     FRAME_START,
+    PERSIST_KEY_RULE,
     Framing,
     ProtocolError,
     Request,
@@ -250,3 +252,18 @@ def test_persist_key_must_be_a_plain_name(key: str) -> None:
     line = json.dumps({"cmdline": "x", "persist-key": key}).encode() + b"\n\n"
     out = RequestDecoder().feed(line)
     assert (key == "" and isinstance(out[0], Request)) or isinstance(out[0], ProtocolError)
+
+
+@pytest.mark.parametrize("key", ["fact.1", "A-b_c", "x" * 64, "...", ".x", "../x", ".", "..",
+                                 "a/b", "x" * 65, "a b", "a\nb", "é", "a\0"])
+def test_the_host_refuses_a_persist_key_the_guest_would(key: str) -> None:
+    line = json.dumps({"cmdline": "x", "persist-key": key}).encode() + b"\n\n"
+    guest_takes = isinstance(RequestDecoder().feed(line)[0], Request)
+    client_line = json.dumps({"nick": "n", "code": "echo", "persist-key": key})
+    if guest_takes:
+        assert parse_client_line(client_line)["persist-key"] == key
+    else:
+        with pytest.raises(ProtocolError, match=re.escape(PERSIST_KEY_RULE)):
+            parse_client_line(client_line)
+    assert guest_takes == (key in ("fact.1", "A-b_c", "x" * 64, "...", ".x"))
+

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pbotvm.host.stack import LocalStack
-from pbotvm.protocol import Framing, Request, encode_request
+from pbotvm.protocol import PERSIST_KEY_RULE, Framing, Request, encode_request
 from tests.conftest import until
 
 pytestmark = pytest.mark.root
@@ -128,6 +128,23 @@ def test_hostile_json_gets_one_clear_line_and_the_server_carries_on(
         s.sendall(line + b"\n")
         assert s.makefile("rb").read() == reply
     assert stack.ask("-lang=sh echo still here") == "still here"
+
+
+@pytest.mark.parametrize("key", ["../x", ".", ".."])
+def test_a_bad_persist_key_is_answered_at_once_and_holds_up_no_one(
+        stack: LocalStack, key: str) -> None:
+    # The guest refused it with an answer that had no request id: the host dropped that,
+    # waited for its time-out, answered [Timed-out] and reverted the machine.
+    reverts = stack.log("vm-server").count("reverting")
+    with ThreadPoolExecutor(1) as pool:
+        start = time.monotonic()
+        bad = pool.submit(stack.ask, "-lang=sh echo hi", **{"persist-key": key})
+        time.sleep(0.1)
+        assert stack.ask("-lang=sh echo meanwhile", nick="other") == "meanwhile"
+        assert time.monotonic() - start < 1
+        assert bad.result() == PERSIST_KEY_RULE
+    assert time.monotonic() - start < 1
+    assert stack.log("vm-server").count("reverting") == reverts
 
 
 def test_a_tree_too_deep_for_rmtree_is_cleaned_up(stack: LocalStack) -> None:

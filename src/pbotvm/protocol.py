@@ -43,7 +43,14 @@ TIMED_OUT = "[Timed-out]"
 
 # `:end:` alone on its line (whitespace allowed), as the original guest matched it.
 _END_RE = re.compile(rb"(?:^|\n)[ \t\r]*:end:[ \t\r]*(?:\n|$)")
+# A persist-key names a directory in the guest: the host refuses what the guest would.
 _PERSIST_KEY_RE = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]{1,64}")
+PERSIST_KEY_RULE = ("Invalid persist-key: 1 to 64 letters, digits, '.', '_' or '-', and not "
+                    "'.' or '..'.")
+
+
+def valid_persist_key(key: str) -> bool:
+    return _PERSIST_KEY_RE.fullmatch(key) is not None
 
 
 class Framing(StrEnum):
@@ -111,7 +118,7 @@ class Request:
         if not isinstance(date, int) or isinstance(date, bool):
             raise ProtocolError("request field 'date' must be an integer")
         persist_key = text("persist-key") or None
-        if persist_key is not None and not _PERSIST_KEY_RE.fullmatch(persist_key):
+        if persist_key is not None and not valid_persist_key(persist_key):
             raise ProtocolError("request field 'persist-key' must match [A-Za-z0-9._-]{1,64}")
         sourcefile = text("sourcefile", "prog.sh") or "prog.sh"
         execfile = text("execfile", sourcefile) or sourcefile
@@ -360,7 +367,9 @@ def parse_client_line(line: str) -> dict[str, str]:
     ``line`` is decoded with ``surrogateescape``: a byte that is not UTF-8 is shown as
     ``\\xNN`` in plain text, and makes a JSON line malformed. A line that starts like a JSON
     object must be one; the original compiled broken JSON as C code. Plain text becomes the
-    code. Whatever the line holds, the answer to a bad one is one clear line.
+    code. A persist-key the guest would refuse is refused here, before any request is sent
+    (the guest's refusal carries no request id: the host waited for its time-out). Whatever
+    the line holds, the answer to a bad one is one clear line.
     """
     stripped = line.strip()
     if not stripped.startswith('{"'):
@@ -387,6 +396,8 @@ def parse_client_line(line: str) -> dict[str, str]:
         if surrogate := _LONE_SURROGATE.search(text):
             raise ProtocolError(f"Malformed JSON request: {key!r} has a lone surrogate "
                                 f"(\\u{ord(surrogate[0]):04x}), which is no character.")
+        if key == "persist-key" and text and not valid_persist_key(text):
+            raise ProtocolError(PERSIST_KEY_RULE)
         context[key] = text
     return context
 

@@ -1,6 +1,6 @@
-"""One machine's runtime state, in one object: its turn (one request at a time on its serial
-line), heartbeat, revert state, transport choice, whether its guest echoes request ids, and
-counters; and what other processes see of it.
+"""One machine's runtime state, in one object: its turns (one request at a time on its serial
+line, shared out between nicks), heartbeat, revert state, transport choice, whether its guest
+echoes request ids, and counters; and what other processes see of it.
 
 vm-server keeps a status file per machine, ``<state dir>/machines/<name>.<serial>.json``,
 written whole and renamed into place: its pid, whether it is serving a request and since
@@ -25,8 +25,10 @@ from pathlib import Path
 
 from pbotvm import procs
 from pbotvm.config import Machine
+from pbotvm.host import state_files
 from pbotvm.host.heartbeat import HeartbeatMonitor
 from pbotvm.host.transport import TransportChoice
+from pbotvm.host.turns import Turns
 
 log = logging.getLogger("pbotvm.machine")
 
@@ -72,10 +74,11 @@ def read_status(path: Path) -> Status | None:
 
 def write_status(path: Path, status: Status) -> None:
     """Replace the file at once: a reader sees the old status or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    state_files.make_dir(path.parent)
     temp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        temp.write_text(json.dumps(asdict(status)) + "\n")
+        with os.fdopen(state_files.open_file(temp, os.O_WRONLY | os.O_TRUNC), "w") as file:
+            file.write(json.dumps(asdict(status)) + "\n")
         os.replace(temp, path)
     except OSError:
         with contextlib.suppress(OSError):
@@ -98,8 +101,8 @@ class MachineLock:
     def _open(self) -> int | None:
         if self._fd is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                state_files.make_dir(self.path.parent)
+                self._fd = state_files.open_file(self.path, os.O_RDWR)
             except OSError as e:
                 if not self._warned:
                     log.warning("cannot open the lock file %s (%s): vm-server and vm-watchdog "
@@ -159,7 +162,7 @@ class MachineState:
         self.requests = 0
         self.timeouts = 0
         self.reverts = 0
-        self._turn = asyncio.Lock()
+        self._turns = Turns()
         self._lock = MachineLock(lock_path(state_dir, machine))
         self._locked_out = False  # the watchdog held the machine when our wait ran out
         self._seen_revert = self._lock.last_revert()  # the watchdog's last, as we know
@@ -172,22 +175,23 @@ class MachineState:
         """A revert runs: ours, or the watchdog's (the only other holder of the lock)."""
         return self.reverting_since is not None or self._locked_out
 
-    async def take_turn(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the machine; True once this request has it."""
+    async def take_turn(self, timeout: float, who: str) -> bool:
+        """Wait up to ``timeout`` s for the machine; True once this request has it. ``who``
+        asks (a nick, or a channel): turns go round those waiting (``turns``)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
-            await asyncio.wait_for(self._turn.acquire(), timeout)
+            await asyncio.wait_for(self._turns.take(who), timeout)
         except TimeoutError:
             return False
         try:
             got = await self._take_lock(deadline)
         except BaseException:  # cancelled: the machine must not stay taken
             self._lock.release()
-            self._turn.release()
+            self._turns.release()
             raise
         if not got:
-            self._turn.release()
+            self._turns.release()
             return False
         self.serving_since = time.time()
         self.requests += 1
@@ -227,7 +231,7 @@ class MachineState:
         self.serving_since = self.reverting_since = None
         self._write_status()
         self._lock.release()
-        self._turn.release()
+        self._turns.release()
 
     def close(self) -> None:
         self._lock.close()

@@ -31,6 +31,7 @@ import tty
 from pathlib import Path
 
 from pbotvm import procs
+from pbotvm.host import state_files
 
 log = logging.getLogger("pbotvm.ptyvm")
 
@@ -262,8 +263,9 @@ async def run(vm: PtyVm, control: Path | None, pidfile: Path | None = None) -> N
              vm.serial.addr, vm.serial.port, vm.heart.pty.path, vm.heart.addr, vm.heart.port)
     if pidfile is not None:
         try:
-            pidfile.parent.mkdir(parents=True, exist_ok=True)
-            pidfile.write_text(f"{os.getpid()}\n")
+            state_files.make_dir(pidfile.parent)
+            with os.fdopen(state_files.open_file(pidfile, os.O_WRONLY | os.O_TRUNC), "w") as f:
+                f.write(f"{os.getpid()}\n")
         except OSError as e:
             log.warning("cannot record the pid in %s (%s): vm-watchdog will not find this VM",
                         pidfile, e.strerror or e)

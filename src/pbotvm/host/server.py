@@ -97,7 +97,7 @@ class VmServer:
         (or held by the revert this request started)."""
         state = self.machine_state(prepared.machine)
         name = prepared.machine.name
-        if not await state.take_turn(self.settings.timeout):
+        if not await state.take_turn(self.settings.timeout, execution.requester):
             log.info("%s: no turn within %.0f s", name, self.settings.timeout)
             return Answer(RESETTING if state.reverting else BUSY, 3)
         revert_reason = None

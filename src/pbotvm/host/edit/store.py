@@ -13,12 +13,14 @@ once without losing or tearing an entry, and no slow edit makes another request 
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import overload
 
+from pbotvm.host import state_files
 from pbotvm.host.edit.grammar import MAX_HISTORY, HistoryChange
 
 FILENAME = "history.sqlite3"
@@ -53,11 +55,14 @@ CREATE TABLE IF NOT EXISTS last_output (
 def _alone(path: Path) -> Iterator[None]:
     """An exclusive lock on a file beside the store, for its one-time set-up."""
     try:
-        with open(path.with_name(path.name + ".init"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
+        lock = state_files.open_file(path.with_name(path.name + ".init"), os.O_RDONLY)
     except OSError as e:
         raise StoreError(f"{path}: {e}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)
 
 
 class StoreError(Exception):
@@ -75,7 +80,9 @@ class HistoryStore:
     def open(cls, state_dir: Path) -> HistoryStore:
         path = state_dir / FILENAME
         try:
-            state_dir.mkdir(parents=True, exist_ok=True)
+            state_files.make_dir(state_dir)
+            # Made 0600 before SQLite opens it: its -wal and -shm files take its mode.
+            state_files.make_file(path)
             db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"{path}: {e}") from None

@@ -92,6 +92,7 @@ def test_the_table_covers_what_it_should() -> None:
             assert case["expected"] == case["original"], case["name"]
 
 
+@pytest.mark.root
 @pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 @pytest.mark.parametrize("case", [
     pytest.param(case, id=case["name"], marks=[pytest.mark.slow] if case["name"] in SLOW else [])
@@ -112,6 +113,7 @@ def _symbols_read(request: Request) -> dict[str, str]:
     return {library.split(".so")[0]: read for read, library in rows}
 
 
+@pytest.mark.root
 @pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 def test_gdb_leaves_the_cxx_runtime_unread_only_for_a_program_without_it() -> None:
     # symbols.py: a C program meets the C++ runtime only as UBSan's, and never runs it.

@@ -84,6 +84,7 @@ def test_sequence_pure(sequence: dict[str, Any], tmp_path: Path) -> None:
             assert ran is not None, context  # C code reaches the guest through its own steps
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("sequence", SEQUENCES, ids=IDS)
 def test_sequence_through_the_stack(sequence: dict[str, Any], stack: LocalStack) -> None:
     n = SEQUENCES.index(sequence)

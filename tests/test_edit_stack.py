@@ -8,11 +8,15 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from pbotvm.host.edit import grammar, worddiff
 from pbotvm.host.edit.store import FILENAME, HistoryStore
 from pbotvm.host.stack import BIN, LocalStack
 from pbotvm.text import truncation_marker
 from tests.conftest import bystander, make_stack
+
+pytestmark = pytest.mark.root
 
 
 def vm_exec(stack: LocalStack, line: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -136,6 +136,7 @@ def paused_qemu() -> Iterator[Machine]:
 
 
 @pytest.mark.root
+@pytest.mark.root
 def test_only_root_can_take_the_qemu_serial_socket(paused_qemu: Machine) -> None:
     machine = paused_qemu
     info = os.stat(machine.serial_socket)

@@ -8,9 +8,9 @@ the event loop, one such line stalled every other client (issue 19). Here each j
 worker process: a job past its budget has its worker killed, with whatever it started
 (astyle), and a new worker takes its place; memory a job took goes with its worker.
 
-A requester (a nick) has at most one job running at a time, and a free worker takes a job of
-the waiting requester served longest ago (or never): a flood from one nick takes one worker
-and waits behind itself, and anybody else's job finds another worker free or goes next.
+A requester (a nick) has at most one job running at a time, and a free worker takes the next
+job by ``fairness``'s rule (the requester served longest ago): a flood from one nick takes one
+worker and waits behind itself, and anybody else's job finds another worker free or goes next.
 
 The worker side is ``python -m pbotvm.host.workers``: length-prefixed pickles of
 ``(function, arguments)`` on its stdin, of the outcome on its stdout.
@@ -28,12 +28,12 @@ import resource
 import signal
 import struct
 import sys
-from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 
 from pbotvm import logs
+from pbotvm.host.fairness import FairQueue
 
 log = logging.getLogger("pbotvm.workers")
 
@@ -124,10 +124,8 @@ class Workers:
         self._starting: set[asyncio.Task[None]] = set()
         self._running: set[asyncio.Task[None]] = set()
         self._stopping: set[asyncio.Task[None]] = set()
-        self._waiting: dict[str, deque[_Job]] = {}  # in the order the requesters came
+        self._waiting: FairQueue[_Job] = FairQueue()
         self._busy: set[str] = set()  # requesters with a job running
-        self._served: dict[str, int] = {}  # when each requester that still waits last had a turn
-        self._turns = 0
         self._closed = False
 
     async def start(self) -> None:
@@ -141,36 +139,24 @@ class Workers:
         """``function(*args)`` in a worker, within ``budget`` seconds of running (not of
         waiting for its turn). OverBudget or Failed when it does not come back."""
         job = _Job(function, args, budget)
-        self._waiting.setdefault(requester, deque()).append(job)
+        self._waiting.put(requester, job)
         self._dispatch()
         try:
             return await asyncio.shield(job.done)
         except asyncio.CancelledError:
             # Not taken yet: it never will be. Taken: it runs out, within its budget, and
             # its outcome is dropped.
-            queue = self._waiting.get(requester)
-            if queue is not None and job in queue:
-                queue.remove(job)
-                if not queue:
-                    del self._waiting[requester]
-                    if requester not in self._busy:
-                        self._served.pop(requester, None)
+            if self._waiting.discard(requester, job) and requester not in self._busy:
+                self._waiting.done(requester)
             job.done.add_done_callback(_drop_outcome)
             raise
 
     def _dispatch(self) -> None:
         while self._idle and not self._closed:
-            ready = [name for name in self._waiting if name not in self._busy]
-            if not ready:
+            taken = self._waiting.take(busy=self._busy)
+            if taken is None:
                 return
-            # The one served longest ago (or never), of those that came first.
-            requester = min(ready, key=lambda name: self._served.get(name, -1))
-            queue = self._waiting[requester]
-            job = queue.popleft()
-            if not queue:
-                del self._waiting[requester]
-            self._served[requester] = self._turns
-            self._turns += 1
+            requester, job = taken
             self._busy.add(requester)
             self._background(self._serve(self._idle.pop(), requester, job), self._running)
 
@@ -196,8 +182,7 @@ class Workers:
             raise
         finally:
             self._busy.discard(requester)
-            if requester not in self._waiting:
-                del self._served[requester]
+            self._waiting.done(requester)
             if keep and not self._closed:
                 self._idle.append(worker)
             else:
@@ -224,12 +209,8 @@ class Workers:
             log.error("cannot start a worker (trying again in %g s): %s", RESTART_DELAY, e)
             if not self._idle and not self._running:
                 # Nobody could take them: the waiting jobs are answered now, not never.
-                for queue in self._waiting.values():
-                    for job in queue:
-                        if not job.done.done():
-                            job.done.set_exception(Failed(f"no worker could start: {e}"))
-                self._waiting.clear()
-                self._served.clear()
+                for job in self._waiting.drain():
+                    job.done.set_exception(Failed(f"no worker could start: {e}"))
             self._background(self._start_one(RESTART_DELAY), self._starting)
             return
         if self._closed:
@@ -241,10 +222,8 @@ class Workers:
     async def close(self) -> None:
         """Stop every worker; jobs still waiting are cancelled."""
         self._closed = True
-        for queue in self._waiting.values():
-            for job in queue:
-                job.done.cancel()
-        self._waiting.clear()
+        for job in self._waiting.drain():
+            job.done.cancel()
         for task in (*self._starting, *self._running):
             task.cancel()
         await asyncio.gather(*self._starting, *self._running, return_exceptions=True)

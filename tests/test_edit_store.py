@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +66,25 @@ def test_malformed_edits_leave_the_store_as_it_was(tmp_path: Path) -> None:
         assert entries(tmp_path, "#c") == ["echo two", "echo one"], code
 
 
+def at_once(rounds_of: Callable[..., None], state: Path, clients: int,
+            rounds: int) -> dict[int, list[Any]]:
+    """``clients`` processes running ``rounds_of`` on the store in ``state`` from the same
+    instant; each client's list of results."""
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    results: multiprocessing.Queue[tuple[int, list[Any]]] = context.Queue()
+    workers = [context.Process(target=rounds_of, args=(str(state), k, rounds, start, results))
+               for k in range(clients)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    got = dict(results.get(timeout=120) for _ in workers)
+    for worker in workers:
+        worker.join(10)
+        assert worker.exitcode == 0
+    return got
+
+
 def _edit_rounds(state: str, client: int, rounds: int, start: multiprocessing.synchronize.Event,
                  results: multiprocessing.Queue[tuple[int, list[str]]]) -> None:
     start.wait()
@@ -78,19 +99,7 @@ def _edit_rounds(state: str, client: int, rounds: int, start: multiprocessing.sy
 
 def test_eight_processes_edit_at_once(tmp_path: Path) -> None:
     clients, rounds = 8, 20
-    context = multiprocessing.get_context("fork")
-    start = context.Event()
-    results: multiprocessing.Queue[tuple[int, list[str]]] = context.Queue()
-    workers = [context.Process(target=_edit_rounds,
-                               args=(str(tmp_path), k, rounds, start, results))
-               for k in range(clients)]
-    for worker in workers:
-        worker.start()
-    start.set()
-    got = dict(results.get(timeout=120) for _ in workers)
-    for worker in workers:
-        worker.join(10)
-        assert worker.exitcode == 0
+    got = at_once(_edit_rounds, tmp_path, clients, rounds)
     for k in range(clients):
         wanted = [f"echo c{k}r{r}" for r in range(rounds)]
         assert got[k] == wanted  # each edit saw its own channel's newest entry
@@ -119,17 +128,7 @@ def test_edits_of_one_history_at_once_lose_nothing(tmp_path: Path) -> None:
     # the new history (or says so), and never drops what the other wrote.
     EditSession.open(tmp_path, "#same", "sh").edit("echo")
     clients, rounds = 6, 15
-    context = multiprocessing.get_context("fork")
-    start = context.Event()
-    results: multiprocessing.Queue[tuple[int, list[str | None]]] = context.Queue()
-    workers = [context.Process(target=_appends, args=(str(tmp_path), k, rounds, start, results))
-               for k in range(clients)]
-    for worker in workers:
-        worker.start()
-    start.set()
-    got = dict(results.get(timeout=120) for _ in workers)
-    for worker in workers:
-        worker.join(10)
+    got = at_once(_appends, tmp_path, clients, rounds)
     top = entries(tmp_path, "#same")[0].split()
     made = [f"c{k}r{r}" for k in range(clients) for r in range(rounds) if got[k][r] is None]
     assert {reply for replies in got.values() for reply in replies} <= {None, HISTORY_BUSY}

@@ -6,6 +6,7 @@ them, so the test process itself never becomes a subreaper.
 
 import asyncio
 import concurrent.futures
+import logging
 import multiprocessing
 import os
 import pwd
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pbotvm.guest import clock, sandbox, supervisor
+from pbotvm.guest import clock, runner, sandbox, supervisor
 from pbotvm.guest.limits import Limits
 from pbotvm.guest.runner import (
     CPU_KILLED,
@@ -391,15 +392,23 @@ def test_closing_lets_an_idle_spare_go() -> None:
     assert not os.path.exists(f"/proc/{asyncio.run(scenario())}")
 
 
-def test_a_supervisor_that_fails_gets_a_fatal_error_answer(tmp_path: Path) -> None:
-    not_a_directory = tmp_path / "file"
-    not_a_directory.write_text("")
-    # Without the box's mounts, in which that path would be the fresh /tmp's (and which need
-    # root).
-    result = run(request("echo never", persist_key="k"),
-                 RunSettings(persist_root=not_a_directory, mounts=False))
-    assert result == Result(text="[Fatal error: the guest could not run the request]\n",
-                            id=None)
+def test_a_supervisor_that_fails_says_why(monkeypatch: pytest.MonkeyPatch,
+                                          caplog: pytest.LogCaptureFixture,
+                                          tmp_path: Path) -> None:
+    def fail(req: Request, settings: RunSettings) -> Result:
+        raise RuntimeError("no room\nat all")
+
+    monkeypatch.setattr(runner, "run_request", fail)  # in the supervisor, a fork of ours
+    with caplog.at_level(logging.ERROR, logger="pbotvm.guest"):
+        # Without the box's mounts, which need root.
+        result = run(request("echo never", id="r-9"),
+                     RunSettings(persist_root=tmp_path, mounts=False))
+    assert result == Result(text="[Fatal error: the guest could not run the request "
+                                 "(RuntimeError: no room at all)]\n", id="r-9")
+    # The supervisor's traceback reaches the server's log (its own handlers are gone).
+    assert re.search(r"request r-9: supervisor \d+ failed: RuntimeError: no room at all\n"
+                     r"Traceback \(most recent call last\):\n.* in fail\n.*"
+                     r"RuntimeError: no room\nat all\n", caplog.text, re.DOTALL), caplog.text
 
 
 @pytest.mark.root

@@ -23,8 +23,7 @@ import click
 
 from pbotvm import logs
 from pbotvm.config import ConfigError, GuestSettings
-from pbotvm.guest import box, cgroup, clock, serial_line, shell_shim, supervisor, vsock
-from pbotvm.guest.cfamily import pch
+from pbotvm.guest import box, cgroup, clock, runner, serial_line, supervisor, vsock
 from pbotvm.guest.runner import RunSettings
 from pbotvm.protocol import ProtocolError, Request, Result
 
@@ -91,10 +90,7 @@ def run_settings(user: str, env: GuestSettings) -> RunSettings:
     in one log line what it lacks)."""
     settings = RunSettings(user=user, output_limit=env.output_limit, limits=env.limits,
                            box_limits=env.box_limits)
-    # What root writes in a box must exist before it: within, all else is read-only.
-    shell_shim.ensure()
-    pch.PCH_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-    settings.persist_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    runner.make_roots_places(settings)  # before the box is tried
     try:
         account = pwd.getpwnam(user)
     except KeyError:

@@ -205,6 +205,7 @@ def enter_box(settings: runner.RunSettings) -> bool:
     except KeyError:
         return True  # nothing will run: the runner says why
     try:
+        runner.make_roots_places(settings)  # again: /run may have been emptied since
         if settings.cgroups is not None:
             cgroup.enter(settings.cgroups, settings.limits, settings.box_limits)
         if settings.mounts:

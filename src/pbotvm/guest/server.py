@@ -23,7 +23,7 @@ import click
 
 from pbotvm import logs
 from pbotvm.config import ConfigError, GuestSettings
-from pbotvm.guest import box, cgroup, clock, runner, serial_line, supervisor, vsock
+from pbotvm.guest import box, cgroup, clock, runner, serial_line, supervisor, user_access, vsock
 from pbotvm.guest.runner import RunSettings
 from pbotvm.protocol import ProtocolError, Request, Result
 
@@ -148,6 +148,8 @@ def main(serial: str | None, heart: str | None, user: str | None, vport: int | N
         set_clock=set_clock,
         run=run_settings(user or env.user, env),
     )
+    if (refusal := user_access.problem(config.run.user)) is not None:
+        raise click.ClickException(refusal)  # rather than answer wrongly (user_access)
     # Every request's supervisor is a fork of this process: find the temporary directory
     # here, once, instead of in each of them (tempfile probes it by writing a file).
     tempfile.gettempdir()

@@ -15,11 +15,15 @@ import os
 import pwd
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from pbotvm.guest import supervisor
+from pbotvm.guest.cfamily import pch
+from pbotvm.guest.cfamily import run as c_family
+from pbotvm.guest.limits import Limits
 from pbotvm.guest.runner import RunSettings
 from pbotvm.protocol import Request, Result
 from pbotvm.provision.payload import HEADERS, PACKAGE
@@ -63,9 +67,9 @@ def _missing() -> str | None:
     return None
 
 
-def run(request: Request) -> Result:
+def run(request: Request, settings: RunSettings | None = None) -> Result:
     async def once() -> Result:
-        supervisors = supervisor.Supervisors(RunSettings())
+        supervisors = supervisor.Supervisors(settings or RunSettings())
         try:
             return await supervisors.run(request)
         finally:
@@ -129,3 +133,31 @@ def test_gdb_leaves_the_cxx_runtime_unread_only_for_a_program_without_it() -> No
         to_request(cxx_case), code=cxx_case["code"].split("int main(", 1)[0]
         + 'int main() { std::cout << 1; gdb("info sharedlibrary"); }\n'))
     assert cxx["libstdc++"] == cxx["libc"] == "Yes", cxx
+
+
+def _case(name: str) -> Request:
+    return to_request(next(case["request"] for case in TABLE if case["name"] == name))
+
+
+@pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+def test_a_gdb_that_cannot_load_its_driver_is_an_error_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # As with pbotvm installed under /root: gdb warns, exits 0, and the answer to every code
+    # gdb evaluates was "Success (no output).". The directory only root enters is where the
+    # box leaves it (not under /tmp).
+    with tempfile.TemporaryDirectory(dir=pch.PCH_DIR.parent) as closed:
+        os.chmod(closed, 0o700)
+        driver = Path(closed, "gdb_driver.py")
+        driver.write_text(c_family.DRIVER.read_text())
+        monkeypatch.setattr(c_family, "GDB_ARGV", (*c_family.GDB_ARGV[:-1], str(driver)))
+        text = run(_case("one_plus_one")).text
+    assert re.fullmatch(rf"\[gdb failed: .*{re.escape(str(driver))}: Permission denied\.?\]\n",
+                        text), text
+
+
+@pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+def test_gdb_out_of_cpu_time_is_its_time_out() -> None:
+    # gdb walking up 200000 frames for its report spends as much CPU as time: when the CPU
+    # limit came first, it had answered "Success (no output).".
+    result = run(_case("deep_recursion"), RunSettings(limits=Limits(cpu_seconds=1)))
+    assert result.text == "[gdb time-out]\n"

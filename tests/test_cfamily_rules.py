@@ -12,7 +12,7 @@ import pytest
 
 from pbotvm.guest.cfamily import channel, command_line, gdb_choice, last_statement
 from pbotvm.guest.cfamily import guest_gdb as rules
-from pbotvm.guest.cfamily.answer import answer, diagnostics_prefix
+from pbotvm.guest.cfamily.answer import answer, diagnostics_prefix, gdb_failed, gdb_failure
 from pbotvm.guest.cfamily.gdb_choice import AfterDirectRun
 from pbotvm.provision.payload import PACKAGE
 
@@ -244,3 +244,12 @@ def test_answers() -> None:
     # From the original's run_command: a factoid without output answers nothing.
     assert answer(prefix, "", 0, factoid=True) == "\n"
     assert answer("", "hi", 0, factoid=True) == "hi\n"
+
+
+def test_a_gdb_that_failed_is_said_in_one_line() -> None:
+    # Observed from gdb 13.1, run as a user who cannot read its driver: it exits 0.
+    said = b"warning: /root/v/pbotvm/guest/cfamily/gdb_driver.py: Permission denied\n"
+    assert gdb_failed(gdb_failure(said, None, 0)) == (
+        "[gdb failed: warning: /root/v/pbotvm/guest/cfamily/gdb_driver.py: Permission denied]\n")
+    assert gdb_failure(b" \n", signal.SIGSEGV, 139) == "Segmentation fault"
+    assert gdb_failure(b"", None, 127) == "exit status 127"

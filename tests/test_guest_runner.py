@@ -6,17 +6,21 @@ them, so the test process itself never becomes a subreaper.
 
 import asyncio
 import concurrent.futures
+import logging
 import multiprocessing
 import os
 import pwd
 import re
+import shlex
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from pbotvm.guest import clock, sandbox, supervisor
+from pbotvm.guest import clock, runner, sandbox, supervisor
 from pbotvm.guest.limits import Limits
 from pbotvm.guest.runner import (
     CPU_KILLED,
@@ -391,15 +395,55 @@ def test_closing_lets_an_idle_spare_go() -> None:
     assert not os.path.exists(f"/proc/{asyncio.run(scenario())}")
 
 
-def test_a_supervisor_that_fails_gets_a_fatal_error_answer(tmp_path: Path) -> None:
-    not_a_directory = tmp_path / "file"
-    not_a_directory.write_text("")
-    # Without the box's mounts, in which that path would be the fresh /tmp's (and which need
-    # root).
-    result = run(request("echo never", persist_key="k"),
-                 RunSettings(persist_root=not_a_directory, mounts=False))
-    assert result == Result(text="[Fatal error: the guest could not run the request]\n",
-                            id=None)
+def test_a_supervisor_that_fails_says_why(monkeypatch: pytest.MonkeyPatch,
+                                          caplog: pytest.LogCaptureFixture,
+                                          tmp_path: Path) -> None:
+    def fail(req: Request, settings: RunSettings) -> Result:
+        raise RuntimeError("no room\nat all")
+
+    monkeypatch.setattr(runner, "run_request", fail)  # in the supervisor, a fork of ours
+    with caplog.at_level(logging.ERROR, logger="pbotvm.guest"):
+        # Without the box's mounts, which need root.
+        result = run(request("echo never", id="r-9"),
+                     RunSettings(persist_root=tmp_path, mounts=False))
+    assert result == Result(text="[Fatal error: the guest could not run the request "
+                                 "(RuntimeError: no room at all)]\n", id="r-9")
+    # The supervisor's traceback reaches the server's log (its own handlers are gone).
+    assert re.search(r"request r-9: supervisor \d+ failed: RuntimeError: no room at all\n"
+                     r"Traceback \(most recent call last\):\n.* in fail\n.*"
+                     r"RuntimeError: no room\nat all\n", caplog.text, re.DOTALL), caplog.text
+
+
+# A guest-server's first request after a boot, in a process of its own.
+FIRST_REQUEST = """
+import asyncio
+from pbotvm.guest import supervisor
+from pbotvm.guest.runner import RunSettings
+from pbotvm.protocol import Request
+
+async def first() -> str:
+    supervisors = supervisor.Supervisors(RunSettings())
+    try:
+        return (await supervisors.run(Request(
+            lang="sh", sourcefile="prog.sh", execfile="prog.sh", cmdline="sh prog.sh",
+            code="echo $((2**10))"))).text
+    finally:
+        await supervisors.aclose()
+
+print(asyncio.run(first()), end="")
+"""
+
+
+@pytest.mark.root
+def test_the_first_request_after_a_boot_gets_its_shell() -> None:
+    # /run is an empty tmpfs after a boot, and read-only in a request's box: sh's shim must be
+    # made before the supervisor shuts itself in (on a fresh machine, 93 C requests of the
+    # suite answered "[Fatal error: ...]" until a guest-server had made it).
+    boot = (f"mount -t tmpfs tmpfs /run && exec {shlex.quote(sys.executable)} "
+            f"-c {shlex.quote(FIRST_REQUEST)}")
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", boot], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert (done.stdout, done.returncode) == ("1024\n", 0), done.stderr
 
 
 @pytest.mark.root

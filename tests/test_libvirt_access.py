@@ -3,6 +3,8 @@ the stock-daemon run is in test_vm_libvirt.py)."""
 
 from __future__ import annotations
 
+import grp
+import pwd
 import shutil
 import stat
 import tempfile
@@ -23,7 +25,17 @@ CAPS = """<capabilities><host><uuid>x</uuid>
   <secmodel><model>dac</model><doi>0</doi>
     <baselabel type='kvm'>{label}</baselabel><baselabel type='qemu'>{label}</baselabel>
   </secmodel></host></capabilities>"""
-QEMU = QemuUser(64055, 64055, frozenset({64055}))
+
+
+def _nameless() -> int:
+    """An id no user and no group of this machine has: Debian's libvirt-daemon-system names
+    64055 libvirt-qemu, and a test's words must not depend on what else is installed."""
+    taken = {user.pw_uid for user in pwd.getpwall()} | {group.gr_gid for group in grp.getgrall()}
+    return next(n for n in range(64055, 2**31) if n not in taken)
+
+
+QEMU_ID = _nameless()
+QEMU = QemuUser(QEMU_ID, QEMU_ID, frozenset({QEMU_ID}))
 
 
 @pytest.fixture
@@ -44,15 +56,20 @@ def test_the_qemu_user_is_the_dac_base_label() -> None:
     assert qemu_user(session) is None
 
 
+def test_the_qemu_user_is_named_when_it_has_a_name() -> None:
+    assert QemuUser(0, 0, frozenset({0})).name == "root (uid 0)"
+    assert QEMU.name == f"uid {QEMU_ID}"
+
+
 @pytest.mark.parametrize(("mode", "owner", "group", "need", "ok"), [
     (0o700, 0, 0, SEARCH, False),  # /root
     (0o711, 0, 0, SEARCH, True),  # /var/lib/libvirt/images
     (0o711, 0, 0, READ, False),
     (0o644, 0, 0, READ, True),
     (0o644, 0, 0, READ | WRITE, False),
-    (0o600, 64055, 64055, READ | WRITE, True),  # handed over to QEMU's user
-    (0o060, 0, 64055, READ | WRITE, True),  # through its group
-    (0o064, 64055, 0, READ, False),  # the owner's bits count, not the others'
+    (0o600, QEMU_ID, QEMU_ID, READ | WRITE, True),  # handed over to QEMU's user
+    (0o060, 0, QEMU_ID, READ | WRITE, True),  # through its group
+    (0o064, QEMU_ID, 0, READ, False),  # the owner's bits count, not the others'
 ])
 def test_allows_reads_the_mode_as_the_kernel_does(mode: int, owner: int, group: int,
                                                   need: int, ok: bool) -> None:
@@ -126,7 +143,7 @@ def test_a_closed_images_directory_is_one_line_before_anything_is_defined(
         ld.place_for_qemu(QEMU, image, ld.DomainPaths(state), "pbot-vm", "tcg")
     message = str(e.value)
     assert "\n" not in message
-    assert message.startswith("libvirt runs QEMU as uid 64055, which cannot read the domain's "
+    assert message.startswith(f"libvirt runs QEMU as uid {QEMU_ID}, which cannot read the domain's "
                               f"files ({ld.IMAGES_DIR} is drwx------ ")
     assert message.endswith(f"let it into {ld.IMAGES_DIR}, or set user = \"root\" in the "
                             "daemon's qemu.conf")

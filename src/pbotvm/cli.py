@@ -50,6 +50,8 @@ def pty_run(addr: str, serial_port: int, heart_port: int, control: Path | None,
     from pbotvm.config import state_dir
     from pbotvm.host.ptyvm import PtyVm, pid_path, run
 
+    if (refusal := _guest_refusal(list(guest_args))) is not None:
+        raise click.ClickException(refusal)
     logs.setup("ptyvm")
 
     async def main_task() -> None:
@@ -65,6 +67,24 @@ def pty_run(addr: str, serial_port: int, heart_port: int, control: Path | None,
         asyncio.run(main_task())
     except OSError as e:
         raise click.ClickException(f"PTY VM: {e.strerror or e}") from None
+
+
+def _guest_refusal(guest_args: list[str]) -> str | None:
+    """What guest-server would refuse to start for (``guest.user_access``), said before the
+    PTY VM starts it: the PTY VM would otherwise serve its lines with no guest behind."""
+    from pbotvm.config import ConfigError, GuestSettings
+    from pbotvm.guest import runner, server, user_access
+
+    if os.geteuid() != 0:
+        return None  # guest-server says that it needs root
+    given = server.main.make_context("guest-server", guest_args,
+                                     resilient_parsing=True).params.get("user")
+    try:
+        user = given or GuestSettings.from_env().user
+    except ConfigError as e:
+        return str(e)
+    runner.make_roots_places(runner.RunSettings(user=user))  # as guest-server does first
+    return user_access.problem(user)
 
 
 # vm-server's revert command gets the serial port of the machine it reverts in this variable.

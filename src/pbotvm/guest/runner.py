@@ -59,6 +59,15 @@ class RunSettings:
         return (Path(pbotvm.__file__).resolve().parent.parent,)
 
 
+def make_roots_places(settings: RunSettings) -> None:
+    """Make what root writes for a request (sh's shim, the persist-keys' and the precompiled
+    preludes' directories): in the request's box all else is read-only, so they must exist
+    before it, and a guest fresh from boot has an empty /run."""
+    shell_shim.ensure()
+    pch.PCH_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    settings.persist_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def quote(arg: str) -> str:
     return "'" + arg.replace("'", "'\"'\"'") + "'"
 
@@ -157,7 +166,6 @@ def run_request(request: Request, settings: RunSettings) -> Result:
     if spec is not None and (missing := missing_toolchain(spec)) is not None:
         return Result(text=missing, id=request.id, exit=127)
     run_mode = spec.run if spec is not None else langspec.RunMode.SCRIPT
-    shell_shim.ensure()
     sourcefile, cmdline = request.sourcefile, request.cmdline
     if run_mode is langspec.RunMode.JAVA:
         sourcefile, cmdline = java.source_file(request.code, sourcefile, cmdline)

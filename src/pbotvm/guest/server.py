@@ -23,8 +23,7 @@ import click
 
 from pbotvm import logs
 from pbotvm.config import ConfigError, GuestSettings
-from pbotvm.guest import box, cgroup, clock, serial_line, shell_shim, supervisor, vsock
-from pbotvm.guest.cfamily import pch
+from pbotvm.guest import box, cgroup, clock, runner, serial_line, supervisor, user_access, vsock
 from pbotvm.guest.runner import RunSettings
 from pbotvm.protocol import ProtocolError, Request, Result
 
@@ -91,10 +90,7 @@ def run_settings(user: str, env: GuestSettings) -> RunSettings:
     in one log line what it lacks)."""
     settings = RunSettings(user=user, output_limit=env.output_limit, limits=env.limits,
                            box_limits=env.box_limits)
-    # What root writes in a box must exist before it: within, all else is read-only.
-    shell_shim.ensure()
-    pch.PCH_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-    settings.persist_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    runner.make_roots_places(settings)  # before the box is tried
     try:
         account = pwd.getpwnam(user)
     except KeyError:
@@ -152,6 +148,8 @@ def main(serial: str | None, heart: str | None, user: str | None, vport: int | N
         set_clock=set_clock,
         run=run_settings(user or env.user, env),
     )
+    if (refusal := user_access.problem(config.run.user)) is not None:
+        raise click.ClickException(refusal)  # rather than answer wrongly (user_access)
     # Every request's supervisor is a fork of this process: find the temporary directory
     # here, once, instead of in each of them (tempfile probes it by writing a file).
     tempfile.gettempdir()

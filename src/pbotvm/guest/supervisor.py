@@ -16,12 +16,14 @@ off the request's path, and so does the box, which a spare makes while it waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import pickle
 import pwd
 import signal
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -39,6 +41,16 @@ class _Supervisor:
     pid: int
     request_w: int  # the request goes in, pickled (self-delimiting: no end-of-file needed)
     result_r: int  # the result comes out, pickled, up to end of file
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """What a supervisor that failed sends instead of a result: its own log may lead nowhere
+    (``_leave_server`` closed the descriptors of the server's handlers; a test's handler
+    keeps its records in memory), so the server logs the traceback and answers with the reason."""
+
+    reason: str  # the exception, on one line
+    traceback: str
 
 
 class Supervisors:
@@ -99,11 +111,17 @@ class Supervisors:
         finally:
             os.close(supervisor.result_r)
         try:
-            return pickle.loads(payload)
+            outcome = pickle.loads(payload)
         except (pickle.UnpicklingError, EOFError):
             # It died before its result was whole; its exit status is logged once it is reaped.
             return Result(text="[Fatal error: the guest could not run the request]\n",
                           id=request.id)
+        if isinstance(outcome, _Failure):
+            _log_failure(f"request {request.id}: supervisor {supervisor.pid} failed: "
+                         f"{outcome.reason}", outcome.traceback)
+            return Result(text="[Fatal error: the guest could not run the request "
+                               f"({outcome.reason})]\n", id=request.id)
+        return outcome
 
     def _reap_later(self, pid: int, what: str) -> None:
         # The reply need not wait for the supervisor's exit (~7 ms under TCG): its result
@@ -161,10 +179,22 @@ def _supervise(settings: runner.RunSettings, request_r: int, result_w: int) -> N
         code = 0
     except EOFError:
         code = 0  # the server closed (or exited) before it had a request for us
-    except BaseException:
-        log.exception("request %s: supervisor failed", request.id if request else "?")
+    except BaseException as e:
+        failure = _Failure(" ".join(f"{type(e).__name__}: {e}".split()), traceback.format_exc())
+        # Unless the result went out already (then the descriptor is closed).
+        with contextlib.suppress(OSError):
+            os.write(result_w, pickle.dumps(failure))
     finally:
         os._exit(code)
+
+
+def _log_failure(message: str, child_traceback: str) -> None:
+    """One error line with the supervisor's traceback under it, as ``log.exception`` shows
+    one of our own."""
+    if log.isEnabledFor(logging.ERROR):
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, (), None)
+        record.exc_text = child_traceback.rstrip("\n")
+        log.handle(record)
 
 
 def enter_box(settings: runner.RunSettings) -> bool:
@@ -175,6 +205,7 @@ def enter_box(settings: runner.RunSettings) -> bool:
     except KeyError:
         return True  # nothing will run: the runner says why
     try:
+        runner.make_roots_places(settings)  # again: /run may have been emptied since
         if settings.cgroups is not None:
             cgroup.enter(settings.cgroups, settings.limits, settings.box_limits)
         if settings.mounts:

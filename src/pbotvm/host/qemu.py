@@ -43,6 +43,11 @@ REQUEST_TIMEOUT = 60.0
 # TCG is ten times slower or more.
 WARMUP_TIMEOUT = 300.0
 KERNEL_ARGS = f"console={CONSOLE} panic=1 quiet"
+# C code gdb evaluates, as it comes from a channel (already as astyle writes it), and what
+# its answer says; every image has gcc and gdb.
+GDB_WARMUP = ("c2x", "1 + 1", "no output: 1 + 1 = 2")
+GDB_WARMUP_ID = "warmup-gdb"
+_BROKEN = ("[Fatal error:", "[gdb failed:")  # a guest that cannot answer as it should
 
 
 class QemuError(RuntimeError):
@@ -249,18 +254,39 @@ async def wait_heartbeat(machine: Machine, timeout: float,
 def warmup_requests() -> list[Request]:
     """One hello-world per toolchain (the original's doc advises warming up before the
     snapshot), and one per C dialect: each has its own precompiled prelude, which is then in
-    the snapshot. A toolchain the guest lacks costs it no process: it answers at once."""
+    the snapshot. A toolchain the guest lacks costs it no process: it answers at once. Last,
+    C code that gdb evaluates (``GDB_WARMUP``)."""
     requests: dict[str, Request] = {}
     for spec in langspec.LANGUAGES:
-        language = find_language(spec.name)
         key = spec.name if spec.run is langspec.RunMode.CFAMILY else spec.toolchain.program
-        if language is not None and key not in requests:
-            parsed = options.parse_standard_options(spec.hello, language.take_custom_options)
-            source = language.preprocess(parsed.code, parsed.custom)
-            requests[key] = replace(
-                make_request(language, spec.name, parsed, source, stdin=""),
-                id=f"warmup-{spec.name}")
-    return list(requests.values())
+        if key not in requests and (request := _warmup_request(spec.name, spec.hello,
+                                                               f"warmup-{spec.name}")):
+            requests[key] = request
+    lang, code, _ = GDB_WARMUP
+    gdb = _warmup_request(lang, code, GDB_WARMUP_ID)
+    return [*requests.values(), *([gdb] if gdb else [])]
+
+
+def _warmup_request(lang: str, code: str, request_id: str) -> Request | None:
+    language = find_language(lang)
+    if language is None:
+        return None
+    parsed = options.parse_standard_options(code, language.take_custom_options)
+    source = language.preprocess(parsed.code, parsed.custom)
+    return replace(make_request(language, lang, parsed, source, stdin=""), id=request_id)
+
+
+def warmup_problem(request: Request, text: str) -> str | None:
+    """What a warm-up answer says is wrong with the guest (one line), or None: the guest could
+    not run the request, or gdb did not answer (every C answer that needs it would be wrong:
+    guest-server's user cannot read its driver, say)."""
+    said = text.strip()
+    lang, code, expected = GDB_WARMUP
+    if request.id == GDB_WARMUP_ID and expected not in said:
+        return f"warm-up {lang} `{code}` answered {said!r}, not {expected!r}"
+    if any(mark in said for mark in _BROKEN):
+        return f"warm-up {request.lang} request answered {said!r}"
+    return None
 
 
 async def send(machine: Machine, request: Request, timeout: float = REQUEST_TIMEOUT,
@@ -381,7 +407,9 @@ async def boot_and_warm(machine: Machine, alive: Callable[[], bool], console: Pa
         except (TimeoutError, OSError) as e:
             raise QemuError(f"warm-up {request.lang} request failed ({e or 'timed out'}); "
                             f"console:\n  {console_tail(console)}") from None
-        if "hello" not in text:
+        if (problem := warmup_problem(request, text)) is not None:
+            raise QemuError(f"{problem}; console:\n  {console_tail(console)}")
+        if "hello" not in text and request.id != GDB_WARMUP_ID:
             log(f"warm-up {request.lang} answered: {text.strip()}")
     # Let the guest finish cleaning up after the last request before the RAM is saved.
     await asyncio.sleep(1.0)

@@ -1,7 +1,10 @@
 """The C family's answer text, by the original guest's rules (its _c_base module and
-run_command)."""
+run_command), and ours for a gdb that failed, which the original answered as a program that
+printed nothing."""
 
 from __future__ import annotations
+
+import signal
 
 from pbotvm.tokenizer import PERL_SPACE
 
@@ -27,3 +30,20 @@ def answer(prefix: str, result: str, status: int, factoid: bool) -> str:
     else:
         text = prefix + result
     return text if text.endswith("\n") else text + "\n"
+
+
+def gdb_failure(said: bytes, ended_by: int | None, status: int) -> str:
+    """Why gdb ended before its driver did, on one line: its last words (``warning: …/
+    gdb_driver.py: Permission denied``), else the signal that ended it, else its status."""
+    lines = [line.strip() for line in said.decode("utf-8", "replace").splitlines()
+             if line.strip()]
+    if lines:
+        return lines[-1]
+    if ended_by is not None:
+        return signal.strsignal(ended_by) or f"signal {ended_by}"
+    return f"exit status {status}"
+
+
+def gdb_failed(reason: str) -> str:
+    """What the answer says, after the program's output, when gdb failed."""
+    return f"[gdb failed: {reason}]\n"

@@ -6,9 +6,10 @@ Everything runs as the user, without a shell, under the sandbox's limits:
   ulimits there), 64 MiB per file written (an object with a big initialised array is large),
   the request's process limit;
 * the program, and gdb with it: the request's limits (the original's ``ulimit -f 2000 -t 8
-  -u 200``) and guest-gdb's 8 s of wall-clock time. A direct run gets one more second of CPU
-  than gdb's run, so that a busy loop meets the wall-clock limit first, as it met guest-gdb's
-  alarm, which started before the program;
+  -u 200``) and guest-gdb's 8 s of wall-clock time, with one more second of CPU, so that a busy
+  loop meets the wall-clock limit first, as it met guest-gdb's alarm, which started before
+  the program, and so does gdb itself, which can spend as much CPU as time (walking up 200000
+  frames for a report): gdb out of either is guest-gdb's time-out;
 * all of them together: the request's box (its memory limit, its tmpfs holding the work
   directory and /tmp; see ``supervisor``).
 
@@ -39,11 +40,11 @@ from pbotvm.guest.cfamily import (
     last_statement,
     pch,
 )
-from pbotvm.guest.cfamily.answer import answer, diagnostics_prefix
+from pbotvm.guest.cfamily.answer import answer, diagnostics_prefix, gdb_failed, gdb_failure
 from pbotvm.guest.cfamily.gdb_choice import AfterDirectRun
 from pbotvm.guest.limits import Limits
 from pbotvm.guest.plain_command import plain_argv
-from pbotvm.guest.sandbox import MEMORY_LIMIT, WALL_LIMIT, Capture
+from pbotvm.guest.sandbox import CPU_LIMIT, MEMORY_LIMIT, WALL_LIMIT, Capture
 from pbotvm.protocol import Request, Result
 
 if TYPE_CHECKING:
@@ -252,7 +253,8 @@ class _Job:
 
     def under_gdb(self, args: list[str]) -> _Ran:
         os.ftruncate(self.output_fd, 0)
-        limits = dataclasses.replace(self.settings.limits, wall_seconds=TIME_LIMIT)
+        limits = dataclasses.replace(self.settings.limits, wall_seconds=TIME_LIMIT,
+                                     cpu_seconds=self.settings.limits.cpu_seconds + 1)
         env = self.program_environment({channel.ARGUMENTS_VARIABLE: json.dumps(args)})
         with open(os.devnull, "rb") as devnull:
             ran = sandbox.run_plumbed([*GDB_ARGV, self.program()], user=self.user, cwd=self.cwd,
@@ -266,13 +268,17 @@ class _Job:
         transcript = channel.read_records(records.data)
         stdout = channel.splice(self.program_output(),
                                 [(at, guest_gdb.emitted(text)) for at, text in transcript.emits])
-        if ran.killed == WALL_LIMIT or transcript.stalled:
+        if ran.killed == WALL_LIMIT or transcript.stalled or (
+                ran.killed == CPU_LIMIT and not transcript.ended):
             return self.timed_out(stderr, stdout, ran.killed)
         if ran.killed == MEMORY_LIMIT:  # gdb went with the program
             return self.memory_killed(stderr, stdout)
         if not transcript.ended:
+            # It did not start, could not load its driver, or died: never a quiet success.
             log.warning("gdb ended before its driver did (status %d): %r", ran.status,
                         gdb_says.data[-2000:])
+            failed = gdb_failed(gdb_failure(gdb_says.data, ran.signal, ran.status))
+            return _Ran(self.combined(stderr, self.capture(stdout + failed.encode())), 0)
         return _Ran(self.combined(stderr, self.capture(stdout)), transcript.status)
 
     def timed_out(self, stderr: Capture, stdout: bytes, killed: str | None) -> _Ran:

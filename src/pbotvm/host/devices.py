@@ -12,7 +12,6 @@ libvirt up`` attaches its devices with the same functions.
 from __future__ import annotations
 
 import contextlib
-import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,12 +19,11 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 from pbotvm.config import Machine
+from pbotvm.host.transport import VHOST_VSOCK, vsock_guests_here
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX
 
 if TYPE_CHECKING:
     import libvirt
-
-VHOST_VSOCK = "/dev/vhost-vsock"
 
 
 class LibvirtError(RuntimeError):
@@ -117,7 +115,7 @@ def attach(dom: libvirt.virDomain, device: Device) -> str:
 
 def vsock_note() -> str | None:
     """Why a domain with a vsock device will not start on this host, if it will not."""
-    if os.path.exists(VHOST_VSOCK):
+    if vsock_guests_here():
         return None
     return (f"this host has no {VHOST_VSOCK} (modprobe vhost_vsock): a domain with a vsock "
             "device will not start here")

@@ -12,6 +12,7 @@ libvirt up`` attaches its devices with the same functions.
 from __future__ import annotations
 
 import contextlib
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX
 
 if TYPE_CHECKING:
     import libvirt
+
+# What libvirt says when nothing listens on the daemon's socket: no daemon runs.
+_NO_DAEMON = re.compile(r"Failed to connect socket to '([^']*)': "
+                        r"(?:No such file or directory|Connection refused)")
 
 
 class LibvirtError(RuntimeError):
@@ -121,6 +126,16 @@ def vsock_note() -> str | None:
             "device will not start here")
 
 
+def connect_failure(uri: str, message: str) -> str:
+    """libvirt's reason for not connecting to ``uri``, as the operator's line: when no daemon
+    runs, that, and how to start one."""
+    found = _NO_DAEMON.search(message)
+    if found is None:
+        return f"libvirt {uri}: {message}"
+    return (f"libvirt {uri}: no libvirt daemon runs (nothing listens on {found[1]}): start one "
+            "with `systemctl start libvirtd` (Debian's package libvirt-daemon-system has it)")
+
+
 def connect(uri: str) -> libvirt.virConnect:
     import libvirt
 
@@ -129,7 +144,7 @@ def connect(uri: str) -> libvirt.virConnect:
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as e:
-        raise LibvirtError(f"libvirt {uri}: {e.get_error_message()}") from None
+        raise LibvirtError(connect_failure(uri, e.get_error_message())) from None
 
 
 @contextlib.contextmanager

@@ -71,9 +71,41 @@ def test_init_script_and_qemu_agree_on_the_serial_devices(tmp_path: Path) -> Non
 
 
 def test_choose_accel_honours_the_environment(tmp_path: Path) -> None:
-    assert qemu.choose_accel(tmp_path / "vmlinuz", {"PBOTVM_ACCEL": "tcg"}) == "tcg"
+    assert qemu.choose_accel(tmp_path / "vmlinuz", {"PBOTVM_ACCEL": "tcg"}) == ("tcg", None)
     with pytest.raises(qemu.QemuError):
         qemu.choose_accel(tmp_path / "vmlinuz", {"PBOTVM_ACCEL": "hvf"})
+
+
+# What QEMU 7.2 printed on a host whose /dev/kvm is a paravirtual KVM, then it aborted.
+MSR_ABORT = ("qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\n"
+             "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: "
+             "Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.\n")
+
+
+@pytest.mark.parametrize(("console", "stderr", "exited", "why"), [
+    (b"[    0.000000] Linux version 6.1.0-50-amd64 ...", "", True, None),
+    (b"", MSR_ABORT, True,
+     "QEMU aborts under KVM (failed to set MSR 0x10a to 0x69): this host's /dev/kvm is a "
+     "paravirtual or nested KVM that cannot run the guest"),
+    (b"", "qemu-system-x86_64: something else\nqemu-system-x86_64: the last word\n", True,
+     "QEMU failed under KVM: qemu-system-x86_64: the last word"),
+    (b"", "", False,
+     "the guest's kernel printed nothing under KVM within 3 s (a nested or paravirtual KVM "
+     "that cannot run it)"),
+], ids=["works", "msr", "other-failure", "silent"])
+def test_why_kvm_cannot_run_the_guest_is_one_line(console: bytes, stderr: str, exited: bool,
+                                                   why: str | None) -> None:
+    assert qemu.kvm_refusal(console, stderr, exited, timeout=3) == why
+
+
+def test_without_kvm_up_says_why_and_how_to_skip_the_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu, "kvm_unusable", lambda kernel: "this host has no /dev/kvm")
+    assert qemu.choose_accel(tmp_path / "vmlinuz", {}) == (
+        "tcg", "not using KVM: this host has no /dev/kvm; TCG is 10 to 20 times slower "
+               "(PBOTVM_ACCEL=tcg skips this check)")
+    monkeypatch.setattr(qemu, "kvm_unusable", lambda kernel: None)
+    assert qemu.choose_accel(tmp_path / "vmlinuz", {}) == ("kvm", None)
 
 
 MODULES_DEP = """\

@@ -60,7 +60,8 @@ def domain(daemon: PrivateLibvirtd,
     image = build(MINIMAL)
     conn = connect(daemon.uri)
     try:
-        dom, paths = ld.define(conn, machine, image, paths, choose_accel(image.kernel, env))
+        accel, _ = choose_accel(image.kernel, env)
+        dom, paths = ld.define(conn, machine, image, paths, accel)
         added = script("add-serials", env)
         assert added.returncode == 0, added.stderr
         assert added.stdout.splitlines() == [

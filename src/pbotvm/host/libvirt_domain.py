@@ -254,7 +254,9 @@ class UpInfo:
 async def up(image: Image, settings: HostSettings, machine: Machine, paths: DomainPaths,
              env: Mapping[str, str], say: Callable[[str], None] = lambda _: None) -> UpInfo:
     """Define the domain, attach its devices, then :func:`boot` it."""
-    accel = await asyncio.to_thread(choose_accel, image.kernel, env)
+    accel, note = await asyncio.to_thread(choose_accel, image.kernel, env)
+    if note is not None:
+        say(note)
     with session(settings.libvirt_uri, machine.domain) as conn:
         dom, placed = define(conn, machine, image, paths, accel)
         if placed != paths:

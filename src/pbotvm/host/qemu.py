@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -159,35 +160,66 @@ def qemu_argv(image: Image, paths: VmPaths, machine: Machine, accel: str,
     ]
 
 
-def kvm_works(kernel: Path, timeout: float = KVM_PROBE_TIMEOUT) -> bool:
-    """Boot the kernel under KVM briefly and look for its banner on the console.
+# QEMU's words when the host's KVM refuses a model-specific register of the CPU QEMU asks for
+# (a paravirtual or nested KVM, e.g. MSR 0x10a, the CPU's vulnerability report): it aborts.
+_MSR_REFUSED = re.compile(r"failed to set MSR 0x[0-9a-fA-F]+(?: to 0x[0-9a-fA-F]+)?")
+
+
+def kvm_refusal(console: bytes, stderr: str, exited: bool,
+                timeout: float = KVM_PROBE_TIMEOUT) -> str | None:
+    """Why the KVM probe's QEMU did not boot the kernel, in a few words; None when it did.
+    ``exited``: QEMU ended by itself within ``timeout`` (else it was killed)."""
+    if b"Linux version" in console:
+        return None
+    if refused := _MSR_REFUSED.search(stderr):
+        return (f"QEMU aborts under KVM ({refused[0]}): this host's /dev/kvm is a paravirtual "
+                "or nested KVM that cannot run the guest")
+    if exited:
+        last = stderr.strip().splitlines()[-1:]
+        return f"QEMU failed under KVM: {last[0]}" if last else "QEMU exited under KVM"
+    return (f"the guest's kernel printed nothing under KVM within {timeout:g} s (a nested or "
+            "paravirtual KVM that cannot run it)")
+
+
+def kvm_unusable(kernel: Path, timeout: float = KVM_PROBE_TIMEOUT) -> str | None:
+    """Why KVM cannot run the guest on this host; None when it can. Boots the kernel under KVM
+    briefly and looks for its banner on the console.
 
     /dev/kvm can exist and still be unable to run a stock kernel (nested, paravirtual KVM):
-    QEMU then starts but the guest hangs silently, so only running it tells.
+    QEMU then aborts, or starts while the guest hangs silently; only running it tells.
     """
+    if not os.path.exists("/dev/kvm"):
+        return "this host has no /dev/kvm"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return False
+        return "/dev/kvm is not open to this user (root's, and the kvm group's)"
     argv = [QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             *accel_args("kvm"), "-m", "256", "-nic", "none", "-serial", "stdio",
             "-kernel", str(kernel), "-append", f"console={CONSOLE} panic=-1"]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE)
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(timeout=timeout)
+        exited = True
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, _ = proc.communicate()
-    return b"Linux version" in out
+        out, err = proc.communicate()
+        exited = False
+    return kvm_refusal(out, err.decode(errors="replace"), exited, timeout)
 
 
-def choose_accel(kernel: Path, env: Mapping[str, str]) -> str:
-    """``PBOTVM_ACCEL`` (kvm or tcg) if set, else KVM when it really runs a kernel."""
+def choose_accel(kernel: Path, env: Mapping[str, str]) -> tuple[str, str | None]:
+    """``PBOTVM_ACCEL`` (kvm or tcg) if set, else KVM when it really runs a kernel; and, when
+    the probe found KVM unusable, the operator's line saying why."""
     wanted = env.get("PBOTVM_ACCEL", "").strip()
     if wanted in ("kvm", "tcg"):
-        return wanted
+        return wanted, None
     if wanted:
         raise QemuError(f"PBOTVM_ACCEL={wanted!r}: expected kvm or tcg")
-    return "kvm" if kvm_works(kernel) else "tcg"
+    why = kvm_unusable(kernel)
+    if why is None:
+        return "kvm", None
+    return "tcg", (f"not using KVM: {why}; TCG is 10 to 20 times slower (PBOTVM_ACCEL=tcg "
+                   "skips this check)")
 
 
 def vm_from_env(env: Mapping[str, str]) -> tuple[VmPaths, Machine]:
@@ -327,7 +359,9 @@ async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, s
     info = read_info(paths)
     if info and pid_alive(info.pid):
         raise QemuError(f"the VM is already running (pid {info.pid}); `pbotvm vm down` first")
-    accel = await asyncio.to_thread(choose_accel, image.kernel, env)
+    accel, note = await asyncio.to_thread(choose_accel, image.kernel, env)
+    if note is not None:
+        log(note)
     start = time.monotonic()
     pid = _start(image, paths, machine, accel)
     log(f"QEMU pid {pid} ({accel}); waiting for the guest's heartbeat")

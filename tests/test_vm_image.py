@@ -13,9 +13,10 @@ import pytest
 from pbotvm.config import Machine
 from pbotvm.host import qemu
 from pbotvm.host.qmp import QMP, QMPError, loadvm
-from pbotvm.image import build, initramfs
+from pbotvm.image import build, initramfs, profiles
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
 from pbotvm.image.profiles import FULL, MINIMAL
+from pbotvm.langspec import LANGUAGES
 from tests.conftest import until
 
 
@@ -74,6 +75,24 @@ def test_choose_accel_honours_the_environment(tmp_path: Path) -> None:
     assert qemu.choose_accel(tmp_path / "vmlinuz", {"PBOTVM_ACCEL": "tcg"}) == ("tcg", None)
     with pytest.raises(qemu.QemuError):
         qemu.choose_accel(tmp_path / "vmlinuz", {"PBOTVM_ACCEL": "hvf"})
+
+
+def test_the_warm_up_runs_the_image_languages_only_and_says_which_once() -> None:
+    """The minimal image has 8 of the 33 languages: a warm-up of the 25 others only answered,
+    line after line, that they are not installed."""
+    minimal = profiles.languages(MINIMAL.packages)
+    names = [spec.name for spec in minimal]
+    assert names == ["bash", "c11", "c2x", "c89", "c99", "perl", "python3", "sh"]
+    assert [request.lang for request in qemu.image_warmups(minimal)] == names
+    assert qemu.warmup_line("minimal", minimal) == (
+        "warming up the minimal image's languages: bash, c11, c2x, c89, c99, perl, python3, sh "
+        "(the other 25 are not in it)")
+    # Every language Debian packages, each its own program or C dialect.
+    full = profiles.languages(FULL.packages)
+    assert {spec.name for spec in full} == {spec.name for spec in LANGUAGES} - {
+        "freebasic", "qbasic", "tendra"}
+    assert [request.lang for request in qemu.image_warmups(full)] == [
+        spec.name for spec in full]
 
 
 # What QEMU 7.2 printed on a host whose /dev/kvm is a paravirtual KVM, then it aborted.

@@ -67,7 +67,7 @@ def domain(daemon: PrivateLibvirtd,
         assert added.stdout.splitlines() == [
             f"pbot-vm-test: serial port 2 (TCP {machine.serial}): added",
             f"pbot-vm-test: serial port 3 (TCP {machine.heart}): added"]
-        info = asyncio.run(ld.boot(dom, settings, machine, paths))
+        info = asyncio.run(ld.boot(dom, settings, machine, image, paths))
         print(f"\nlibvirt domain: first heartbeat {info.boot_seconds} s, warm-up "
               f"{info.warmup_seconds} s, snapshot {info.snapshot_seconds} s")
         yield env

@@ -20,7 +20,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from pbotvm.host.languages import find_language
 from pbotvm.host.qmp import QMP, QMPError, loadvm, snapshot
 from pbotvm.host.transport import TransportChoice, exchange
 from pbotvm.host.vmexec import make_request
+from pbotvm.image import profiles
 from pbotvm.image.build import Image
 from pbotvm.image.layout import CONSOLE, HEART_INDEX, SERIAL_INDEX
 from pbotvm.protocol import Request, ResultDecoder
@@ -295,6 +296,22 @@ def warmup_requests() -> list[Request]:
     return list(requests.values())
 
 
+def image_warmups(languages: Sequence[langspec.LangSpec]) -> list[Request]:
+    """The warm-up requests of the image's languages: another's would only answer that it
+    is not installed."""
+    names = {spec.name for spec in languages}
+    return [request for request in warmup_requests() if request.lang in names]
+
+
+def warmup_line(profile: str, languages: Sequence[langspec.LangSpec]) -> str:
+    """Which languages the image has, said once, where each other language's warm-up said
+    that it was not installed."""
+    others = len(langspec.LANGUAGES) - len(languages)
+    return (f"warming up the {profile} image's languages: "
+            f"{', '.join(spec.name for spec in languages)}"
+            + (f" (the other {others} are not in it)" if others else ""))
+
+
 async def send(machine: Machine, request: Request, timeout: float = REQUEST_TIMEOUT,
                transport: TransportChoice | None = None) -> str:
     """One request (over vsock, else the serial line); returns the result text. A series of
@@ -366,7 +383,7 @@ async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, s
     pid = _start(image, paths, machine, accel)
     log(f"QEMU pid {pid} ({accel}); waiting for the guest's heartbeat")
     try:
-        booted, warmed = await _boot_and_snapshot(paths, machine, pid, start, log)
+        booted, warmed = await _boot_and_snapshot(image, paths, machine, pid, start, log)
     except BaseException:
         stop(paths, pid)  # a half-started VM must not hold the ports
         raise
@@ -384,19 +401,21 @@ async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, s
     return info
 
 
-async def _boot_and_snapshot(paths: VmPaths, machine: Machine, pid: int, start: float,
-                             log: Callable[[str], None]) -> tuple[float, float]:
+async def _boot_and_snapshot(image: Image, paths: VmPaths, machine: Machine, pid: int,
+                             start: float, log: Callable[[str], None]) -> tuple[float, float]:
     """Boot and warm up, then ``savevm``; returns when boot and warm-up ended."""
-    booted, warmed = await boot_and_warm(machine, lambda: pid_alive(pid), paths.console, start,
-                                         log)
+    booted, warmed = await boot_and_warm(machine, image, lambda: pid_alive(pid),
+                                         paths.console, start, log)
     async with await QMP.connect(paths.qmp) as qmp:
         await snapshot(qmp, "savevm", SNAPSHOT)
     return booted, warmed
 
 
-async def boot_and_warm(machine: Machine, alive: Callable[[], bool], console: Path,
-                        start: float, log: Callable[[str], None]) -> tuple[float, float]:
-    """Wait for the first heartbeat, run each language once; returns when each step ended.
+async def boot_and_warm(machine: Machine, image: Image, alive: Callable[[], bool],
+                        console: Path, start: float,
+                        log: Callable[[str], None]) -> tuple[float, float]:
+    """Wait for the first heartbeat, run each of the image's languages once; returns when
+    each step ended.
 
     Both backends do this before their snapshot, so the snapshot has warm toolchains.
     """
@@ -407,9 +426,11 @@ async def boot_and_warm(machine: Machine, alive: Callable[[], bool], console: Pa
         raise QemuError(
             f"guest did not boot ({reason}); console:\n  {console_tail(console)}") from None
     booted = time.monotonic()
-    log(f"guest up in {booted - start:.1f} s; warming up the toolchains")
+    manifest = image.manifest()
+    languages = profiles.languages(manifest["packages"])
+    log(f"guest up in {booted - start:.1f} s; {warmup_line(manifest['profile'], languages)}")
     transport = TransportChoice(machine.name)
-    for request in warmup_requests():
+    for request in image_warmups(languages):
         try:
             text = await send(machine, request, WARMUP_TIMEOUT, transport=transport)
         except (TimeoutError, OSError) as e:

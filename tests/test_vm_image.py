@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,19 @@ def test_init_script_and_qemu_agree_on_the_serial_devices(tmp_path: Path) -> Non
     assert f"port=7002,server=on,wait=off,nodelay=on -device isa-serial,chardev=heart," \
            f"index={HEART_INDEX}" in joined
     assert "-nic none" in joined and "-accel tcg" in joined
+
+
+def test_the_vm_state_and_socket_directories_are_root_s_alone(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        paths = qemu.VmPaths(tmp_path / "state" / "qemu")
+        qemu.fresh_state_dir(paths)
+        qemu.socket_dirs(Machine("m", serial_socket=str(tmp_path / "run/a/serial.sock"),
+                                 heart_socket=str(tmp_path / "run/a/heart.sock")))
+    finally:
+        os.umask(old)
+    for directory in ("state", "state/qemu", "run", "run/a"):
+        assert stat.S_IMODE((tmp_path / directory).stat().st_mode) == 0o700, directory
 
 
 def test_choose_accel_honours_the_environment(tmp_path: Path) -> None:

@@ -182,9 +182,10 @@ def test_status_files(vm: tuple[qemu.VmPaths, Machine]) -> None:
     assert Path(info.qmp) == paths.qmp and paths.pidfile.is_file()
     assert (info.serial_where, info.heart_where) == (str(paths.serial_socket),
                                                      str(paths.heart_socket))
-    for socket_path in (paths.serial_socket, paths.heart_socket):
+    for socket_path in (paths.serial_socket, paths.heart_socket, paths.qmp):
         st = os.stat(socket_path)
         assert stat.S_ISSOCK(st.st_mode) and (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
+    assert stat.S_IMODE(paths.state_dir.stat().st_mode) == 0o700
 
 
 # --- through vm-server and vm-client ------------------------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pbotvm import langspec, procs
 from pbotvm.config import HostSettings, Machine
-from pbotvm.host import options
+from pbotvm.host import options, state_files
 from pbotvm.host.languages import find_language
 from pbotvm.host.qmp import QMP, QMPError, loadvm, snapshot
 from pbotvm.host.transport import TransportChoice, exchange
@@ -123,7 +123,7 @@ def socket_dirs(machine: Machine) -> list[Path]:
     """The machine's serial sockets, their directories made (root's alone) where missing."""
     sockets = [Path(path) for path in (machine.serial_socket, machine.heart_socket) if path]
     for path in sockets:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        state_files.make_dir(path.parent)
     return sockets
 
 
@@ -326,12 +326,18 @@ async def send(machine: Machine, request: Request, timeout: float = REQUEST_TIME
 # --- up, down, revert --------------------------------------------------------------------------
 
 def _start(image: Image, paths: VmPaths, machine: Machine, accel: str) -> int:
-    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    fresh_state_dir(paths)
+    create_overlay(image, paths.overlay)
+    return launch(qemu_argv(image, paths, machine, accel), paths, machine)
+
+
+def fresh_state_dir(paths: VmPaths) -> None:
+    """The VM's state directory without a previous VM's files, made (root's alone) if
+    missing: its console log has every program's output."""
+    state_files.make_dir(paths.state_dir)
     for stale in (paths.overlay, paths.qmp, paths.pidfile, paths.console, paths.info,
                   paths.serial_socket, paths.heart_socket):
         stale.unlink(missing_ok=True)
-    create_overlay(image, paths.overlay)
-    return launch(qemu_argv(image, paths, machine, accel), paths, machine)
 
 
 def create_overlay(image: Image, overlay: Path) -> None:
@@ -344,13 +350,14 @@ def create_overlay(image: Image, overlay: Path) -> None:
 def launch(argv: list[str], paths: VmPaths, machine: Machine) -> int:
     """Run QEMU (it daemonizes once its devices are up); returns its pid.
 
-    The umask keeps what QEMU creates (sockets, console log) to root from the start."""
+    The umask keeps what QEMU creates (sockets, console log) to root from the start, until
+    ``-daemonize`` sets its own (027): the sockets, QMP's too, are made root's alone after."""
     sockets = socket_dirs(machine)
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           check=False, umask=0o077)
     if proc.returncode:
         raise QemuError(f"{QEMU} failed: {proc.stderr.strip()}")
-    for path in sockets:
+    for path in (*sockets, paths.qmp):
         path.chmod(0o600)
     return int(paths.pidfile.read_text())
 

@@ -6,12 +6,13 @@ import asyncio
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pbotvm.config import Machine
+from pbotvm.config import HostSettings, Machine
 from pbotvm.host import qemu
 from pbotvm.host.qmp import QMP, QMPError, loadvm
 from pbotvm.image import build, initramfs, profiles
@@ -139,6 +140,64 @@ def test_without_kvm_up_says_why_and_how_to_skip_the_check(
                "(PBOTVM_ACCEL=tcg skips this check)")
     monkeypatch.setattr(qemu, "kvm_unusable", lambda kernel: None)
     assert qemu.choose_accel(tmp_path / "vmlinuz", {}) == ("kvm", None)
+
+
+def recorded_vm(state: Path, **info: Any) -> None:
+    """The vm.json of a guest that `pbotvm vm up` started with the state directory ``state``."""
+    qemu.fresh_state_dir(qemu.VmPaths(state / "qemu"))
+    recorded = {"pid": 1, "accel": "tcg", "addr": "127.0.0.1", "serial": 5555, "heart": 5556,
+                "qmp": str(state / "qemu/qmp.sock"), "image": "/i", "boot_seconds": 1.0,
+                "warmup_seconds": 1.0, "savevm_seconds": 1.0,
+                "serial_socket": str(state / "qemu/serial.sock"),
+                "heart_socket": str(state / "qemu/heart.sock"), **info}
+    (state / "qemu/vm.json").write_text(json.dumps(recorded))
+
+
+def test_vm_server_finds_the_guest_vm_up_started_in_its_state_directory(
+        tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "PBOTVM_STATE_DIR": str(state)}
+    plain = HostSettings.from_env(env)
+    assert qemu.with_vm_up_guest(plain, env) == (plain, None)  # no guest started there
+    recorded_vm(state)
+    settings, line = qemu.with_vm_up_guest(plain, env)
+    machine = settings.machines.resolve()
+    assert (machine.name, machine.serial_socket, machine.heart_socket, machine.cid) == (
+        "pbot-vm", f"{state}/qemu/serial.sock", f"{state}/qemu/heart.sock", 0)
+    revert = [str(Path(sys.executable).parent / "pbotvm"), "vm", "revert"]
+    assert settings.revert_command == revert
+    assert line == (f"pbot-vm: the guest `pbotvm vm up` started ({state}/qemu/vm.json): serial "
+                    f"{state}/qemu/serial.sock, heart {state}/qemu/heart.sock, no vsock; "
+                    f"reverted by {revert[0]} vm revert")
+    # The revert command the operator gave stays; TCP lines (`vm up --tcp`) are found too.
+    recorded_vm(state, serial=7001, heart=7002, serial_socket="", heart_socket="")
+    told = HostSettings.from_env({**env, "PBOTVM_REVERT_COMMAND": "my-revert"})
+    settings, line = qemu.with_vm_up_guest(told, env)
+    machine = settings.machines.resolve()
+    assert (machine.serial, machine.heart, machine.serial_socket, settings.revert_command) == (
+        7001, 7002, "", ["my-revert"])
+    assert line is not None and line.endswith("serial 127.0.0.1:7001, heart 127.0.0.1:7002, "
+                                              "no vsock")
+
+
+@pytest.mark.parametrize(("told", "machines_file"), [
+    ({"PBOTVM_SERIAL_SOCKET": "/run/mine/serial.sock"}, None),
+    ({"PBOTVM_HEART_SOCKET": "/run/mine/heart.sock"}, None),
+    ({"PBOTVM_SERIAL": "7777"}, None), ({"PBOTVM_HEART": "7778"}, None),
+    ({"PBOTVM_MACHINES": "{tmp}/machines.json"}, "machines.json"),
+    ({}, "pbotvm/vm-exec.json"),  # where a machines file is looked for by default
+], ids=["serial-socket", "heart-socket", "serial", "heart", "machines", "default-machines"])
+def test_where_the_operator_says_the_lines_are_wins(tmp_path: Path, told: dict[str, str],
+                                                   machines_file: str | None) -> None:
+    state = tmp_path / "state"
+    recorded_vm(state)
+    if machines_file is not None:
+        (tmp_path / machines_file).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / machines_file).write_text('{"machines": {"pbot-vm": {"serial": 6000}}}')
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "PBOTVM_STATE_DIR": str(state),
+           **{name: value.format(tmp=tmp_path) for name, value in told.items()}}
+    settings = HostSettings.from_env(env)
+    assert qemu.with_vm_up_guest(settings, env) == (settings, None)
 
 
 MODULES_DEP = """\

@@ -17,15 +17,17 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pbotvm import langspec, procs
-from pbotvm.config import HostSettings, Machine
+from pbotvm.config import HostSettings, Machine, machines_path
 from pbotvm.host import options, state_files
 from pbotvm.host.languages import find_language
 from pbotvm.host.qmp import QMP, QMPError, loadvm, snapshot
@@ -247,6 +249,43 @@ def read_info(paths: VmPaths) -> VmInfo | None:
         return None
 
 
+# The operator's word on where the default machine's lines are, which wins over what
+# `vm up` recorded.
+LINE_SETTINGS = ("PBOTVM_SERIAL", "PBOTVM_HEART", "PBOTVM_SERIAL_SOCKET", "PBOTVM_HEART_SOCKET")
+
+
+def lines_configured(env: Mapping[str, str]) -> bool:
+    """Whether the environment or a machines file says where the default machine's serial
+    and heartbeat lines are."""
+    return (any(env.get(name, "").strip() for name in LINE_SETTINGS)
+            or machines_path(env).exists())
+
+
+def with_vm_up_guest(settings: HostSettings,
+                     env: Mapping[str, str]) -> tuple[HostSettings, str | None]:
+    """The settings with the default machine on the guest that ``vm up`` started in the state
+    directory (as its ``vm.json`` records it), and the log line that says so; as they were
+    when no such guest was started there or the operator says where the lines are.
+
+    That guest has no vsock device, and ``pbotvm vm revert`` reverts it (unless
+    ``PBOTVM_REVERT_COMMAND`` says how)."""
+    paths = VmPaths(settings.state_dir / "qemu")
+    info = read_info(paths)
+    if info is None or lines_configured(env):
+        return settings, None
+    machine = replace(settings.machines.resolve(), addr=info.addr, serial=info.serial,
+                      heart=info.heart, serial_socket=info.serial_socket,
+                      heart_socket=info.heart_socket, cid=0)
+    machines = replace(settings.machines,
+                       machines={**settings.machines.machines, machine.name: machine})
+    revert = settings.revert_command or [str(Path(sys.executable).parent / "pbotvm"), "vm",
+                                         "revert"]
+    line = (f"{machine.name}: the guest `pbotvm vm up` started ({paths.info}): serial "
+            f"{info.serial_where}, heart {info.heart_where}, no vsock"
+            + ("" if settings.revert_command else f"; reverted by {shlex.join(revert)}"))
+    return replace(settings, machines=machines, revert_command=revert), line
+
+
 def console_tail(console: Path, lines: int = 5) -> str:
     with contextlib.suppress(OSError):
         return "\n  ".join(console.read_text(errors="replace").splitlines()[-lines:])
@@ -401,10 +440,9 @@ async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, s
                   savevm_seconds=round(time.monotonic() - warmed, 2),
                   serial_socket=machine.serial_socket, heart_socket=machine.heart_socket)
     paths.info.write_text(json.dumps(asdict(info), indent=1) + "\n")
-    if machine.serial_socket and (env.get("PBOTVM_SERIAL_SOCKET") != machine.serial_socket
-                                  or env.get("PBOTVM_HEART_SOCKET") != machine.heart_socket):
-        log(f"vm-server reaches it with PBOTVM_SERIAL_SOCKET={machine.serial_socket} "
-            f"PBOTVM_HEART_SOCKET={machine.heart_socket}")
+    if not lines_configured(env):
+        log(f"vm-server, vm-watchdog and vm-exec with this state directory "
+            f"({paths.state_dir.parent}) find it, and revert it with `pbotvm vm revert`")
     return info
 
 

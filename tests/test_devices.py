@@ -81,3 +81,30 @@ def test_private_daemon_user_is_added_once() -> None:
     assert passwd.splitlines()[-1].startswith("libvirt-qemu:x:64055:64055:")
     assert group.splitlines()[-1] == "libvirt-qemu:x:64055:"
     assert with_user(passwd, group) == (passwd, group)
+
+
+@pytest.mark.parametrize(("message", "line"), [
+    ("Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory",
+     "libvirt qemu:///system: no libvirt daemon runs (nothing listens on "
+     "/var/run/libvirt/libvirt-sock): start one with `systemctl start libvirtd` (Debian's "
+     "package libvirt-daemon-system has it)"),
+    # A daemon that died left its socket behind.
+    ("Failed to connect socket to '/var/run/libvirt/libvirt-sock': Connection refused",
+     "libvirt qemu:///system: no libvirt daemon runs (nothing listens on "
+     "/var/run/libvirt/libvirt-sock): start one with `systemctl start libvirtd` (Debian's "
+     "package libvirt-daemon-system has it)"),
+    # Another reason is libvirt's own words.
+    ("Failed to connect socket to '/var/run/libvirt/libvirt-sock': Permission denied",
+     "libvirt qemu:///system: Failed to connect socket to '/var/run/libvirt/libvirt-sock': "
+     "Permission denied"),
+])
+def test_no_daemon_is_said_with_how_to_start_one(message: str, line: str) -> None:
+    assert devices.connect_failure("qemu:///system", message) == line
+
+
+def test_libvirt_itself_says_no_daemon_in_the_words_we_read(tmp_path: Path) -> None:
+    # libvirt's client alone, aimed at a socket nobody serves: no daemon is needed.
+    uri = f"qemu:///system?socket={tmp_path}/libvirt-sock"
+    with pytest.raises(devices.LibvirtError, match=r"^libvirt .*: no libvirt daemon runs "
+                       rf"\(nothing listens on {tmp_path}/libvirt-sock\): start one"):
+        devices.connect(uri)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -33,6 +34,16 @@ def test_paths_never_leave_the_state_directory(tmp_path: Path) -> None:
     odd = Machine(name="../../etc/x", serial=1)
     assert status_path(tmp_path, odd).parent == tmp_path / "machines"
     assert lock_path(tmp_path, odd).name == "..%2F..%2Fetc%2Fx.1.lock"
+
+
+def test_a_machine_on_a_unix_socket_is_named_after_the_socket(tmp_path: Path) -> None:
+    # Not after the TCP port it does not use (pbot-vm.5555.json).
+    on_socket = Machine(name="pbot-vm", serial_socket="/run/pbotvm/serial.sock")
+    name = status_path(tmp_path, on_socket).name
+    assert re.fullmatch(r"pbot-vm\.serial\.sock-[0-9a-f]{8}\.json", name), name
+    elsewhere = Machine(name="pbot-vm", serial_socket="/root/state/qemu/serial.sock")
+    assert status_path(tmp_path, elsewhere).name != name
+    assert lock_path(tmp_path, on_socket).name == name.replace(".json", ".lock")
 
 
 def test_the_status_is_replaced_whole(tmp_path: Path) -> None:

@@ -111,8 +111,8 @@ def squat(target: str) -> str:
 
 @pytest.fixture
 def paused_qemu() -> Iterator[Machine]:
-    """QEMU with our serial chardevs (data on a Unix socket, heartbeat on TCP for contrast),
-    paused before it runs anything: the devices exist, no guest is needed."""
+    """QEMU with our serial chardevs (data on a Unix socket, heartbeat on TCP for contrast) and
+    its QMP socket, paused before it runs anything: the devices exist, no guest is needed."""
     if shutil.which(qemu.QEMU) is None or os.geteuid() != 0:
         pytest.skip(f"needs {qemu.QEMU} and root")
     # A directory anyone may enter, so that the socket's own mode is all that keeps them out.
@@ -125,6 +125,7 @@ def paused_qemu() -> Iterator[Machine]:
             *qemu.serial_args("serial", SERIAL_INDEX, machine.addr, machine.serial,
                               machine.serial_socket),
             *qemu.serial_args("heart", HEART_INDEX, machine.addr, machine.heart),
+            "-qmp", f"unix:{paths.qmp},server=on,wait=off",
             "-pidfile", str(paths.pidfile), "-daemonize"]
     pid = qemu.launch(argv, paths, machine)
     try:
@@ -144,6 +145,9 @@ def test_only_root_can_take_the_qemu_serial_socket(paused_qemu: Machine) -> None
     # A local user takes the TCP port first (so the check itself works) but not the socket.
     assert squat(str(machine.heart)) == "connected"
     assert squat(machine.serial_socket) == "PermissionError"
+    # QEMU's monitor too (-daemonize made it 0750 with its own umask).
+    qmp = qemu.VmPaths(Path(machine.serial_socket).parent).qmp
+    assert stat.S_IMODE(os.stat(qmp).st_mode) == 0o600
 
     async def root_connects() -> None:
         _, writer = await asyncio.open_unix_connection(machine.serial_socket)

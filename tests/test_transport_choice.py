@@ -1,8 +1,10 @@
 """vsock or the serial line: chosen in the background once per guest boot, so no request
-waits for a vsock connect that cannot succeed.
+waits for a vsock connect that cannot succeed; not tried at all on a host where no guest can
+have a vsock device.
 
 The unreachable CID is real: on a host with /dev/vsock and no guest at CID 7 a connect hangs
 until its time-out (on a host without vsock it fails at once; the tests hold either way).
+Whether the host has vhost-vsock is a file the tests put there or not.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +25,16 @@ from pbotvm.protocol import Request, RequestDecoder, Result, ResultDecoder, enco
 
 UNREACHABLE_CID = 7  # the original's default CID; no guest has it on a test machine
 QUICK = 0.3  # a request over a local socket takes milliseconds; the vsock time-out is 1 s
+
+
+@pytest.fixture(autouse=True)
+def vhost_vsock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A host with vhost-vsock, where a guest can have a vsock device (remove the file for
+    one without)."""
+    device = tmp_path / "vhost-vsock"
+    device.touch()
+    monkeypatch.setattr(transport, "VHOST_VSOCK", str(device))
+    return device
 
 
 async def fake_guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -132,6 +145,43 @@ def test_a_guest_with_vsock_only_is_reached_while_the_probe_runs(
 
     text, channel, _ = asyncio.run(scenario())
     assert (text, channel) == ("vsock-only\n", "vsock 42:5555")
+
+
+def test_without_vhost_vsock_the_host_never_tries_vsock(
+        vhost_vsock: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """No guest of such a host has a vsock device (`pbotvm libvirt up` attaches none there):
+    neither a probe after each revert nor a one-off connection's try, and one line says why."""
+    vhost_vsock.unlink()
+    tries: list[int] = []
+
+    async def no_vsock(cid: int, vport: int, timeout: float) -> transport.Streams:
+        tries.append(cid)
+        raise TimeoutError
+
+    async def scenario() -> list[tuple[str, str, float]]:
+        async with serial_guest() as port:
+            monkeypatch.setattr(transport, "_open_vsock", no_vsock)
+            machine = Machine("m", serial=port, cid=UNREACHABLE_CID)
+            choice = TransportChoice("m")
+            answers = []
+            for i in range(3):
+                answers.append(await ask(machine, choice, f"request-{i}"))
+                choice.start_over()  # a revert
+            await asyncio.sleep(0.1)  # a probe, had one started, would have tried by now
+            decoder = ResultDecoder("one-off")
+            await exchange(machine, Request(lang="sh", sourcefile="prog.sh", execfile="prog.sh",
+                                            cmdline="sh prog.sh", code="x", id="one-off"),
+                           decoder)
+            return answers
+
+    with caplog.at_level(logging.INFO, logger="pbotvm.transport"):
+        answers = asyncio.run(scenario())
+    assert tries == []
+    assert all(channel.startswith("serial ") for _, channel, _ in answers)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"m: requests go over {answers[0][1]} (this host has no {vhost_vsock}: no guest here "
+        "has a vsock device)"]
 
 
 def test_no_guest_at_all_is_one_clear_error() -> None:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pbotvm.config import Machine
+from pbotvm.config import HostSettings, Machine
 from pbotvm.host import qemu
 from pbotvm.host.qmp import QMP, QMPError, loadvm
-from pbotvm.image import build, initramfs
+from pbotvm.image import build, initramfs, profiles
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
 from pbotvm.image.profiles import FULL, MINIMAL
+from pbotvm.langspec import LANGUAGES
 from tests.conftest import until
 
 
@@ -70,10 +73,131 @@ def test_init_script_and_qemu_agree_on_the_serial_devices(tmp_path: Path) -> Non
     assert "-nic none" in joined and "-accel tcg" in joined
 
 
+def test_the_vm_state_and_socket_directories_are_root_s_alone(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        paths = qemu.VmPaths(tmp_path / "state" / "qemu")
+        qemu.fresh_state_dir(paths)
+        qemu.socket_dirs(Machine("m", serial_socket=str(tmp_path / "run/a/serial.sock"),
+                                 heart_socket=str(tmp_path / "run/a/heart.sock")))
+    finally:
+        os.umask(old)
+    for directory in ("state", "state/qemu", "run", "run/a"):
+        assert stat.S_IMODE((tmp_path / directory).stat().st_mode) == 0o700, directory
+
+
 def test_choose_accel_honours_the_environment(tmp_path: Path) -> None:
-    assert qemu.choose_accel(tmp_path / "vmlinuz", {"PBOTVM_ACCEL": "tcg"}) == "tcg"
+    assert qemu.choose_accel(tmp_path / "vmlinuz", {"PBOTVM_ACCEL": "tcg"}) == ("tcg", None)
     with pytest.raises(qemu.QemuError):
         qemu.choose_accel(tmp_path / "vmlinuz", {"PBOTVM_ACCEL": "hvf"})
+
+
+def test_the_warm_up_runs_the_image_languages_only_and_says_which_once() -> None:
+    """The minimal image has 8 of the 33 languages: a warm-up of the 25 others only answered,
+    line after line, that they are not installed."""
+    minimal = profiles.languages(MINIMAL.packages)
+    names = [spec.name for spec in minimal]
+    assert names == ["bash", "c11", "c2x", "c89", "c99", "perl", "python3", "sh"]
+    assert [request.lang for request in qemu.image_warmups(minimal)] == names
+    assert qemu.warmup_line("minimal", minimal) == (
+        "warming up the minimal image's languages: bash, c11, c2x, c89, c99, perl, python3, sh "
+        "(the other 25 are not in it)")
+    # Every language Debian packages, each its own program or C dialect.
+    full = profiles.languages(FULL.packages)
+    assert {spec.name for spec in full} == {spec.name for spec in LANGUAGES} - {
+        "freebasic", "qbasic", "tendra"}
+    assert [request.lang for request in qemu.image_warmups(full)] == [
+        spec.name for spec in full]
+
+
+# What QEMU 7.2 printed on a host whose /dev/kvm is a paravirtual KVM, then it aborted.
+MSR_ABORT = ("qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\n"
+             "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: "
+             "Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.\n")
+
+
+@pytest.mark.parametrize(("console", "stderr", "exited", "why"), [
+    (b"[    0.000000] Linux version 6.1.0-50-amd64 ...", "", True, None),
+    (b"", MSR_ABORT, True,
+     "QEMU aborts under KVM (failed to set MSR 0x10a to 0x69): this host's /dev/kvm is a "
+     "paravirtual or nested KVM that cannot run the guest"),
+    (b"", "qemu-system-x86_64: something else\nqemu-system-x86_64: the last word\n", True,
+     "QEMU failed under KVM: qemu-system-x86_64: the last word"),
+    (b"", "", False,
+     "the guest's kernel printed nothing under KVM within 3 s (a nested or paravirtual KVM "
+     "that cannot run it)"),
+], ids=["works", "msr", "other-failure", "silent"])
+def test_why_kvm_cannot_run_the_guest_is_one_line(console: bytes, stderr: str, exited: bool,
+                                                   why: str | None) -> None:
+    assert qemu.kvm_refusal(console, stderr, exited, timeout=3) == why
+
+
+def test_without_kvm_up_says_why_and_how_to_skip_the_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu, "kvm_unusable", lambda kernel: "this host has no /dev/kvm")
+    assert qemu.choose_accel(tmp_path / "vmlinuz", {}) == (
+        "tcg", "not using KVM: this host has no /dev/kvm; TCG is 10 to 20 times slower "
+               "(PBOTVM_ACCEL=tcg skips this check)")
+    monkeypatch.setattr(qemu, "kvm_unusable", lambda kernel: None)
+    assert qemu.choose_accel(tmp_path / "vmlinuz", {}) == ("kvm", None)
+
+
+def recorded_vm(state: Path, **info: Any) -> None:
+    """The vm.json of a guest that `pbotvm vm up` started with the state directory ``state``."""
+    qemu.fresh_state_dir(qemu.VmPaths(state / "qemu"))
+    recorded = {"pid": 1, "accel": "tcg", "addr": "127.0.0.1", "serial": 5555, "heart": 5556,
+                "qmp": str(state / "qemu/qmp.sock"), "image": "/i", "boot_seconds": 1.0,
+                "warmup_seconds": 1.0, "savevm_seconds": 1.0,
+                "serial_socket": str(state / "qemu/serial.sock"),
+                "heart_socket": str(state / "qemu/heart.sock"), **info}
+    (state / "qemu/vm.json").write_text(json.dumps(recorded))
+
+
+def test_vm_server_finds_the_guest_vm_up_started_in_its_state_directory(
+        tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "PBOTVM_STATE_DIR": str(state)}
+    plain = HostSettings.from_env(env)
+    assert qemu.with_vm_up_guest(plain, env) == (plain, None)  # no guest started there
+    recorded_vm(state)
+    settings, line = qemu.with_vm_up_guest(plain, env)
+    machine = settings.machines.resolve()
+    assert (machine.name, machine.serial_socket, machine.heart_socket, machine.cid) == (
+        "pbot-vm", f"{state}/qemu/serial.sock", f"{state}/qemu/heart.sock", 0)
+    revert = [str(Path(sys.executable).parent / "pbotvm"), "vm", "revert"]
+    assert settings.revert_command == revert
+    assert line == (f"pbot-vm: the guest `pbotvm vm up` started ({state}/qemu/vm.json): serial "
+                    f"{state}/qemu/serial.sock, heart {state}/qemu/heart.sock, no vsock; "
+                    f"reverted by {revert[0]} vm revert")
+    # The revert command the operator gave stays; TCP lines (`vm up --tcp`) are found too.
+    recorded_vm(state, serial=7001, heart=7002, serial_socket="", heart_socket="")
+    told = HostSettings.from_env({**env, "PBOTVM_REVERT_COMMAND": "my-revert"})
+    settings, line = qemu.with_vm_up_guest(told, env)
+    machine = settings.machines.resolve()
+    assert (machine.serial, machine.heart, machine.serial_socket, settings.revert_command) == (
+        7001, 7002, "", ["my-revert"])
+    assert line is not None and line.endswith("serial 127.0.0.1:7001, heart 127.0.0.1:7002, "
+                                              "no vsock")
+
+
+@pytest.mark.parametrize(("told", "machines_file"), [
+    ({"PBOTVM_SERIAL_SOCKET": "/run/mine/serial.sock"}, None),
+    ({"PBOTVM_HEART_SOCKET": "/run/mine/heart.sock"}, None),
+    ({"PBOTVM_SERIAL": "7777"}, None), ({"PBOTVM_HEART": "7778"}, None),
+    ({"PBOTVM_MACHINES": "{tmp}/machines.json"}, "machines.json"),
+    ({}, "pbotvm/vm-exec.json"),  # where a machines file is looked for by default
+], ids=["serial-socket", "heart-socket", "serial", "heart", "machines", "default-machines"])
+def test_where_the_operator_says_the_lines_are_wins(tmp_path: Path, told: dict[str, str],
+                                                   machines_file: str | None) -> None:
+    state = tmp_path / "state"
+    recorded_vm(state)
+    if machines_file is not None:
+        (tmp_path / machines_file).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / machines_file).write_text('{"machines": {"pbot-vm": {"serial": 6000}}}')
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "PBOTVM_STATE_DIR": str(state),
+           **{name: value.format(tmp=tmp_path) for name, value in told.items()}}
+    settings = HostSettings.from_env(env)
+    assert qemu.with_vm_up_guest(settings, env) == (settings, None)
 
 
 MODULES_DEP = """\

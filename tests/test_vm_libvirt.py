@@ -60,13 +60,14 @@ def domain(daemon: PrivateLibvirtd,
     image = build(MINIMAL)
     conn = connect(daemon.uri)
     try:
-        dom, paths = ld.define(conn, machine, image, paths, choose_accel(image.kernel, env))
+        accel, _ = choose_accel(image.kernel, env)
+        dom, paths = ld.define(conn, machine, image, paths, accel)
         added = script("add-serials", env)
         assert added.returncode == 0, added.stderr
         assert added.stdout.splitlines() == [
             f"pbot-vm-test: serial port 2 (TCP {machine.serial}): added",
             f"pbot-vm-test: serial port 3 (TCP {machine.heart}): added"]
-        info = asyncio.run(ld.boot(dom, settings, machine, paths))
+        info = asyncio.run(ld.boot(dom, settings, machine, image, paths))
         print(f"\nlibvirt domain: first heartbeat {info.boot_seconds} s, warm-up "
               f"{info.warmup_seconds} s, snapshot {info.snapshot_seconds} s")
         yield env

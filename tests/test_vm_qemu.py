@@ -186,9 +186,10 @@ def test_status_files(vm: tuple[qemu.VmPaths, Machine]) -> None:
     assert Path(info.qmp) == paths.qmp and paths.pidfile.is_file()
     assert (info.serial_where, info.heart_where) == (str(paths.serial_socket),
                                                      str(paths.heart_socket))
-    for socket_path in (paths.serial_socket, paths.heart_socket):
+    for socket_path in (paths.serial_socket, paths.heart_socket, paths.qmp):
         st = os.stat(socket_path)
         assert stat.S_ISSOCK(st.st_mode) and (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
+    assert stat.S_IMODE(paths.state_dir.stat().st_mode) == 0o700
 
 
 # --- through vm-server and vm-client ------------------------------------------------------------
@@ -196,16 +197,28 @@ def test_status_files(vm: tuple[qemu.VmPaths, Machine]) -> None:
 @pytest.fixture(scope="module")
 def server(vm: tuple[qemu.VmPaths, Machine],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[AttachedStack]:
+    """vm-server told nothing but the state directory `vm up` used: it finds the guest there,
+    its lines and its revert (`pbotvm vm revert`)."""
     paths, machine = vm
+    work = tmp_path_factory.mktemp("server")
     # Under TCG (no KVM on CI hosts) an answer that needs gdb takes several seconds: gdb
     # alone takes ~2 s to start there.
-    with AttachedStack(tmp_path_factory.mktemp("server"), machine.serial, machine.heart,
-                       {"PBOTVM_STATE_DIR": str(paths.state_dir.parent),
-                        "PBOTVM_SERIAL_SOCKET": machine.serial_socket,
-                        "PBOTVM_HEART_SOCKET": machine.heart_socket,
-                        "PBOTVM_TIMEOUT": str(SERVER_TIMEOUT)},
-                       f"{BIN / 'pbotvm'} vm revert") as s:
+    stack = AttachedStack(work, machine.serial, machine.heart,
+                          {"PBOTVM_STATE_DIR": str(paths.state_dir.parent),
+                           "XDG_CONFIG_HOME": str(work), "PBOTVM_TIMEOUT": str(SERVER_TIMEOUT)},
+                          revert_command=None)
+    for told in (*qemu.LINE_SETTINGS, "PBOTVM_MACHINES"):
+        stack.env.pop(told, None)
+    with stack as s:
         yield s
+
+
+def test_vm_server_says_which_guest_it_found(vm: tuple[qemu.VmPaths, Machine],
+                                             server: AttachedStack) -> None:
+    paths, machine = vm
+    assert (f"pbot-vm: the guest `pbotvm vm up` started ({paths.info}): serial "
+            f"{machine.serial_socket}, heart {machine.heart_socket}, no vsock; reverted by "
+            f"{BIN / 'pbotvm'} vm revert") in server.log("vm-server")
 
 
 @pytest.mark.parametrize(("code", "expected"), [

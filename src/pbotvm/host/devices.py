@@ -12,7 +12,7 @@ libvirt up`` attaches its devices with the same functions.
 from __future__ import annotations
 
 import contextlib
-import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,12 +20,15 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 from pbotvm.config import Machine
+from pbotvm.host.transport import VHOST_VSOCK, vsock_guests_here
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX
 
 if TYPE_CHECKING:
     import libvirt
 
-VHOST_VSOCK = "/dev/vhost-vsock"
+# What libvirt says when nothing listens on the daemon's socket: no daemon runs.
+_NO_DAEMON = re.compile(r"Failed to connect socket to '([^']*)': "
+                        r"(?:No such file or directory|Connection refused)")
 
 
 class LibvirtError(RuntimeError):
@@ -117,10 +120,20 @@ def attach(dom: libvirt.virDomain, device: Device) -> str:
 
 def vsock_note() -> str | None:
     """Why a domain with a vsock device will not start on this host, if it will not."""
-    if os.path.exists(VHOST_VSOCK):
+    if vsock_guests_here():
         return None
     return (f"this host has no {VHOST_VSOCK} (modprobe vhost_vsock): a domain with a vsock "
             "device will not start here")
+
+
+def connect_failure(uri: str, message: str) -> str:
+    """libvirt's reason for not connecting to ``uri``, as the operator's line: when no daemon
+    runs, that, and how to start one."""
+    found = _NO_DAEMON.search(message)
+    if found is None:
+        return f"libvirt {uri}: {message}"
+    return (f"libvirt {uri}: no libvirt daemon runs (nothing listens on {found[1]}): start one "
+            "with `systemctl start libvirtd` (Debian's package libvirt-daemon-system has it)")
 
 
 def connect(uri: str) -> libvirt.virConnect:
@@ -131,7 +144,7 @@ def connect(uri: str) -> libvirt.virConnect:
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as e:
-        raise LibvirtError(f"libvirt {uri}: {e.get_error_message()}") from None
+        raise LibvirtError(connect_failure(uri, e.get_error_message())) from None
 
 
 @contextlib.contextmanager

@@ -254,7 +254,9 @@ class UpInfo:
 async def up(image: Image, settings: HostSettings, machine: Machine, paths: DomainPaths,
              env: Mapping[str, str], say: Callable[[str], None] = lambda _: None) -> UpInfo:
     """Define the domain, attach its devices, then :func:`boot` it."""
-    accel = await asyncio.to_thread(choose_accel, image.kernel, env)
+    accel, note = await asyncio.to_thread(choose_accel, image.kernel, env)
+    if note is not None:
+        say(note)
     with session(settings.libvirt_uri, machine.domain) as conn:
         dom, placed = define(conn, machine, image, paths, accel)
         if placed != paths:
@@ -263,18 +265,19 @@ async def up(image: Image, settings: HostSettings, machine: Machine, paths: Doma
         socket_dirs(machine)  # libvirt makes the sockets, not their directory
         for device in machine_devices(machine, say):
             say(devices.attach(dom, device))
-        return await boot(dom, settings, machine, placed, say)
+        return await boot(dom, settings, machine, image, placed, say)
 
 
-async def boot(dom: libvirt.virDomain, settings: HostSettings, machine: Machine,
+async def boot(dom: libvirt.virDomain, settings: HostSettings, machine: Machine, image: Image,
                paths: DomainPaths, say: Callable[[str], None] = lambda _: None) -> UpInfo:
-    """Start the defined domain, wait for guest-server, warm up, create the snapshot."""
+    """Start the defined domain, wait for guest-server, warm up the languages of ``image``
+    (the one it was defined from), create the snapshot."""
     start = time.monotonic()
     dom.create()
     say(f"domain {machine.domain} started; waiting for the guest's heartbeat")
     try:
         booted, warmed = await boot_and_warm(
-            machine, lambda: bool(dom.isActive()), paths.console, start, say)
+            machine, image, lambda: bool(dom.isActive()), paths.console, start, say)
         dom.snapshotCreateXML(SNAPSHOT_XML.format(name=escape(settings.snapshot)), 0)
     except QemuError as e:
         _remove(dom)  # a half-started domain must not hold the ports

@@ -2,7 +2,8 @@
 line, shared out between nicks), heartbeat, revert state, transport choice, whether its guest
 echoes request ids, and counters; and what other processes see of it.
 
-vm-server keeps a status file per machine, ``<state dir>/machines/<name>.<serial>.json``,
+vm-server keeps a status file per machine, ``<state dir>/machines/<name>.<serial>.json``
+(``<name>.<socket>-<digest>.json`` for a serial line on a Unix socket),
 written whole and renamed into place: its pid, whether it is serving a request and since
 when, whether it is reverting, and its counters. vm-watchdog reads it. Beside it, a lock file
 is held (flock) by vm-server while the machine serves or reverts, and by vm-watchdog while it
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -52,8 +54,13 @@ class Status:
 
 
 def _file_stem(machine: Machine) -> str:
-    # A machine name comes from the operator's file; quoted, it can never be a path.
-    return f"{urllib.parse.quote(machine.name, safe='')}.{machine.serial}"
+    # A machine name comes from the operator's file; quoted, it can never be a path. A
+    # socket's path may be longer than a file name can be: its name and a digest stand for it.
+    line = str(machine.serial)
+    if machine.serial_socket:
+        digest = hashlib.sha256(machine.serial_socket.encode()).hexdigest()[:8]
+        line = f"{urllib.parse.quote(Path(machine.serial_socket).name, safe='')}-{digest}"
+    return f"{urllib.parse.quote(machine.name, safe='')}.{line}"
 
 
 def status_path(state_dir: Path, machine: Machine) -> Path:

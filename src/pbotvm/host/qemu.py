@@ -16,20 +16,24 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pbotvm import langspec, procs
-from pbotvm.config import HostSettings, Machine
-from pbotvm.host import options
+from pbotvm.config import HostSettings, Machine, machines_path
+from pbotvm.host import options, state_files
 from pbotvm.host.languages import find_language
 from pbotvm.host.qmp import QMP, QMPError, loadvm, snapshot
 from pbotvm.host.transport import TransportChoice, exchange
 from pbotvm.host.vmexec import make_request
+from pbotvm.image import profiles
 from pbotvm.image.build import Image
 from pbotvm.image.layout import CONSOLE, HEART_INDEX, SERIAL_INDEX
 from pbotvm.protocol import Request, ResultDecoder
@@ -126,7 +130,7 @@ def socket_dirs(machine: Machine) -> list[Path]:
     """The machine's serial sockets, their directories made (root's alone) where missing."""
     sockets = [Path(path) for path in (machine.serial_socket, machine.heart_socket) if path]
     for path in sockets:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        state_files.make_dir(path.parent)
     return sockets
 
 
@@ -164,35 +168,66 @@ def qemu_argv(image: Image, paths: VmPaths, machine: Machine, accel: str,
     ]
 
 
-def kvm_works(kernel: Path, timeout: float = KVM_PROBE_TIMEOUT) -> bool:
-    """Boot the kernel under KVM briefly and look for its banner on the console.
+# QEMU's words when the host's KVM refuses a model-specific register of the CPU QEMU asks for
+# (a paravirtual or nested KVM, e.g. MSR 0x10a, the CPU's vulnerability report): it aborts.
+_MSR_REFUSED = re.compile(r"failed to set MSR 0x[0-9a-fA-F]+(?: to 0x[0-9a-fA-F]+)?")
+
+
+def kvm_refusal(console: bytes, stderr: str, exited: bool,
+                timeout: float = KVM_PROBE_TIMEOUT) -> str | None:
+    """Why the KVM probe's QEMU did not boot the kernel, in a few words; None when it did.
+    ``exited``: QEMU ended by itself within ``timeout`` (else it was killed)."""
+    if b"Linux version" in console:
+        return None
+    if refused := _MSR_REFUSED.search(stderr):
+        return (f"QEMU aborts under KVM ({refused[0]}): this host's /dev/kvm is a paravirtual "
+                "or nested KVM that cannot run the guest")
+    if exited:
+        last = stderr.strip().splitlines()[-1:]
+        return f"QEMU failed under KVM: {last[0]}" if last else "QEMU exited under KVM"
+    return (f"the guest's kernel printed nothing under KVM within {timeout:g} s (a nested or "
+            "paravirtual KVM that cannot run it)")
+
+
+def kvm_unusable(kernel: Path, timeout: float = KVM_PROBE_TIMEOUT) -> str | None:
+    """Why KVM cannot run the guest on this host; None when it can. Boots the kernel under KVM
+    briefly and looks for its banner on the console.
 
     /dev/kvm can exist and still be unable to run a stock kernel (nested, paravirtual KVM):
-    QEMU then starts but the guest hangs silently, so only running it tells.
+    QEMU then aborts, or starts while the guest hangs silently; only running it tells.
     """
+    if not os.path.exists("/dev/kvm"):
+        return "this host has no /dev/kvm"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return False
+        return "/dev/kvm is not open to this user (root's, and the kvm group's)"
     argv = [QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             *accel_args("kvm"), "-m", "256", "-nic", "none", "-serial", "stdio",
             "-kernel", str(kernel), "-append", f"console={CONSOLE} panic=-1"]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE)
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(timeout=timeout)
+        exited = True
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, _ = proc.communicate()
-    return b"Linux version" in out
+        out, err = proc.communicate()
+        exited = False
+    return kvm_refusal(out, err.decode(errors="replace"), exited, timeout)
 
 
-def choose_accel(kernel: Path, env: Mapping[str, str]) -> str:
-    """``PBOTVM_ACCEL`` (kvm or tcg) if set, else KVM when it really runs a kernel."""
+def choose_accel(kernel: Path, env: Mapping[str, str]) -> tuple[str, str | None]:
+    """``PBOTVM_ACCEL`` (kvm or tcg) if set, else KVM when it really runs a kernel; and, when
+    the probe found KVM unusable, the operator's line saying why."""
     wanted = env.get("PBOTVM_ACCEL", "").strip()
     if wanted in ("kvm", "tcg"):
-        return wanted
+        return wanted, None
     if wanted:
         raise QemuError(f"PBOTVM_ACCEL={wanted!r}: expected kvm or tcg")
-    return "kvm" if kvm_works(kernel) else "tcg"
+    why = kvm_unusable(kernel)
+    if why is None:
+        return "kvm", None
+    return "tcg", (f"not using KVM: {why}; TCG is 10 to 20 times slower (PBOTVM_ACCEL=tcg "
+                   "skips this check)")
 
 
 def vm_from_env(env: Mapping[str, str]) -> tuple[VmPaths, Machine]:
@@ -217,6 +252,43 @@ def read_info(paths: VmPaths) -> VmInfo | None:
         return VmInfo(**json.loads(paths.info.read_text()))
     except (OSError, ValueError, TypeError):
         return None
+
+
+# The operator's word on where the default machine's lines are, which wins over what
+# `vm up` recorded.
+LINE_SETTINGS = ("PBOTVM_SERIAL", "PBOTVM_HEART", "PBOTVM_SERIAL_SOCKET", "PBOTVM_HEART_SOCKET")
+
+
+def lines_configured(env: Mapping[str, str]) -> bool:
+    """Whether the environment or a machines file says where the default machine's serial
+    and heartbeat lines are."""
+    return (any(env.get(name, "").strip() for name in LINE_SETTINGS)
+            or machines_path(env).exists())
+
+
+def with_vm_up_guest(settings: HostSettings,
+                     env: Mapping[str, str]) -> tuple[HostSettings, str | None]:
+    """The settings with the default machine on the guest that ``vm up`` started in the state
+    directory (as its ``vm.json`` records it), and the log line that says so; as they were
+    when no such guest was started there or the operator says where the lines are.
+
+    That guest has no vsock device, and ``pbotvm vm revert`` reverts it (unless
+    ``PBOTVM_REVERT_COMMAND`` says how)."""
+    paths = VmPaths(settings.state_dir / "qemu")
+    info = read_info(paths)
+    if info is None or lines_configured(env):
+        return settings, None
+    machine = replace(settings.machines.resolve(), addr=info.addr, serial=info.serial,
+                      heart=info.heart, serial_socket=info.serial_socket,
+                      heart_socket=info.heart_socket, cid=0)
+    machines = replace(settings.machines,
+                       machines={**settings.machines.machines, machine.name: machine})
+    revert = settings.revert_command or [str(Path(sys.executable).parent / "pbotvm"), "vm",
+                                         "revert"]
+    line = (f"{machine.name}: the guest `pbotvm vm up` started ({paths.info}): serial "
+            f"{info.serial_where}, heart {info.heart_where}, no vsock"
+            + ("" if settings.revert_command else f"; reverted by {shlex.join(revert)}"))
+    return replace(settings, machines=machines, revert_command=revert), line
 
 
 def console_tail(console: Path, lines: int = 5) -> str:
@@ -289,6 +361,22 @@ def warmup_problem(request: Request, text: str) -> str | None:
     return None
 
 
+def image_warmups(languages: Sequence[langspec.LangSpec]) -> list[Request]:
+    """The warm-up requests of the image's languages: another's would only answer that it
+    is not installed."""
+    names = {spec.name for spec in languages}
+    return [request for request in warmup_requests() if request.lang in names]
+
+
+def warmup_line(profile: str, languages: Sequence[langspec.LangSpec]) -> str:
+    """Which languages the image has, said once, where each other language's warm-up said
+    that it was not installed."""
+    others = len(langspec.LANGUAGES) - len(languages)
+    return (f"warming up the {profile} image's languages: "
+            f"{', '.join(spec.name for spec in languages)}"
+            + (f" (the other {others} are not in it)" if others else ""))
+
+
 async def send(machine: Machine, request: Request, timeout: float = REQUEST_TIMEOUT,
                transport: TransportChoice | None = None) -> str:
     """One request (over vsock, else the serial line); returns the result text. A series of
@@ -303,12 +391,18 @@ async def send(machine: Machine, request: Request, timeout: float = REQUEST_TIME
 # --- up, down, revert --------------------------------------------------------------------------
 
 def _start(image: Image, paths: VmPaths, machine: Machine, accel: str) -> int:
-    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    fresh_state_dir(paths)
+    create_overlay(image, paths.overlay)
+    return launch(qemu_argv(image, paths, machine, accel), paths, machine)
+
+
+def fresh_state_dir(paths: VmPaths) -> None:
+    """The VM's state directory without a previous VM's files, made (root's alone) if
+    missing: its console log has every program's output."""
+    state_files.make_dir(paths.state_dir)
     for stale in (paths.overlay, paths.qmp, paths.pidfile, paths.console, paths.info,
                   paths.serial_socket, paths.heart_socket):
         stale.unlink(missing_ok=True)
-    create_overlay(image, paths.overlay)
-    return launch(qemu_argv(image, paths, machine, accel), paths, machine)
 
 
 def create_overlay(image: Image, overlay: Path) -> None:
@@ -321,13 +415,14 @@ def create_overlay(image: Image, overlay: Path) -> None:
 def launch(argv: list[str], paths: VmPaths, machine: Machine) -> int:
     """Run QEMU (it daemonizes once its devices are up); returns its pid.
 
-    The umask keeps what QEMU creates (sockets, console log) to root from the start."""
+    The umask keeps what QEMU creates (sockets, console log) to root from the start, until
+    ``-daemonize`` sets its own (027): the sockets, QMP's too, are made root's alone after."""
     sockets = socket_dirs(machine)
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           check=False, umask=0o077)
     if proc.returncode:
         raise QemuError(f"{QEMU} failed: {proc.stderr.strip()}")
-    for path in sockets:
+    for path in (*sockets, paths.qmp):
         path.chmod(0o600)
     return int(paths.pidfile.read_text())
 
@@ -353,12 +448,14 @@ async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, s
     info = read_info(paths)
     if info and pid_alive(info.pid):
         raise QemuError(f"the VM is already running (pid {info.pid}); `pbotvm vm down` first")
-    accel = await asyncio.to_thread(choose_accel, image.kernel, env)
+    accel, note = await asyncio.to_thread(choose_accel, image.kernel, env)
+    if note is not None:
+        log(note)
     start = time.monotonic()
     pid = _start(image, paths, machine, accel)
     log(f"QEMU pid {pid} ({accel}); waiting for the guest's heartbeat")
     try:
-        booted, warmed = await _boot_and_snapshot(paths, machine, pid, start, log)
+        booted, warmed = await _boot_and_snapshot(image, paths, machine, pid, start, log)
     except BaseException:
         stop(paths, pid)  # a half-started VM must not hold the ports
         raise
@@ -369,26 +466,27 @@ async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, s
                   savevm_seconds=round(time.monotonic() - warmed, 2),
                   serial_socket=machine.serial_socket, heart_socket=machine.heart_socket)
     paths.info.write_text(json.dumps(asdict(info), indent=1) + "\n")
-    if machine.serial_socket and (env.get("PBOTVM_SERIAL_SOCKET") != machine.serial_socket
-                                  or env.get("PBOTVM_HEART_SOCKET") != machine.heart_socket):
-        log(f"vm-server reaches it with PBOTVM_SERIAL_SOCKET={machine.serial_socket} "
-            f"PBOTVM_HEART_SOCKET={machine.heart_socket}")
+    if not lines_configured(env):
+        log(f"vm-server, vm-watchdog and vm-exec with this state directory "
+            f"({paths.state_dir.parent}) find it, and revert it with `pbotvm vm revert`")
     return info
 
 
-async def _boot_and_snapshot(paths: VmPaths, machine: Machine, pid: int, start: float,
-                             log: Callable[[str], None]) -> tuple[float, float]:
+async def _boot_and_snapshot(image: Image, paths: VmPaths, machine: Machine, pid: int,
+                             start: float, log: Callable[[str], None]) -> tuple[float, float]:
     """Boot and warm up, then ``savevm``; returns when boot and warm-up ended."""
-    booted, warmed = await boot_and_warm(machine, lambda: pid_alive(pid), paths.console, start,
-                                         log)
+    booted, warmed = await boot_and_warm(machine, image, lambda: pid_alive(pid),
+                                         paths.console, start, log)
     async with await QMP.connect(paths.qmp) as qmp:
         await snapshot(qmp, "savevm", SNAPSHOT)
     return booted, warmed
 
 
-async def boot_and_warm(machine: Machine, alive: Callable[[], bool], console: Path,
-                        start: float, log: Callable[[str], None]) -> tuple[float, float]:
-    """Wait for the first heartbeat, run each language once; returns when each step ended.
+async def boot_and_warm(machine: Machine, image: Image, alive: Callable[[], bool],
+                        console: Path, start: float,
+                        log: Callable[[str], None]) -> tuple[float, float]:
+    """Wait for the first heartbeat, run each of the image's languages once; returns when
+    each step ended.
 
     Both backends do this before their snapshot, so the snapshot has warm toolchains.
     """
@@ -399,9 +497,11 @@ async def boot_and_warm(machine: Machine, alive: Callable[[], bool], console: Pa
         raise QemuError(
             f"guest did not boot ({reason}); console:\n  {console_tail(console)}") from None
     booted = time.monotonic()
-    log(f"guest up in {booted - start:.1f} s; warming up the toolchains")
+    manifest = image.manifest()
+    languages = profiles.languages(manifest["packages"])
+    log(f"guest up in {booted - start:.1f} s; {warmup_line(manifest['profile'], languages)}")
     transport = TransportChoice(machine.name)
-    for request in warmup_requests():
+    for request in image_warmups(languages):
         try:
             text = await send(machine, request, WARMUP_TIMEOUT, transport=transport)
         except (TimeoutError, OSError) as e:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -29,6 +30,7 @@ from pbotvm.host import intake
 from pbotvm.host.heartbeat import BEAT_INTERVAL, DEFAULT_STALE_AFTER, HeartbeatMonitor
 from pbotvm.host.intake import Allowance, Intake, Refused
 from pbotvm.host.machine_state import MachineState
+from pbotvm.host.qemu import with_vm_up_guest
 from pbotvm.host.revert import RevertError, revert
 from pbotvm.host.vmexec import OFFLINE, Answer, Execution, PrefetchedStdin, Prepared, Reply
 from pbotvm.host.workers import Workers
@@ -293,13 +295,16 @@ def main(stale_after: float | None) -> None:
     Runs each request through the vm-exec pipeline with the PBOTVM_TIMEOUT limit, watches the
     guest heartbeat, and reverts the machine (libvirt snapshot PBOTVM_SNAPSHOT of
     PBOTVM_DOMAIN, or PBOTVM_REVERT_COMMAND) after a time-out or a killed program, unless
-    PBOTVM_NOREVERT is set.
+    PBOTVM_NOREVERT is set. Unless told where the guest's lines are, it uses those of the
+    guest `pbotvm vm up` started in its state directory, if any.
     """
     logs.setup("vm-server")
     try:
-        settings = HostSettings.from_env()
+        settings, found = with_vm_up_guest(HostSettings.from_env(), os.environ)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
+    if found is not None:
+        log.info("%s", found)
     if settings.addr not in ("127.0.0.1", "::1", "localhost"):
         log.warning("listening on %s: anyone who can reach it can run code and force reverts",
                     settings.addr)

@@ -4,7 +4,8 @@ else its serial device, served by QEMU on a Unix socket or (the original's layou
 vsock is used natively (no socat child). Whether it works is found out in the background, once
 per guest boot (TransportChoice): no request waits for a vsock connect that cannot succeed,
 and until the answer is in, requests take the serial line. The original tried vsock on every
-request, and never fell back to serial when socat existed but could not connect.
+request, and never fell back to serial when socat existed but could not connect. On a host
+without vhost-vsock no guest can have a vsock device, and vsock is not tried at all.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pbotvm.protocol import Request, ResultDecoder, encode_request
 
 log = logging.getLogger("pbotvm.transport")
 
+# QEMU's vsock device for a guest opens this; a host without it runs no guest with vsock.
+VHOST_VSOCK = "/dev/vhost-vsock"
 VSOCK_CONNECT_TIMEOUT = 1.0  # a one-off connection (vm-exec on the command line) waits this
 VSOCK_PROBE_TIMEOUT = 3.0  # in the background, where nobody waits for it
 SERIAL_CONNECT_TIMEOUT = 3.0
@@ -40,6 +43,11 @@ def serial_name(machine: Machine) -> str:
     """Where the machine's serial line is served, as logs and messages name it."""
     return (f"serial {machine.serial_socket}" if machine.serial_socket
             else f"serial {machine.addr}:{machine.serial}")
+
+
+def vsock_guests_here() -> bool:
+    """Whether a guest on this host can have a vsock device at all."""
+    return os.path.exists(VHOST_VSOCK)
 
 
 def _why(error: BaseException, timeout: float) -> str:
@@ -77,6 +85,7 @@ class TransportChoice:
         self._seen_boot: int | None = None
         self._vsock: dict[tuple[int, int], bool] = {}
         self._probes: dict[tuple[int, int], asyncio.Task[bool]] = {}
+        self._said_no_vhost = False
 
     def start_over(self) -> None:
         """The guest was reverted or restarted: what was found out may no longer hold."""
@@ -88,6 +97,13 @@ class TransportChoice:
     def use_vsock(self, machine: Machine) -> bool | None:
         """Whether vsock works for this boot; None while a probe (started now if none runs)
         finds out."""
+        if not vsock_guests_here():
+            # Not worth a probe after every revert: no boot of the guest changes it.
+            if not self._said_no_vhost:
+                log.info("%s: requests go over %s (this host has no %s: no guest here has a "
+                         "vsock device)", self.name, serial_name(machine), VHOST_VSOCK)
+                self._said_no_vhost = True
+            return False
         boot = self._boot()
         if boot != self._seen_boot:
             self.start_over()
@@ -187,10 +203,11 @@ async def _open_serial_line(machine: Machine) -> tuple[asyncio.StreamReader,
 async def connect(machine: Machine, choice: TransportChoice | None = None,
                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
     """Open a channel to the machine's guest; returns reader, writer and a description.
-    ``choice``: the machine's (none: a one-off connection tries vsock first, briefly)."""
+    ``choice``: the machine's (none: a one-off connection tries vsock first, briefly, on a
+    host where a guest can have it)."""
     if not machine.cid:
         return await _open_serial_line(machine)
-    vsock = choice.use_vsock(machine) if choice is not None else True
+    vsock = choice.use_vsock(machine) if choice is not None else vsock_guests_here()
     if vsock:
         try:
             reader, writer = await _open_vsock(machine.cid, machine.vport,

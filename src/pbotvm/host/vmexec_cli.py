@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 import click
 
 from pbotvm.config import ConfigError, HostSettings
 from pbotvm.host import vmexec
+from pbotvm.host.qemu import with_vm_up_guest
 
 
 @click.command(context_settings={"ignore_unknown_options": True,
@@ -24,14 +26,15 @@ def main(code: tuple[str, ...]) -> None:
       vm-exec -lang=sh echo hello
       vm-exec '{"nick":"me","channel":"#c","code":"-lang=python3 print(6*7)"}'
 
-    Settings come from PBOTVM_* variables and the machines file (see README). -vm-serial,
+    Settings come from PBOTVM_* variables and the machines file (see README), else the
+    guest `pbotvm vm up` started in the state directory is the default machine. -vm-serial,
     -vm-cid and -vm-vport are honoured only with PBOTVM_ALLOW_OVERRIDES=1.
     """
     logging.basicConfig(level=logging.WARNING, format="vm-exec: %(message)s")
     if not code:
         raise click.UsageError("no code given")
     try:
-        settings = HostSettings.from_env()
+        settings, _ = with_vm_up_guest(HostSettings.from_env(), os.environ)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     answer = asyncio.run(vmexec.run(" ".join(code), settings))

@@ -295,12 +295,17 @@ def main(interval: float, threshold: float, machine_name: str | None, source: st
     Reverts as vm-server does (PBOTVM_REVERT_COMMAND, else libvirt snapshot PBOTVM_SNAPSHOT),
     never while vm-server serves a request on the machine.
     """
+    from pbotvm.host.qemu import with_vm_up_guest
+
     logs.setup("vm-watchdog")
     try:
-        settings = HostSettings.from_env()
+        # As vm-server does: the same machine, its status file and its revert.
+        settings, found = with_vm_up_guest(HostSettings.from_env(), os.environ)
         machine = settings.machines.resolve(machine_name)
     except (ConfigError, LookupError) as e:
         raise click.ClickException(str(e)) from None
+    if found is not None:
+        log.info("%s", found)
     watchdog = Watchdog(settings, machine, make_source(source, settings, machine), threshold)
     try:
         watchdog.run(interval)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pbotvm.image import initramfs
 from pbotvm.image.layout import CONSOLE, GUEST_USER, HEART_INDEX, SERIAL_INDEX, guest_tty
@@ -71,6 +72,11 @@ class Image:
 
     def exists(self) -> bool:
         return all(p.is_file() for p in (self.kernel, self.initrd, self.disk))
+
+    def manifest(self) -> dict[str, Any]:
+        """What the build recorded: the profile's name, its packages, the kernel."""
+        data: dict[str, Any] = json.loads((self.directory / "manifest.json").read_text())
+        return data
 
 
 # --- inputs ----------------------------------------------------------------------------------

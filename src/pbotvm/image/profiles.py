@@ -6,9 +6,10 @@ there is installed by the ``full`` profile, setup-guest and ``./dev`` alike.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from pbotvm.langspec import LANGUAGES
+from pbotvm.langspec import LANGUAGES, LangSpec
 
 # Every image: the kernel we boot directly, busybox for our initramfs, guest-server's
 # Python and its dependencies from Debian (the guest has no network), and the tools the
@@ -35,6 +36,12 @@ FULL = Profile("full", tuple(dict.fromkeys((*MINIMAL.packages, *LANGUAGE_PACKAGE
                                             "fortune-mod"))), disk_mib=8192)
 
 PROFILES = {p.name: p for p in (MINIMAL, FULL)}
+
+
+def languages(packages: Collection[str]) -> list[LangSpec]:
+    """The languages whose programs these packages install, in the table's order."""
+    return [spec for spec in LANGUAGES if spec.toolchain.package is not None
+            and {spec.toolchain.package, *spec.toolchain.also} <= set(packages)]
 
 if __name__ == "__main__":
     # ./dev installs these on a development machine (no venv yet: standard library only).

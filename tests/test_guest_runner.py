@@ -30,7 +30,7 @@ from pbotvm.guest.runner import (
 from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture
 from pbotvm.procs import running as alive
 from pbotvm.protocol import Request, Result
-from tests.conftest import DAEMON
+from tests.conftest import DAEMON, DAEMON_SECONDS, processes_running
 
 LANGS = {
     "sh": ("prog.sh", "sh prog.sh"),
@@ -232,8 +232,8 @@ def test_daemons_are_killed_but_not_other_requests() -> None:
         return daemon, await other
 
     daemon, other = asyncio.run(scenario())
-    pid = int(daemon.text)
-    assert not alive(pid)
+    assert daemon.text.strip().isdigit()
+    assert not processes_running("sleep", DAEMON_SECONDS)
     assert other.text == "other survived\n"
 
 
@@ -338,25 +338,28 @@ def test_sandbox_execs_argv_itself_and_falls_back_to_bash() -> None:
 
 @pytest.mark.root
 def test_a_spare_supervisor_forked_ahead_runs_the_next_request() -> None:
-    async def scenario() -> tuple[int | None, str, int | None, str]:
+    async def scenario() -> tuple[int | None, str, str, int | None, str]:
         supervisors = supervisor.Supervisors(RunSettings())
         try:
             supervisors.prepare()
             spare = supervisors.spare_pid
-            # The program's parent is its supervisor (sh is exec'd without bash).
-            first = await supervisors.run(request("echo $PPID"))
+            assert spare is not None
+            # The spare's box: the PID namespace its first process is in.
+            while (box := os.readlink(f"/proc/{spare}/ns/pid_for_children")) == (
+                    os.readlink("/proc/self/ns/pid")):
+                await asyncio.sleep(0.01)
+            first = await supervisors.run(request("readlink /proc/self/ns/pid"))
             after = supervisors.spare_pid
-            second = await supervisors.run(request("echo $PPID"))
-            return spare, first.text, after, second.text
+            second = await supervisors.run(request("readlink /proc/self/ns/pid"))
+            return spare, box, first.text, after, second.text
         finally:
             await supervisors.aclose()
 
-    spare, first, after, second = asyncio.run(scenario())
-    assert spare is not None
-    assert first == f"{spare}\n"
+    spare, box, first, after, second = asyncio.run(scenario())
+    assert first == f"{box}\n"
     assert after is None  # taken; the server prepares the next once the reply is out
-    assert second.strip().isdigit() and second != first
-    assert not alive(spare)
+    assert second.startswith("pid:[")  # a fresh fork's (an inode number may come again)
+    assert spare is not None and not alive(spare)
 
 
 @pytest.mark.root
@@ -394,10 +397,10 @@ def test_closing_lets_an_idle_spare_go() -> None:
 def test_a_supervisor_that_fails_gets_a_fatal_error_answer(tmp_path: Path) -> None:
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("")
-    # Without the box's mounts, in which that path would be the fresh /tmp's (and which need
+    # Without the box, in which that path would be the fresh /tmp's (and which needs
     # root).
     result = run(request("echo never", persist_key="k"),
-                 RunSettings(persist_root=not_a_directory, mounts=False))
+                 RunSettings(persist_root=not_a_directory, box=False))
     assert result == Result(text="[Fatal error: the guest could not run the request]\n",
                             id=None)
 

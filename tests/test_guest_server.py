@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -305,6 +306,12 @@ def _new_child(pid: int, old: set[int], timeout: float = 5) -> int:
     return child
 
 
+def _box_made(server: int, spare: int) -> str | None:
+    """The PID namespace of the spare's box, once it has made one."""
+    made = os.readlink(f"/proc/{spare}/ns/pid_for_children")
+    return made if made != os.readlink(f"/proc/{server}/ns/pid") else None
+
+
 @pytest.mark.root
 def test_each_request_runs_in_a_supervisor_forked_before_it_came(tmp_path: Path) -> None:
     g = Guest(tmp_path / "guest.log")
@@ -313,8 +320,10 @@ def test_each_request_runs_in_a_supervisor_forked_before_it_came(tmp_path: Path)
         used: set[int] = set()
         for rid in ("first", "second"):
             spare = _new_child(g.proc.pid, used)  # idle, waiting for the request
-            g.send(sh("echo $PPID", rid))  # the program's parent is its supervisor
-            assert g.results(1) == [{"result": f"{spare}\n", "id": rid, "exit": 0}]
+            # The program runs in the PID namespace the spare made for its box.
+            box = until(functools.partial(_box_made, g.proc.pid, spare), 5)
+            g.send(sh("readlink /proc/self/ns/pid", rid))
+            assert g.results(1) == [{"result": f"{box}\n", "id": rid, "exit": 0}]
             used.add(spare)
         last = _new_child(g.proc.pid, used)
     finally:

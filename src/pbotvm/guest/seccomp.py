@@ -70,13 +70,15 @@ def program(abi: Abi) -> list[Instruction]:
         ("", LD, ARCH, "", ""),
         ("", JEQ, abi.arch, "", "absent"),
         ("", LD, NR, "", ""),
-        *([("", JGE, abi.foreign_bit, "absent", "")] if abi.foreign_bit else []),
+        *([("", JGE, abi.foreign_bit, "foreign", "")] if abi.foreign_bit else []),
         *[("", JEQ, number, "absent", "") for number in abi.absent],
         *[("", JEQ, number, "family", "") for number in abi.sockets],
         ("", RET, ALLOW, "", ""),
         ("family", LD, ARG0, "", ""),  # the kernel takes the family as an int
         ("", JEQ, AF_VSOCK, "", "allow"),
         ("", RET, ERRNO | errno.EAFNOSUPPORT, "", ""),
+        # -1 is no call but a tracer skipping one, whose return value an errno would replace.
+        *([("foreign", JEQ, 0xFFFFFFFF, "allow", "absent")] if abi.foreign_bit else []),
         ("allow", RET, ALLOW, "", ""),
         ("absent", RET, ERRNO | errno.ENOSYS, "", ""),
     ]

@@ -344,10 +344,9 @@ def test_a_spare_supervisor_forked_ahead_runs_the_next_request() -> None:
             supervisors.prepare()
             spare = supervisors.spare_pid
             assert spare is not None
-            # The spare's box: the PID namespace its first process is in.
-            while (box := os.readlink(f"/proc/{spare}/ns/pid_for_children")) == (
-                    os.readlink("/proc/self/ns/pid")):
-                await asyncio.sleep(0.01)
+            # It is born the first process of its box's PID namespace.
+            box = os.readlink(f"/proc/{spare}/ns/pid")
+            assert box != os.readlink("/proc/self/ns/pid")
             first = await supervisors.run(request("readlink /proc/self/ns/pid"))
             after = supervisors.spare_pid
             second = await supervisors.run(request("readlink /proc/self/ns/pid"))

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from pbotvm import procs
 from pbotvm.config import ConfigError, GuestSettings
 from pbotvm.guest import box
 from pbotvm.guest.limits import MIB, BoxLimits, Limits
@@ -264,24 +263,14 @@ while time.monotonic() < deadline:
 print("processes it sees:", len(list(filter(str.isdigit, os.listdir("/proc")))))"""
 
 
-def _running_below(stack: LocalStack, *argv: str) -> bool:
-    """Whether the PTY VM runs a process with command line ``argv``."""
-    wanted = "\0".join(argv).encode() + b"\0"
-    for pid in procs.descendants(stack.pid("ptyvm")):
-        try:
-            if Path(f"/proc/{pid}/cmdline").read_bytes() == wanted:
-                return True
-        except OSError:
-            pass
-    return False
-
-
 @pytest.mark.root
 def test_a_program_cannot_read_a_waiting_clients_code(stack: LocalStack) -> None:
     marker = f"waiting-{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex  # its argument, by which this test sees it run
     with ThreadPoolExecutor(1) as pool:
-        snoop = pool.submit(stack.ask, f"-lang=python3 MARKER = {_split(marker)}\n{SNOOP}")
-        assert until(lambda: _running_below(stack, "python3", "prog.py3"), 10)
+        snoop = pool.submit(
+            stack.ask, f"-lang=python3 -args {token} MARKER = {_split(marker)}\n{SNOOP}")
+        assert until(lambda: processes_running("python3", "prog.py3", token), 10)
         # Its vm-client waits with the code on its command line, queued behind the snoop.
         assert stack.ask(f"-lang=sh echo {marker}") == marker
         # The program itself and its supervisor, PID 1 of its box.

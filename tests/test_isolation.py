@@ -174,6 +174,31 @@ def test_without_cgroups_one_line_says_so_and_the_sweep_still_cleans_up(
 
 # --- keys, sockets and processes (issue 19) ---------------------------------------------------
 
+@pytest.mark.root
+def test_guest_server_says_what_each_request_gets(stack: LocalStack) -> None:
+    assert ("box: each request in its own mount, IPC, PID and network (loopback only) "
+            "namespaces, without keyrings, vsock or io_uring, a 128 MiB tmpfs at /tmp, "
+            "/var/tmp, /dev/shm and /home/vm, everything else read-only") in stack.log("ptyvm")
+
+
+class WithoutSysAdminStack(LocalStack):
+    """The stack with guest-server unable to make namespaces, as in a container without
+    CAP_SYS_ADMIN."""
+
+    def start_process(self, name: str, argv: list[str]) -> None:
+        if name == "ptyvm":
+            argv = ["setpriv", "--bounding-set", "-sys_admin", "--", *argv]
+        super().start_process(name, argv)
+
+
+@pytest.mark.root
+def test_without_namespaces_one_line_says_which_and_requests_still_run(tmp_path: Path) -> None:
+    with WithoutSysAdminStack(tmp_path, env={"PBOTVM_STDIN_COMMAND": ""}) as stack:
+        assert stack.ask("-lang=sh echo next") == "next"
+        log = stack.log("ptyvm")
+    assert log.count("box: unavailable (PID namespace: Operation not permitted)") == 1, log
+
+
 # Stores a key NAME in each of its user's keyrings, or reads it back (ACTION); keyutils' calls
 # by hand, as the Python standard library has none.
 KEYRINGS = """import ctypes, errno, platform

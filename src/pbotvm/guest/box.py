@@ -170,7 +170,7 @@ def available(home: Path, uid: int, gid: int, tmpfs_bytes: int,
     except OSError as e:
         os.close(read_end)
         os.close(write_end)
-        _unavailable(str(e), home)
+        _unavailable(_why(e), home)
         return False
     if pid == 0:
         os.close(read_end)
@@ -179,7 +179,7 @@ def available(home: Path, uid: int, gid: int, tmpfs_bytes: int,
             shut_in(home, uid, gid, tmpfs_bytes, writable, visible)
             code = 0
         except BaseException as e:
-            os.write(write_end, str(e).encode())
+            os.write(write_end, _why(e).encode())
         finally:
             os._exit(code)
     os.close(write_end)
@@ -196,6 +196,11 @@ def available(home: Path, uid: int, gid: int, tmpfs_bytes: int,
         return True
     _unavailable(reason or f"status {code}", home)
     return False
+
+
+def _why(e: BaseException) -> str:
+    # Our OSErrors name the step that failed; "[Errno 1]" would say nothing more.
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
 
 
 def _unavailable(reason: str, home: Path) -> None:

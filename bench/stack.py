@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pbotvm.config import GuestSettings
-from pbotvm.guest import cgroup, supervisor
+from pbotvm.guest import box, cgroup, supervisor
 from pbotvm.guest.runner import RunSettings
 from pbotvm.guest.server import run_settings
 from pbotvm.host.stack import LocalStack
@@ -69,7 +69,7 @@ def box_setup(n: int) -> list[float]:
     samples = []
     for _ in range(n):
         read_end, write_end = os.pipe()
-        pid = os.fork()
+        pid = box.fork() if settings.box else os.fork()  # as the server forks a supervisor
         if pid == 0:
             start = time.perf_counter()
             entered = supervisor.enter_box(settings)

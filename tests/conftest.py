@@ -17,7 +17,10 @@ from pbotvm.host.stack import LocalStack
 T = TypeVar("T")
 
 # A daemon as a program makes one (python3): fork, setsid, fork again, none of our fds kept.
-DAEMON = """import os
+# It prints its pid, which is its box's (the guest sees another one): find it by its command
+# line, `sleep DAEMON_SECONDS`.
+DAEMON_SECONDS = "1000.25"
+DAEMON = f"""import os
 r, w = os.pipe()
 if os.fork() == 0:
     os.setsid()
@@ -26,7 +29,7 @@ if os.fork() == 0:
         null = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        os.execvp("sleep", ["sleep", "1000"])
+        os.execvp("sleep", ["sleep", "{DAEMON_SECONDS}"])
     os._exit(0)
 os.close(w)
 print(os.read(r, 100).decode())"""

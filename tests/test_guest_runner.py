@@ -34,7 +34,7 @@ from pbotvm.guest.runner import (
 from pbotvm.guest.sandbox import CPU_LIMIT, WALL_LIMIT, Capture
 from pbotvm.procs import running as alive
 from pbotvm.protocol import Request, Result
-from tests.conftest import DAEMON
+from tests.conftest import DAEMON, DAEMON_SECONDS, processes_running
 
 LANGS = {
     "sh": ("prog.sh", "sh prog.sh"),
@@ -236,8 +236,8 @@ def test_daemons_are_killed_but_not_other_requests() -> None:
         return daemon, await other
 
     daemon, other = asyncio.run(scenario())
-    pid = int(daemon.text)
-    assert not alive(pid)
+    assert daemon.text.strip().isdigit()
+    assert not processes_running("sleep", DAEMON_SECONDS)
     assert other.text == "other survived\n"
 
 
@@ -342,25 +342,27 @@ def test_sandbox_execs_argv_itself_and_falls_back_to_bash() -> None:
 
 @pytest.mark.root
 def test_a_spare_supervisor_forked_ahead_runs_the_next_request() -> None:
-    async def scenario() -> tuple[int | None, str, int | None, str]:
+    async def scenario() -> tuple[int | None, str, str, int | None, str]:
         supervisors = supervisor.Supervisors(RunSettings())
         try:
             supervisors.prepare()
             spare = supervisors.spare_pid
-            # The program's parent is its supervisor (sh is exec'd without bash).
-            first = await supervisors.run(request("echo $PPID"))
+            assert spare is not None
+            # It is born the first process of its box's PID namespace.
+            box = os.readlink(f"/proc/{spare}/ns/pid")
+            assert box != os.readlink("/proc/self/ns/pid")
+            first = await supervisors.run(request("readlink /proc/self/ns/pid"))
             after = supervisors.spare_pid
-            second = await supervisors.run(request("echo $PPID"))
-            return spare, first.text, after, second.text
+            second = await supervisors.run(request("readlink /proc/self/ns/pid"))
+            return spare, box, first.text, after, second.text
         finally:
             await supervisors.aclose()
 
-    spare, first, after, second = asyncio.run(scenario())
-    assert spare is not None
-    assert first == f"{spare}\n"
+    spare, box, first, after, second = asyncio.run(scenario())
+    assert first == f"{box}\n"
     assert after is None  # taken; the server prepares the next once the reply is out
-    assert second.strip().isdigit() and second != first
-    assert not alive(spare)
+    assert second.startswith("pid:[")  # a fresh fork's (an inode number may come again)
+    assert spare is not None and not alive(spare)
 
 
 @pytest.mark.root
@@ -405,7 +407,7 @@ def test_a_supervisor_that_fails_says_why(monkeypatch: pytest.MonkeyPatch,
     with caplog.at_level(logging.ERROR, logger="pbotvm.guest"):
         # Without the box's mounts, which need root.
         result = run(request("echo never", id="r-9"),
-                     RunSettings(persist_root=tmp_path, mounts=False))
+                     RunSettings(persist_root=tmp_path, box=False))
     assert result == Result(text="[Fatal error: the guest could not run the request "
                                  "(RuntimeError: no room at all)]\n", id="r-9")
     # The supervisor's traceback reaches the server's log (its own handlers are gone).

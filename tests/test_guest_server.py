@@ -19,7 +19,7 @@ import pytest
 from pbotvm.guest import server, vsock
 from pbotvm.guest.runner import RunSettings
 from pbotvm.procs import running
-from pbotvm.protocol import END_2023, Framing, Request, encode_request
+from pbotvm.protocol import END_2023, Framing, ProtocolError, Request, Result, encode_request
 from tests.conftest import until
 
 GUEST_SERVER = str(Path(sys.executable).with_name("guest-server"))
@@ -248,6 +248,43 @@ def test_vsock_connection_gets_one_answer() -> None:
     assert reply == b'result:{"result":"via vsock\\n","id":"v","exit":0}\nresult:end\n'
 
 
+def test_the_host_is_cid_2_as_a_guest_sees_it() -> None:
+    assert vsock.from_host((socket.VMADDR_CID_HOST, 1234))
+    assert not vsock.from_host((1, 1234))  # VMADDR_CID_LOCAL, loopback
+    assert not vsock.from_host((7, 1234))  # the guest's own CID
+
+
+def test_vsock_serves_the_host_alone(caplog: pytest.LogCaptureFixture) -> None:
+    """A peer other than the host (CID 2), such as a program of the guest on vsock loopback,
+    is closed unanswered; a TCP peer stands in for it (CI hosts have no vsock loopback)."""
+    asked: list[Request | ProtocolError] = []
+
+    async def answer(item: Request | ProtocolError, via: str) -> Result:
+        asked.append(item)
+        return Result(text="served\n")
+
+    async def scenario() -> bytes:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            listener.setblocking(False)
+            serving = asyncio.create_task(vsock.serve(listener, answer))
+            reader, writer = await asyncio.open_connection(*listener.getsockname())
+            try:
+                for piece in encode_request(sh("echo sneaked in", "x")):
+                    writer.write(piece)
+                await writer.drain()
+                return await asyncio.wait_for(reader.read(), 10)
+            except ConnectionResetError:  # closed with the request unread
+                return b""
+            finally:
+                writer.close()
+                serving.cancel()
+
+    assert asyncio.run(scenario()) == b""
+    assert asked == []
+    assert "vsock 127.0.0.1:" in caplog.text
+    assert "refused: only the host (CID 2) may send requests" in caplog.text
+
+
 @pytest.mark.root
 def test_vsock_that_cannot_listen_is_one_log_line(tmp_path: Path) -> None:
     """The port is taken (or the kernel has no vsock): the serial line still serves."""
@@ -313,8 +350,11 @@ def test_each_request_runs_in_a_supervisor_forked_before_it_came(tmp_path: Path)
         used: set[int] = set()
         for rid in ("first", "second"):
             spare = _new_child(g.proc.pid, used)  # idle, waiting for the request
-            g.send(sh("echo $PPID", rid))  # the program's parent is its supervisor
-            assert g.results(1) == [{"result": f"{spare}\n", "id": rid, "exit": 0}]
+            # The program runs in the PID namespace the spare was born the first process of.
+            box = os.readlink(f"/proc/{spare}/ns/pid")
+            assert box != os.readlink(f"/proc/{g.proc.pid}/ns/pid")
+            g.send(sh("readlink /proc/self/ns/pid", rid))
+            assert g.results(1) == [{"result": f"{box}\n", "id": rid, "exit": 0}]
             used.add(spare)
         last = _new_child(g.proc.pid, used)
     finally:

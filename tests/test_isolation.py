@@ -1,16 +1,20 @@
 """Each request's box, attacked through vm-client on the PTY stack as a chat user would (the
-cases of issue 11): each attack fails and the next request is answered as if it never came.
-On the PTY stack the guest is this machine, so what a request left behind is looked for here.
+cases of issues 11 and 19): each attack fails and the next request is answered as if it never
+came. On the PTY stack the guest is this machine, so what a request left behind is looked for
+here.
 """
 
 import fcntl
 import os
+import platform
 import re
 import subprocess
 import tempfile
 import termios
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,7 +26,7 @@ from pbotvm.guest.runner import MEMORY_KILLED, result_text
 from pbotvm.guest.sandbox import MEMORY_LIMIT
 from pbotvm.host.stack import LocalStack
 from pbotvm.procs import running
-from tests.conftest import DAEMON
+from tests.conftest import DAEMON, DAEMON_SECONDS, make_stack, processes_running, until
 
 # --- pure --------------------------------------------------------------------------------------
 
@@ -119,8 +123,8 @@ def test_nothing_written_outside_the_box_survives(stack: LocalStack) -> None:
 
 @pytest.mark.root
 def test_a_forked_daemon_is_gone(stack: LocalStack) -> None:
-    pid = int(stack.ask(f"-lang=python3 {DAEMON}"))
-    assert not running(pid)
+    assert stack.ask(f"-lang=python3 {DAEMON}").isdigit()
+    assert not processes_running("sleep", DAEMON_SECONDS)
     assert stack.ask("-lang=sh echo next") == "next"
 
 
@@ -161,11 +165,211 @@ class HiddenCgroupsStack(LocalStack):
 def test_without_cgroups_one_line_says_so_and_the_sweep_still_cleans_up(
         tmp_path: Path) -> None:
     with HiddenCgroupsStack(tmp_path, env={"PBOTVM_STDIN_COMMAND": ""}) as stack:
-        pid = int(stack.ask(f"-lang=python3 {DAEMON}"))
+        assert stack.ask(f"-lang=python3 {DAEMON}").isdigit()
         assert stack.ask("-lang=sh echo next") == "next"
         log = stack.log("ptyvm")
-    assert not running(pid)
+    assert not processes_running("sleep", DAEMON_SECONDS)
     assert log.count("cgroups: unavailable") == 1, log
+
+
+# --- keys, sockets and processes (issue 19) ---------------------------------------------------
+
+@pytest.mark.root
+def test_guest_server_says_what_each_request_gets(stack: LocalStack) -> None:
+    assert ("box: each request in its own mount, IPC, PID and network (loopback only) "
+            "namespaces, without keyrings, vsock or io_uring, a 128 MiB tmpfs at /tmp, "
+            "/var/tmp, /dev/shm and /home/vm, everything else read-only") in stack.log("ptyvm")
+
+
+class WithoutSysAdminStack(LocalStack):
+    """The stack with guest-server unable to make namespaces, as in a container without
+    CAP_SYS_ADMIN."""
+
+    def start_process(self, name: str, argv: list[str]) -> None:
+        if name == "ptyvm":
+            argv = ["setpriv", "--bounding-set", "-sys_admin", "--", *argv]
+        super().start_process(name, argv)
+
+
+@pytest.mark.root
+def test_without_namespaces_one_line_says_which_and_requests_still_run(tmp_path: Path) -> None:
+    with WithoutSysAdminStack(tmp_path, env={"PBOTVM_STDIN_COMMAND": ""}) as stack:
+        assert stack.ask("-lang=sh echo next") == "next"
+        log = stack.log("ptyvm")
+    assert log.count("box: unavailable (PID namespace: Operation not permitted)") == 1, log
+
+
+# Stores a key NAME in each of its user's keyrings, or reads it back (ACTION); keyutils' calls
+# by hand, as the Python standard library has none.
+KEYRINGS = """import ctypes, errno, platform
+add_key, keyctl = {"x86_64": (248, 250), "aarch64": (217, 219)}[platform.machine()]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def call(*args):
+    got = libc.syscall(*[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
+    if got < 0:
+        raise OSError(ctypes.get_errno(), "")
+    return got
+for ring, spec in (("user", -4), ("user-session", -5), ("persistent", None)):
+    try:
+        if spec is None:  # KEYCTL_GET_PERSISTENT: our uid's, which lasts 3 days unused
+            spec = call(keyctl, 22, -1, -4)
+        if ACTION == "store":
+            call(add_key, b"user", NAME, b"secret", 6, spec)
+            print(ring, "stored")
+        else:
+            key = call(keyctl, 10, spec, b"user", NAME, 0)  # KEYCTL_SEARCH
+            data = ctypes.create_string_buffer(64)
+            print(ring, "read", data.raw[:call(keyctl, 11, key, data, 64)].decode())
+    except OSError as e:
+        print(ring, errno.errorcode[e.errno])"""
+
+
+def _keyrings(action: str, name: str) -> str:
+    return f"-lang=python3 ACTION, NAME = {action!r}, {name.encode()!r}\n{KEYRINGS}"
+
+
+@pytest.mark.root
+def test_no_key_passes_from_one_request_to_the_next(stack: LocalStack) -> None:
+    name = f"left-{uuid.uuid4().hex}"
+    # No keyrings in a box at all: as on a kernel built without them.
+    none = "user ENOSYS\nuser-session ENOSYS\npersistent ENOSYS"
+    assert stack.ask(_keyrings("store", name), channel="#one") == none
+    assert stack.ask(_keyrings("read", name), channel="#another") == none
+
+
+def _split(marker: str) -> str:
+    """Python for ``marker`` as bytes, never written whole: a program that looks for it must
+    not find its own request's text."""
+    half = len(marker) // 2
+    return f"{marker[:half].encode()!r} + {marker[half:].encode()!r}"
+
+
+REACH = """import socket
+for name, port in PORTS:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        print(name, "reached")
+    except OSError as e:
+        print(name, e.strerror)
+with socket.create_server(("127.0.0.1", 0)) as own, socket.create_connection(own.getsockname()):
+    print("its own loopback works")
+with open("/proc/net/dev") as devices:
+    print("interfaces:", *sorted(line.split(":")[0].strip() for line in list(devices)[2:]))"""
+
+
+@pytest.mark.root
+def test_nothing_on_the_hosts_loopback_is_in_reach(stack: LocalStack) -> None:
+    # vm-server would take a request as another nick into another channel's history.
+    ports = [("vm-server", stack.server), ("serial", stack.serial), ("heartbeat", stack.heart)]
+    with ThreadPoolExecutor(1) as pool:
+        attack = pool.submit(stack.ask, f"-lang=python3 PORTS = {ports!r}\n{REACH}")
+        start = time.monotonic()
+        assert stack.ask("-lang=sh echo meanwhile") == "meanwhile"
+        assert time.monotonic() - start < 1
+        assert attack.result() == (
+            "vm-server Connection refused\nserial Connection refused\n"
+            "heartbeat Connection refused\nits own loopback works\ninterfaces: lo")
+
+
+SNOOP = """import os, time
+deadline = time.monotonic() + 3
+while time.monotonic() < deadline:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                line = f.read()
+        except OSError:
+            continue
+        if MARKER in line:
+            print("read:", line.replace(b"\\0", b" ").decode())
+            raise SystemExit
+    time.sleep(0.02)
+print("processes it sees:", len(list(filter(str.isdigit, os.listdir("/proc")))))"""
+
+
+@pytest.mark.root
+def test_a_program_cannot_read_a_waiting_clients_code(stack: LocalStack) -> None:
+    marker = f"waiting-{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex  # its argument, by which this test sees it run
+    with ThreadPoolExecutor(1) as pool:
+        snoop = pool.submit(
+            stack.ask, f"-lang=python3 -args {token} MARKER = {_split(marker)}\n{SNOOP}")
+        assert until(lambda: processes_running("python3", "prog.py3", token), 10)
+        # Its vm-client waits with the code on its command line, queued behind the snoop.
+        assert stack.ask(f"-lang=sh echo {marker}") == marker
+        # The program itself and its supervisor, PID 1 of its box.
+        assert snoop.result() == "processes it sees: 2"
+
+
+HUNT = """import os, signal
+found = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if f.read().startswith(MARKER):
+                found.append(int(pid))
+    except OSError:
+        pass
+for pid in found:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        f.read()
+    os.kill(pid, signal.SIGKILL)
+print("killed", found if found else "nothing")"""
+
+
+@pytest.mark.root
+def test_requests_side_by_side_can_neither_see_nor_signal_each_other(
+        stack: LocalStack, tmp_path: Path) -> None:
+    """A second PTY VM's request beside one of the stack's: both run as this host's user vm,
+    as requests over vsock run side by side as the guest's."""
+    marker = f"victim-{uuid.uuid4().hex}"
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="5") as other, ThreadPoolExecutor(1) as pool:
+        victim = pool.submit(stack.ask, f"-lang=sh (exec -a {marker} sleep 3); echo victim $?")
+        assert until(lambda: processes_running(marker, "3"), 10)
+        assert other.ask(f"-lang=python3 MARKER = {_split(marker)}\n{HUNT}") == (
+            "killed nothing")
+        assert victim.result() == "victim 0"
+
+
+VSOCK = """import ctypes, errno, socket
+for name, make in (("socket", lambda: socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)),
+                   ("socketpair", lambda: socket.socketpair(socket.AF_VSOCK))):
+    try:
+        make()
+        print(name, "made")
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+libc = ctypes.CDLL(None, use_errno=True)
+params = ctypes.create_string_buffer(120)  # io_uring_setup's, 425 everywhere
+made = libc.syscall(425, 1, params) >= 0
+print("io_uring", "made" if made else errno.errorcode[ctypes.get_errno()])"""
+
+
+@pytest.mark.root
+def test_a_program_gets_no_vsock_socket(stack: LocalStack) -> None:
+    # guest-server listens on vsock; io_uring makes sockets without the socket system call.
+    assert stack.ask(f"-lang=python3 {VSOCK}") == (
+        "socket EAFNOSUPPORT\nsocketpair EAFNOSUPPORT\nio_uring ENOSYS")
+
+
+# The 32-bit system calls, which the filter's checks do not name.
+INT_80 = """#include <stdio.h>
+static long int80(long nr, long a, long b, long c) {
+    long r;
+    __asm__ volatile ("int $0x80" : "=a"(r) : "a"(nr), "b"(a), "c"(b), "d"(c) : "memory");
+    return r;
+}
+int main(void) {
+    printf("keyctl %ld\\n", int80(288, 0, -4, 1));
+    printf("socket %ld\\n", int80(359, 40, 1, 0));
+}"""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="int 0x80 is x86's")
+def test_int_0x80_does_not_go_round_the_filter(stack: LocalStack) -> None:
+    assert stack.ask(f"-lang=c11 {INT_80}") == "keyctl -38\nsocket -38"  # ENOSYS
 
 
 # --- a terminal ---------------------------------------------------------------------------------
@@ -240,7 +444,7 @@ def test_tiocsti_reaches_no_terminal(tmp_path: Path, terminal: tuple[int, int]) 
 
 def _in_a_box(visible: list[Path], probe: Path) -> bool:
     """Whether ``probe`` can be read in a box that keeps ``visible`` (in a child process)."""
-    pid = os.fork()
+    pid = box.fork()
     if pid == 0:
         code = 2
         try:

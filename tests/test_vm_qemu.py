@@ -31,7 +31,7 @@ from pbotvm.image.build import build, missing_tools
 from pbotvm.image.profiles import MINIMAL
 from pbotvm.protocol import Request
 from tests.conftest import DAEMON, AttachedStack
-from tests.test_isolation import INJECT
+from tests.test_isolation import INJECT, INT_80, KEYRINGS, REACH, VSOCK
 
 pytestmark = pytest.mark.vm
 
@@ -152,8 +152,37 @@ def test_nothing_a_request_writes_reaches_the_next(vm: tuple[qemu.VmPaths, Machi
 
 def test_a_daemon_is_gone_with_its_request(vm: tuple[qemu.VmPaths, Machine]) -> None:
     machine = vm[1]
-    pid = int(answer(machine, python3(DAEMON)))
-    assert answer(machine, sh(f"test -e /proc/{pid} && echo alive || echo gone")) == "gone"
+    # The pid it prints is its box's, which no later request sees: its cgroup shows it gone
+    # (the server removes it once its supervisor is reaped, just after the reply).
+    cgroup = "print(open('/proc/self/cgroup').read().strip().partition('::')[2])"
+    pid, path = answer(machine, python3(f"{DAEMON}\n{cgroup}")).split("\n")
+    assert pid.isdigit() and path.startswith("/pbotvm/request-")
+    gone = (f"for i in $(seq 100); do test -d /sys/fs/cgroup{path} || {{ echo gone; exit; }}; "
+            "sleep 0.1; done; echo alive")
+    assert answer(machine, sh(gone)) == "gone"
+
+
+def test_a_request_sees_its_own_processes_and_loopback_alone(
+        vm: tuple[qemu.VmPaths, Machine]) -> None:
+    alone = "import os\nprint('processes:', sum(p.isdigit() for p in os.listdir('/proc')))"
+    # The program and its supervisor, PID 1 of its box.
+    assert answer(vm[1], python3(f"PORTS = []\n{REACH}\n{alone}")) == (
+        "its own loopback works\ninterfaces: lo\nprocesses: 2")
+
+
+def test_no_key_passes_from_one_request_to_the_next(vm: tuple[qemu.VmPaths, Machine]) -> None:
+    none = "user ENOSYS\nuser-session ENOSYS\npersistent ENOSYS"
+    for action in ("store", "read"):
+        code = f"ACTION, NAME = {action!r}, b'left'\n{KEYRINGS}"
+        assert answer(vm[1], python3(code)) == none
+
+
+def test_no_vsock_socket_io_uring_or_32_bit_call(vm: tuple[qemu.VmPaths, Machine]) -> None:
+    machine = vm[1]
+    assert answer(machine, python3(VSOCK)) == (
+        "socket EAFNOSUPPORT\nsocketpair EAFNOSUPPORT\nio_uring ENOSYS")
+    int_80 = request("c11", "prog.c", "gcc prog.c -o prog", INT_80, "prog")
+    assert answer(machine, int_80) == "keyctl -38\nsocket -38"  # ENOSYS
 
 
 def test_no_terminal_to_type_into(vm: tuple[qemu.VmPaths, Machine]) -> None:

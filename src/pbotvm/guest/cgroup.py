@@ -132,10 +132,10 @@ def make_base(root: Path, own: str) -> Path:
     return base
 
 
-def enter(base: Path, limits: Limits, box: BoxLimits) -> None:
-    """Make this supervisor's request cgroup and move in, spared by the group's OOM kill
-    (the processes it starts are not: see ``unprotect``)."""
-    path = base / f"{REQUEST_PREFIX}{os.getpid()}"
+def enter(base: Path, pid: int, limits: Limits, box: BoxLimits) -> None:
+    """Make the request cgroup of this supervisor, ``pid`` to the server, and move in, spared
+    by the group's OOM kill (the processes it starts are not: see ``unprotect``)."""
+    path = base / f"{REQUEST_PREFIX}{pid}"
     path.mkdir()
     for name, value in limit_files(limits, box).items():
         try:

@@ -43,8 +43,8 @@ class RunSettings:
     box_limits: BoxLimits = field(default_factory=BoxLimits)
     persist_root: Path = workdir.PERSIST_ROOT
     # What the box has here, found at guest-server's start (``box.available``,
-    # ``cgroup.prepare``): private mounts, and where request cgroups are made.
-    mounts: bool = True
+    # ``cgroup.prepare``): its namespaces, and where request cgroups are made.
+    box: bool = True
     cgroups: Path | None = None
 
     @property

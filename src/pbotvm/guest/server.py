@@ -96,10 +96,10 @@ def run_settings(user: str, env: GuestSettings) -> RunSettings:
     except KeyError:
         log.error("no user %r: every request will say so", user)
         return settings
-    mounts = box.available(Path(account.pw_dir), account.pw_uid, account.pw_gid,
-                           env.box_limits.tmpfs_bytes,
-                           writable=settings.roots_directories, visible=settings.own_code)
-    return dataclasses.replace(settings, mounts=mounts,
+    boxed = box.available(Path(account.pw_dir), account.pw_uid, account.pw_gid,
+                          env.box_limits.tmpfs_bytes,
+                          writable=settings.roots_directories, visible=settings.own_code)
+    return dataclasses.replace(settings, box=boxed,
                                cgroups=cgroup.prepare(env.limits, env.box_limits))
 
 

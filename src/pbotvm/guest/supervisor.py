@@ -1,11 +1,12 @@
 """One root supervisor process per request, forked from the (single-threaded) server.
 
 The supervisor shuts itself in the request's box: a session of its own (so no controlling
-terminal, whichever guest-server has), the request's cgroup (``cgroup``) and its mounts
-(``box``). It becomes a child subreaper, runs the request (``runner.run_request``), kills
-every process the request left behind, and sends the result back through a pipe. The user
-cannot signal it (it is root), and the server's event loop never blocks on a request. Once
-the supervisor has exited, the server removes its cgroup with anything still in it.
+terminal, whichever guest-server has), the request's cgroup (``cgroup``) and its namespaces
+(``box``; the server forks it into its PID namespace, whose first process it is). It becomes
+a child subreaper, runs the request (``runner.run_request``), kills every process the request
+left behind, and sends the result back through a pipe. The user cannot signal it (it is
+root), and the server's event loop never blocks on a request. Once the supervisor has exited,
+the server removes its cgroup with anything still in it.
 
 The server keeps one supervisor forked ahead of time (``Supervisors.prepare``, called once
 a reply is out): under TCG, forking the server and shedding what the fork copied takes
@@ -148,7 +149,7 @@ def _fork(settings: runner.RunSettings) -> _Supervisor:
     request_r, request_w = os.pipe()
     result_r, result_w = os.pipe()
     try:
-        pid = os.fork()
+        pid = box.fork() if settings.box else os.fork()
     except OSError:
         for fd in (request_r, request_w, result_r, result_w):
             os.close(fd)
@@ -200,6 +201,9 @@ def _log_failure(message: str, child_traceback: str) -> None:
 def enter_box(settings: runner.RunSettings) -> bool:
     """Enter the request's box (what this guest has of it); False (logged) if that failed."""
     os.setsid()
+    # The pid the server knows us by, which names our cgroup (os.getpid() is the box's, 1):
+    # /proc is still the guest's until the box mounts its own.
+    pid = int(os.readlink("/proc/self"))
     try:
         user = pwd.getpwnam(settings.user)
     except KeyError:
@@ -207,13 +211,13 @@ def enter_box(settings: runner.RunSettings) -> bool:
     try:
         runner.make_roots_places(settings)  # again: /run may have been emptied since
         if settings.cgroups is not None:
-            cgroup.enter(settings.cgroups, settings.limits, settings.box_limits)
-        if settings.mounts:
+            cgroup.enter(settings.cgroups, pid, settings.limits, settings.box_limits)
+        if settings.box:
             box.shut_in(Path(user.pw_dir), user.pw_uid, user.pw_gid,
                         settings.box_limits.tmpfs_bytes,
                         writable=settings.roots_directories, visible=settings.own_code)
     except OSError as e:
-        log.error("supervisor %d: cannot shut the request in: %s", os.getpid(), e)
+        log.error("supervisor %d: cannot shut the request in: %s", pid, e)
         return False
     return True
 

@@ -1,5 +1,7 @@
 """AF_VSOCK listener: one request per connection, answered and closed; connections run
-concurrently (each request has its own supervisor)."""
+concurrently (each request has its own supervisor). Only the host may connect: a process of
+the guest that reached the port over vsock loopback would send requests outside the host's
+time-outs and turns (and the box's system call filter gives programs no vsock sockets)."""
 
 from __future__ import annotations
 
@@ -51,9 +53,19 @@ async def serve(sock: socket.socket, answer: Answer) -> None:
             log.error("vsock: accept failed: %s", e)
             await asyncio.sleep(1)
             continue
+        if not from_host(peer):
+            log.warning("vsock %s:%s: refused: only the host (CID %d) may send requests",
+                        peer[0], peer[1], socket.VMADDR_CID_HOST)
+            conn.close()
+            continue
         task = asyncio.create_task(handle(conn, answer, f"vsock {peer[0]}:{peer[1]}"))
         connections.add(task)
         task.add_done_callback(connections.discard)
+
+
+def from_host(peer: tuple[int, int]) -> bool:
+    """Whether an accepted peer (CID, port) is the host, as the guest sees it."""
+    return peer[0] == socket.VMADDR_CID_HOST
 
 
 async def handle(conn: socket.socket, answer: Answer, via: str) -> None:

@@ -1,7 +1,7 @@
 """Latency of the whole pipeline on the local PTY stack, measured as PBot sees it: one
 `vm-client` process per request; and what entering a request's box costs the guest.
 
-    sudo .venv/bin/python bench/stack.py [--n 50]
+    sudo .venv/bin/python -m bench.stack [--n 50]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pbotvm.config import GuestSettings
 from pbotvm.guest import box, cgroup, supervisor
 from pbotvm.guest.runner import RunSettings
 from pbotvm.guest.server import run_settings
-from pbotvm.host.stack import LocalStack
+from tests.support.stack import LocalStack
 
 SH = "-lang=sh echo hello"
 C_HELLO = '-lang=c11 #include <stdio.h>\nint main(void) { puts("hello"); }'

@@ -1,7 +1,7 @@
 """The real guest under QEMU: boot time, serial round trip, loadvm revert, sh echo, C hello
 and C through gdb.
 
-    sudo .venv/bin/python bench/vm.py [--n 30] [--boots 2]
+    sudo .venv/bin/python -m bench.vm [--n 30] [--boots 2]
 
 Builds the minimal image if needed; boots on free ports in a temporary state dir.
 """
@@ -20,15 +20,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from pbotvm.config import Machine
-from pbotvm.host import options, qemu
-from pbotvm.host.languages import find_language
-from pbotvm.host.qmp import loadvm
-from pbotvm.host.stack import free_port
-from pbotvm.host.transport import open_serial
-from pbotvm.host.vmexec import make_request
+from pbotvm.host.machines import qemu
+from pbotvm.host.machines.qmp import loadvm
+from pbotvm.host.machines.transport import open_serial
+from pbotvm.host.request import options
+from pbotvm.host.request.languages import find_language
+from pbotvm.host.request.vmexec import make_request
 from pbotvm.image.build import build
 from pbotvm.image.profiles import MINIMAL
 from pbotvm.protocol import Request
+from tests.support.stack import free_port
 
 # Not a valid request (no cmdline): guest-server answers it without forking, so the time is
 # the serial line plus JSON decoding both ways.

@@ -1,6 +1,6 @@
 """The libvirt backend: boot, serial round trip, both reverts, sh echo and C hello.
 
-    sudo .venv/bin/python bench/vm_libvirt.py [--n 20]
+    sudo .venv/bin/python -m bench.vm_libvirt [--n 20]
 
 Runs its own libvirt daemon (private mount namespace; the machine's libvirt is untouched)
 and a domain on free ports, from the cached minimal image (built if needed).
@@ -15,13 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from vm import bench_programs, free_port, report, serial_rtts
-
+from bench.vm import bench_programs, free_port, report, serial_rtts
 from pbotvm.config import HostSettings
-from pbotvm.host import libvirt_domain as ld
-from pbotvm.host.private_libvirtd import PrivateLibvirtd
+from pbotvm.host.machines import libvirt_domain as ld
 from pbotvm.image.build import build
 from pbotvm.image.profiles import MINIMAL
+from tests.support.private_libvirtd import PrivateLibvirtd
 
 
 def reverts(uri: str, domain: str, n: int, fast: bool) -> list[float]:

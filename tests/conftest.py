@@ -12,7 +12,7 @@ import pytest
 from pbotvm import langspec, procs
 from pbotvm.guest import runner, user_access
 from pbotvm.guest.cfamily import command_line, pch
-from pbotvm.host.stack import LocalStack
+from tests.support.stack import LocalStack
 
 T = TypeVar("T")
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pbotvm.host.cfamily.filters import filter_c_output, filter_tendra_output
-from pbotvm.host.output import postprocess
+from pbotvm.host.request.cfamily.filters import filter_c_output, filter_tendra_output
+from pbotvm.host.request.output import postprocess
 
 ROWS: list[dict[str, Any]] = json.loads(
     (Path(__file__).parent / "data" / "cfamily_filters.json").read_text(encoding="utf-8"))["rows"]

@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from pbotvm.host import java
-from pbotvm.host.cfamily.astyle import pretty
-from pbotvm.host.cfamily.custom_options import (
+from pbotvm.host.request import java
+from pbotvm.host.request.cfamily.astyle import pretty
+from pbotvm.host.request.cfamily.custom_options import (
     CustomOptions,
     take_custom_options,
     take_java_options,
 )
-from pbotvm.host.cfamily.functions import UnmatchedBrackets
-from pbotvm.host.cfamily.preprocess import Dialect, preprocess
-from pbotvm.host.options import take_cmdline_options
+from pbotvm.host.request.cfamily.functions import UnmatchedBrackets
+from pbotvm.host.request.cfamily.preprocess import Dialect, preprocess
+from pbotvm.host.request.options import take_cmdline_options
 from pbotvm.langspec import RunMode, find
 
 DATA = Path(__file__).parent / "data"

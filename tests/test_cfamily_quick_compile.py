@@ -15,9 +15,9 @@ import pytest
 from pbotvm.guest import runner
 from pbotvm.guest.cfamily import command_line, gdb_choice, pch
 from pbotvm.guest.cfamily.run import _Job
-from pbotvm.host import options
-from pbotvm.host.languages import find_language
-from pbotvm.host.vmexec import make_request
+from pbotvm.host.request import options
+from pbotvm.host.request.languages import find_language
+from pbotvm.host.request.vmexec import make_request
 from pbotvm.langspec import LangSpec, find
 from pbotvm.protocol import Request
 

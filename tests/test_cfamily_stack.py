@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from pbotvm.host.stack import LocalStack
 from tests.conftest import make_stack
+from tests.support.stack import LocalStack
 
 DATA = Path(__file__).parent / "data"
 # The original's harness ran programs as user orig2 in /home/orig2/<pid>/; our filters remove

@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import pytest
 
-from pbotvm.host import java
-from pbotvm.host.cfamily.analysis import (
+from pbotvm.host.request import java
+from pbotvm.host.request.cfamily.analysis import (
     analysis_copy,
     blank_literals,
     strip_block_comments,
     strip_line_comments,
 )
-from pbotvm.host.cfamily.custom_options import (
+from pbotvm.host.request.cfamily.custom_options import (
     CustomOptions,
     take_custom_options,
     take_java_options,
 )
-from pbotvm.host.cfamily.functions import (
+from pbotvm.host.request.cfamily.functions import (
     C_SYNTAX,
     JAVA_SYNTAX,
     UnmatchedBrackets,
     extract_functions,
     take_braced,
 )
-from pbotvm.host.cfamily.preprocess import (
+from pbotvm.host.request.cfamily.preprocess import (
     Dialect,
     clean_up,
     has_unterminated_directive,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from pbotvm.config import Machine
-from pbotvm.host import devices
-from pbotvm.host.libvirt_domain import DomainPaths, domain_xml
-from pbotvm.host.private_libvirtd import with_user
+from pbotvm.host.machines import devices
+from pbotvm.host.machines.libvirt_domain import DomainPaths, domain_xml
 from pbotvm.image.build import Image
+from tests.support.private_libvirtd import with_user
 
 
 def test_serials_match_the_original_scripts() -> None:

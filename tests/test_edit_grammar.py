@@ -1,7 +1,7 @@
 """The edit grammar on plain history values (no store, no process).
 
 Replies marked "observed" were seen from the original (620ebe0e); the others follow from the
-original's code or from a fix listed in pbotvm.host.edit.grammar.
+original's code or from a fix listed in pbotvm.host.request.edit.grammar.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from pbotvm.host.edit import grammar
-from pbotvm.host.edit.grammar import Edit, HistoryChange, interactive_edit
+from pbotvm.host.request.edit import grammar
+from pbotvm.host.request.edit.grammar import Edit, HistoryChange, interactive_edit
 
 Histories = dict[str, list[str]]
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from pbotvm.host import options
-from pbotvm.host.edit.session import EditSession, shown_code
-from pbotvm.host.edit.store import HistoryStore
-from pbotvm.host.languages import find_language
-from pbotvm.host.stack import LocalStack
+from pbotvm.host.request import options
+from pbotvm.host.request.edit.session import EditSession, shown_code
+from pbotvm.host.request.edit.store import HistoryStore
+from pbotvm.host.request.languages import find_language
 from pbotvm.tokenizer import split_line
+from tests.support.stack import LocalStack
 
 TABLE = json.loads((Path(__file__).parent / "data" / "edit_sequences.json").read_text())
 SEQUENCES: list[dict[str, Any]] = TABLE["sequences"]

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pbotvm.host.edit import grammar, worddiff
-from pbotvm.host.edit.store import FILENAME, HistoryStore
-from pbotvm.host.stack import BIN, LocalStack
+from pbotvm.host.request.edit import grammar, worddiff
+from pbotvm.host.request.edit.store import FILENAME, HistoryStore
 from pbotvm.text import truncation_marker
 from tests.conftest import bystander, make_stack
+from tests.support.stack import BIN, LocalStack
 
 pytestmark = pytest.mark.root
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from pbotvm.host.edit import store as store_module
-from pbotvm.host.edit.grammar import HistoryChange
-from pbotvm.host.edit.session import HISTORY_BUSY, SAME_OUTPUT, EditSession
-from pbotvm.host.edit.store import FILENAME, HistoryStore
+from pbotvm.host.request.edit import store as store_module
+from pbotvm.host.request.edit.grammar import HistoryChange
+from pbotvm.host.request.edit.session import HISTORY_BUSY, SAME_OUTPUT, EditSession
+from pbotvm.host.request.edit.store import FILENAME, HistoryStore
 
 
 def entries(state: Path, channel: str, lang: str = "sh") -> list[str]:

@@ -9,16 +9,16 @@ import time
 
 import pytest
 
-from pbotvm.host.edit import worddiff
-from pbotvm.host.edit.perl_regex import (
+from pbotvm.host.request.edit import worddiff
+from pbotvm.host.request.edit.perl_regex import (
     PerlRegexError,
     RegexTimeout,
     TooLong,
     compile_perl,
     substitute,
 )
-from pbotvm.host.edit.quoting import extract_delimited
-from pbotvm.host.edit.worddiff import describe, split_words
+from pbotvm.host.request.edit.quoting import extract_delimited
+from pbotvm.host.request.edit.worddiff import describe, split_words
 
 
 @pytest.mark.parametrize(("text", "delim", "found"), [

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from pbotvm.guest.runner import PATH
-from pbotvm.host.stack import LocalStack
 from pbotvm.langspec import LANGUAGES, LangSpec
 from tests.conftest import make_stack
+from tests.support.stack import LocalStack
 
 
 @pytest.fixture(scope="module")

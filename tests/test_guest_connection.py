@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from pbotvm.config import HostSettings
-from pbotvm.host.vmexec import OFFLINE, Answer, Execution
+from pbotvm.host.request.vmexec import OFFLINE, Answer, Execution
 
 Guest = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

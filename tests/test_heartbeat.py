@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from pbotvm.host.heartbeat import HeartbeatMonitor
+from pbotvm.host.machines.heartbeat import HeartbeatMonitor
 
 
 async def beating_guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

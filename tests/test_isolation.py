@@ -24,9 +24,9 @@ from pbotvm.guest import box
 from pbotvm.guest.limits import MIB, BoxLimits, Limits
 from pbotvm.guest.runner import MEMORY_KILLED, result_text
 from pbotvm.guest.sandbox import MEMORY_LIMIT
-from pbotvm.host.stack import LocalStack
 from pbotvm.procs import running
 from tests.conftest import DAEMON, DAEMON_SECONDS, make_stack, processes_running, until
+from tests.support.stack import LocalStack
 
 # --- pure --------------------------------------------------------------------------------------
 

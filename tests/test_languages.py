@@ -2,8 +2,14 @@ import dataclasses
 
 import pytest
 
-from pbotvm.host.cfamily.custom_options import CustomOptions
-from pbotvm.host.languages import Language, Shown, Source, find_language, unsupported_message
+from pbotvm.host.request.cfamily.custom_options import CustomOptions
+from pbotvm.host.request.languages import (
+    Language,
+    Shown,
+    Source,
+    find_language,
+    unsupported_message,
+)
 from pbotvm.langspec import LANGUAGES, LangSpec, RunMode, find, supported_names
 from pbotvm.langspec.markers import DEFAULT as DEFAULT_MARKERS
 from pbotvm.langspec.markers import SHELL as SHELL_MARKERS

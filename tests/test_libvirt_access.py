@@ -13,9 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from pbotvm.host import libvirt_domain as ld
-from pbotvm.host.devices import LibvirtError
-from pbotvm.host.libvirt_access import READ, SEARCH, WRITE, QemuUser, allows, denied, qemu_user
+from pbotvm.host.machines import libvirt_domain as ld
+from pbotvm.host.machines.devices import LibvirtError
+from pbotvm.host.machines.libvirt_access import (
+    READ,
+    SEARCH,
+    WRITE,
+    QemuUser,
+    allows,
+    denied,
+    qemu_user,
+)
 from pbotvm.image.build import Image
 
 # The secmodel part of `virsh capabilities` from libvirt 9.0 (Debian 12), as the tests' private

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from pbotvm.host.stack import LocalStack
 from pbotvm.logs import OneLineFormatter, escape_controls
+from tests.support.stack import LocalStack
 
 
 def test_control_characters_are_escaped() -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from pbotvm.config import Machine
-from pbotvm.host.heartbeat import HeartbeatMonitor
-from pbotvm.host.machine_state import (
+from pbotvm.host.machines.heartbeat import HeartbeatMonitor
+from pbotvm.host.machines.machine_state import (
     MachineLock,
     MachineState,
     Status,

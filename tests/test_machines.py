@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from pbotvm import cli
-from pbotvm.host.stack import LocalStack, free_port
-from pbotvm.host.vmexec import OFFLINE
+from pbotvm.host.request.vmexec import OFFLINE
 from tests.conftest import make_stack, until
+from tests.support.stack import LocalStack, free_port
 
 STALE = 6.0  # PBOTVM_HEART_STALE: our guest beats every 5 s
 

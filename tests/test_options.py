@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from pbotvm.host.languages import Language, find_language
-from pbotvm.host.options import (
+from pbotvm.host.request.languages import Language, find_language
+from pbotvm.host.request.options import (
     USAGE,
     ParsedOptions,
     fortune_to_stdin,

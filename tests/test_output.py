@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from pbotvm.host.output import BEEPS, apply_backspaces, postprocess
+from pbotvm.host.request.output import BEEPS, apply_backspaces, postprocess
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from pbotvm.host import paste_service
-from pbotvm.host.languages import find_language
-from pbotvm.host.paste import paste_bytes, soft_wrap
-from pbotvm.host.paste_service import MAX_UPLOADS, TIMEOUT, read_response, upload
-from pbotvm.host.stack import LocalStack, free_port
+from pbotvm.host.request import paste_service
+from pbotvm.host.request.languages import find_language
+from pbotvm.host.request.paste import paste_bytes, soft_wrap
+from pbotvm.host.request.paste_service import MAX_UPLOADS, TIMEOUT, read_response, upload
 from pbotvm.langspec import preludes
 from tests.conftest import make_stack, until
+from tests.support.stack import LocalStack, free_port
 
 SHELL_TAIL = (b"\n\n: <<'____CMDLINE____'\nsh prog.sh\n{header}____CMDLINE____\n\n"
               b": << '____OUTPUT____'\n{output}\n____OUTPUT____\n")
@@ -485,7 +485,7 @@ def test_c_with_the_paste_option(paste_stack: LocalStack, service: PasteService)
     import asyncio
 
     from pbotvm.config import HostSettings
-    from pbotvm.host.vmexec import Execution, Prepared
+    from pbotvm.host.request.vmexec import Execution, Prepared
 
     line = json.dumps({"nick": "tester", "channel": "#test", "code":
                        '-lang=c11 -paste #include <stdio.h>\\nint main(void) { puts("hi"); }'})

@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pbotvm.host.ptyvm import Bridge, Pty
-from pbotvm.host.stack import free_port
+from pbotvm.host.machines.ptyvm import Bridge, Pty
 from tests.conftest import processes_running, until
+from tests.support.stack import free_port
 
 
 async def read_slave(pty: Pty, n: int) -> bytes:
@@ -71,7 +71,7 @@ def test_bridge_passes_a_megabyte_both_ways() -> None:
 
 CONTROLLING_TTY_OF_THE_GUEST = """
 import os, sys, time
-from pbotvm.host.ptyvm import start_keeper
+from pbotvm.host.machines.ptyvm import start_keeper
 os.setsid()
 master, slave = os.openpty()
 os.close(os.open(os.ttyname(slave), os.O_RDWR))  # a session leader's first tty: its terminal
@@ -91,7 +91,7 @@ def test_the_guest_never_has_the_operators_terminal(tmp_path: Path) -> None:
 
 def test_the_guest_dies_with_the_pty_vm_even_by_sigkill(tmp_path: Path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", (
-        "import time; from pbotvm.host.ptyvm import start_keeper\n"
+        "import time; from pbotvm.host.machines.ptyvm import start_keeper\n"
         "start_keeper(['sleep', '4321.5']); time.sleep(60)")])
     try:
         assert until(lambda: processes_running("sleep", "4321.5"), 10)

@@ -12,8 +12,8 @@ import pytest
 
 from pbotvm import procs
 from pbotvm.host.server import STOP_GRACE, STOPPING
-from pbotvm.host.stack import BIN
 from tests.conftest import make_stack, processes_running, until
+from tests.support.stack import BIN
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

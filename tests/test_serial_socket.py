@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from pbotvm.config import HostSettings, Machine
-from pbotvm.host import qemu
-from pbotvm.host.heartbeat import HeartbeatMonitor
-from pbotvm.host.stack import free_port
-from pbotvm.host.transport import exchange
+from pbotvm.host.machines import qemu
+from pbotvm.host.machines.heartbeat import HeartbeatMonitor
+from pbotvm.host.machines.transport import exchange
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX
 from pbotvm.protocol import Request, RequestDecoder, Result, ResultDecoder, encode_result
+from tests.support.stack import free_port
 
 
 def test_machines_file_and_environment_name_the_sockets(tmp_path: Path) -> None:

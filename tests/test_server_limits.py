@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from pbotvm.host.intake import MAX_CLIENTS, TOO_MANY, TOO_MUCH
-from pbotvm.host.stack import LocalStack
 from tests.conftest import make_stack, processes_running, until
+from tests.support.stack import LocalStack
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

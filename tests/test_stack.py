@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pbotvm.host.stack import LocalStack
 from pbotvm.protocol import PERSIST_KEY_RULE, Framing, Request, encode_request
 from tests.conftest import until
+from tests.support.stack import LocalStack
 
 pytestmark = pytest.mark.root
 

@@ -15,9 +15,15 @@ import pytest
 
 from pbotvm.config import Machine
 from pbotvm.host import state_files
-from pbotvm.host.edit.grammar import HistoryChange
-from pbotvm.host.edit.store import HistoryStore
-from pbotvm.host.machine_state import MachineLock, Status, lock_path, status_path, write_status
+from pbotvm.host.machines.machine_state import (
+    MachineLock,
+    Status,
+    lock_path,
+    status_path,
+    write_status,
+)
+from pbotvm.host.request.edit.grammar import HistoryChange
+from pbotvm.host.request.edit.store import HistoryStore
 from tests.conftest import make_stack
 
 MACHINE = Machine(name="pbot-vm", serial=5555)

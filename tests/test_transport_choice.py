@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from pbotvm.config import Machine
-from pbotvm.host import transport
-from pbotvm.host.transport import GuestUnreachable, TransportChoice, exchange
+from pbotvm.host.machines import transport
+from pbotvm.host.machines.transport import GuestUnreachable, TransportChoice, exchange
 from pbotvm.protocol import Request, RequestDecoder, Result, ResultDecoder, encode_result
 
 UNREACHABLE_CID = 7  # the original's default CID; no guest has it on a test machine

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pbotvm.host.stack import LocalStack
-from pbotvm.host.turns import Turns
+from pbotvm.host.machines.turns import Turns
+from tests.support.stack import LocalStack
 
 
 def served(holder: str, waiting: list[str], cancel: tuple[int, ...] = ()) -> list[str]:

@@ -19,8 +19,8 @@ from pbotvm.guest import user_access
 from pbotvm.guest.cfamily import pch
 from pbotvm.guest.cfamily import run as c_family
 from pbotvm.guest.user_access import ENTER, READ, RUN, Need
-from pbotvm.host.stack import free_port
 from pbotvm.provision.payload import PACKAGE
+from tests.support.stack import free_port
 
 BIN = Path(sys.executable).parent
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from pbotvm.config import HostSettings, Machine
-from pbotvm.host import qemu
-from pbotvm.host.qmp import QMP, QMPError, loadvm
+from pbotvm.host.machines import qemu
+from pbotvm.host.machines.qmp import QMP, QMPError, loadvm
 from pbotvm.image import build, initramfs, profiles
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
 from pbotvm.image.profiles import FULL, MINIMAL

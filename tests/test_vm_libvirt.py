@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from pbotvm.config import HostSettings
-from pbotvm.host import libvirt_domain as ld
-from pbotvm.host.devices import connect
-from pbotvm.host.private_libvirtd import PrivateLibvirtd
-from pbotvm.host.qemu import choose_accel
-from pbotvm.host.stack import BIN, free_port
+from pbotvm.host.machines import libvirt_domain as ld
+from pbotvm.host.machines.devices import connect
+from pbotvm.host.machines.qemu import choose_accel
 from pbotvm.image.build import build
 from pbotvm.image.profiles import MINIMAL
 from tests.conftest import AttachedStack
+from tests.support.private_libvirtd import PrivateLibvirtd
+from tests.support.stack import BIN, free_port
 
 pytestmark = pytest.mark.vm
 

@@ -24,13 +24,13 @@ import pytest
 
 from pbotvm.config import Machine
 from pbotvm.guest.runner import CPU_KILLED, MEMORY_KILLED
-from pbotvm.host import qemu
-from pbotvm.host.qmp import loadvm
-from pbotvm.host.stack import free_port
+from pbotvm.host.machines import qemu
+from pbotvm.host.machines.qmp import loadvm
 from pbotvm.image.build import build, missing_tools
 from pbotvm.image.profiles import MINIMAL
 from pbotvm.protocol import Request
 from tests.conftest import DAEMON, AttachedStack
+from tests.support.stack import free_port
 from tests.test_isolation import INJECT, INT_80, KEYRINGS, REACH, VSOCK
 
 pytestmark = pytest.mark.vm

@@ -4,7 +4,7 @@ import asyncio
 import sys
 import time
 
-from pbotvm.host.vmexec import PrefetchedStdin, stdin_from_command
+from pbotvm.host.request.vmexec import PrefetchedStdin, stdin_from_command
 
 
 def test_command_output_becomes_one_line() -> None:

@@ -15,7 +15,7 @@ from pbotvm.guest import supervisor
 from pbotvm.guest.cfamily import pch
 from pbotvm.guest.cfamily import run as c_family
 from pbotvm.guest.runner import RunSettings
-from pbotvm.host import qemu
+from pbotvm.host.machines import qemu
 from pbotvm.protocol import Request, Result
 
 REQUESTS = qemu.warmup_requests()

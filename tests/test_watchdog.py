@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from pbotvm.config import HostSettings
-from pbotvm.host.machine_state import MachineLock, Status, lock_path
-from pbotvm.host.qemu import VmPaths
-from pbotvm.host.stack import BIN, LocalStack
-from pbotvm.host.watchdog import (
+from pbotvm.host.machines.machine_state import MachineLock, Status, lock_path
+from pbotvm.host.machines.qemu import VmPaths
+from pbotvm.host.machines.watchdog import (
     LibvirtSource,
     ProcessTreeSource,
     Reading,
@@ -31,6 +30,7 @@ from pbotvm.host.watchdog import (
     tree_cpu_ticks,
 )
 from tests.conftest import make_stack, until
+from tests.support.stack import BIN, LocalStack
 from tests.test_recovery import LIBVIRT_TEST_NODE
 
 

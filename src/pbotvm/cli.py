@@ -17,8 +17,8 @@ from pbotvm.config import DEFAULT_ADDR, DEFAULT_HEART, DEFAULT_SERIAL
 
 if TYPE_CHECKING:
     from pbotvm.config import HostSettings, Machine
-    from pbotvm.host.libvirt_domain import DomainPaths
-    from pbotvm.host.qemu import VmPaths
+    from pbotvm.host.machines.libvirt_domain import DomainPaths
+    from pbotvm.host.machines.qemu import VmPaths
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,7 +48,7 @@ def pty_run(addr: str, serial_port: int, heart_port: int, control: Path | None,
     $PBOTVM_STATE_DIR/ptyvm/pid, for vm-watchdog.
     """
     from pbotvm.config import state_dir
-    from pbotvm.host.ptyvm import PtyVm, pid_path, run
+    from pbotvm.host.machines.ptyvm import PtyVm, pid_path, run
 
     if (refusal := _guest_refusal(list(guest_args))) is not None:
         raise click.ClickException(refusal)
@@ -104,7 +104,7 @@ def pty_ctl(control: Path, machine_serial: str | None, command: str) -> None:
     As PBOTVM_REVERT_COMMAND, `pbotvm pty ctl --control PATH revert` makes vm-server's
     reverts restart the PTY guest, and only for the machine this PTY VM serves.
     """
-    from pbotvm.host.ptyvm import send_control
+    from pbotvm.host.machines.ptyvm import send_control
 
     try:
         reply = send_control(control, f"{command} {machine_serial}" if machine_serial
@@ -176,7 +176,7 @@ def vm() -> None:
 
 def _vm_setup() -> tuple[VmPaths, Machine]:
     from pbotvm.config import ConfigError
-    from pbotvm.host.qemu import vm_from_env
+    from pbotvm.host.machines.qemu import vm_from_env
 
     with _one_line(ConfigError):
         return vm_from_env(os.environ)
@@ -188,7 +188,7 @@ def _vm_setup() -> tuple[VmPaths, Machine]:
               "PBOTVM_HEART (the original's layout; any local user can connect first).")
 def vm_up(profile: str, tcp: bool) -> None:
     """Build the image if needed, boot it, warm it up and save snapshot 1."""
-    from pbotvm.host.qemu import QemuError, up, with_sockets
+    from pbotvm.host.machines.qemu import QemuError, up, with_sockets
     from pbotvm.image.build import BuildError, build
     from pbotvm.image.profiles import PROFILES
 
@@ -206,7 +206,7 @@ def vm_up(profile: str, tcp: bool) -> None:
 @vm.command("down")
 def vm_down() -> None:
     """Stop the VM."""
-    from pbotvm.host.qemu import down
+    from pbotvm.host.machines.qemu import down
 
     paths, _ = _vm_setup()
     click.echo("stopped" if down(paths) else "not running")
@@ -215,7 +215,7 @@ def vm_down() -> None:
 @vm.command("status")
 def vm_status() -> None:
     """Show whether the VM runs, and its ports and state files. Exit 1 when it does not."""
-    from pbotvm.host.qemu import pid_alive, read_info
+    from pbotvm.host.machines.qemu import pid_alive, read_info
 
     paths, _ = _vm_setup()
     info = read_info(paths)
@@ -231,7 +231,7 @@ def vm_status() -> None:
 @machine_serial_option
 def vm_revert(machine_serial: str | None) -> None:
     """Load snapshot 1 (use as PBOTVM_REVERT_COMMAND="pbotvm vm revert")."""
-    from pbotvm.host.qemu import QemuError, read_info, revert
+    from pbotvm.host.machines.qemu import QemuError, read_info, revert
 
     paths, _ = _vm_setup()
     info = read_info(paths)
@@ -254,7 +254,7 @@ def libvirt() -> None:
 
 def _libvirt_setup() -> tuple[DomainPaths, Machine, HostSettings]:
     from pbotvm.config import ConfigError
-    from pbotvm.host.libvirt_domain import state_paths
+    from pbotvm.host.machines.libvirt_domain import state_paths
 
     with _one_line(ConfigError):
         return state_paths(os.environ)
@@ -265,7 +265,7 @@ def _libvirt_setup() -> tuple[DomainPaths, Machine, HostSettings]:
 def libvirt_up(profile: str) -> None:
     """Build the image if needed, define the domain, attach the devices, start it, warm it
     up and create snapshot PBOTVM_SNAPSHOT."""
-    from pbotvm.host.libvirt_domain import LibvirtError, up
+    from pbotvm.host.machines.libvirt_domain import LibvirtError, up
     from pbotvm.image.build import BuildError, build
     from pbotvm.image.profiles import PROFILES
 
@@ -282,7 +282,7 @@ def libvirt_up(profile: str) -> None:
 @libvirt.command("down")
 def libvirt_down() -> None:
     """Destroy and undefine the domain (with its snapshot metadata)."""
-    from pbotvm.host.libvirt_domain import LibvirtError, down
+    from pbotvm.host.machines.libvirt_domain import LibvirtError, down
 
     paths, machine, settings = _libvirt_setup()
     with _one_line(LibvirtError):
@@ -297,7 +297,7 @@ def libvirt_revert(slow: bool) -> None:
     """Revert the domain to its snapshot, as vm-server does."""
     import time
 
-    from pbotvm.host.libvirt_domain import LibvirtError, revert
+    from pbotvm.host.machines.libvirt_domain import LibvirtError, revert
 
     _, machine, settings = _libvirt_setup()
     start = time.monotonic()
@@ -318,7 +318,7 @@ def devices() -> None:
 
 def _add_devices(which: str) -> None:
     from pbotvm.config import ConfigError, HostSettings
-    from pbotvm.host import devices as dev
+    from pbotvm.host.machines import devices as dev
 
     with _one_line(ConfigError, dev.LibvirtError):
         settings = HostSettings.from_env(os.environ)

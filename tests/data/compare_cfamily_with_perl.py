@@ -18,11 +18,11 @@ import subprocess
 import sys
 from typing import Any
 
-from pbotvm.host import java
-from pbotvm.host.cfamily import preprocess as c_preprocess
-from pbotvm.host.cfamily.custom_options import take_custom_options, take_java_options
-from pbotvm.host.cfamily.functions import UnmatchedBrackets
-from pbotvm.host.options import take_cmdline_options
+from pbotvm.host.request import java
+from pbotvm.host.request.cfamily import preprocess as c_preprocess
+from pbotvm.host.request.cfamily.custom_options import take_custom_options, take_java_options
+from pbotvm.host.request.cfamily.functions import UnmatchedBrackets
+from pbotvm.host.request.options import take_cmdline_options
 from pbotvm.langspec import RunMode, find
 
 HOST_LIB = "/tmp/pbotvm-original-0/src/applets/pbot-vm/host/lib"

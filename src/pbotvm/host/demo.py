@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from pbotvm.config import DEFAULT_HEART, DEFAULT_SERIAL, DEFAULT_SERVER_PORT
-from pbotvm.host.stack import LocalStack, QemuStack, port_free
+from tests.support.stack import LocalStack, QemuStack, port_free
 
 REQUESTS = [
     "-lang=sh echo hello from $(uname -s) as $(whoami)",

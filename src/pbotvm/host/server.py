@@ -27,12 +27,12 @@ import click
 from pbotvm import logs
 from pbotvm.config import ConfigError, HostSettings, Machine
 from pbotvm.host import intake
-from pbotvm.host.heartbeat import BEAT_INTERVAL, DEFAULT_STALE_AFTER, HeartbeatMonitor
 from pbotvm.host.intake import Allowance, Intake, Refused
-from pbotvm.host.machine_state import MachineState
-from pbotvm.host.qemu import with_vm_up_guest
-from pbotvm.host.revert import RevertError, revert
-from pbotvm.host.vmexec import OFFLINE, Answer, Execution, PrefetchedStdin, Prepared, Reply
+from pbotvm.host.machines.heartbeat import BEAT_INTERVAL, DEFAULT_STALE_AFTER, HeartbeatMonitor
+from pbotvm.host.machines.machine_state import MachineState
+from pbotvm.host.machines.qemu import with_vm_up_guest
+from pbotvm.host.machines.revert import RevertError, revert
+from pbotvm.host.request.vmexec import OFFLINE, Answer, Execution, PrefetchedStdin, Prepared, Reply
 from pbotvm.host.workers import Workers
 from pbotvm.protocol import Framing, requester
 
@@ -70,7 +70,7 @@ class VmServer:
         self._stopping = asyncio.Event()  # the grace is over: answer STOPPING
         command = settings.stdin_command
         self._stdin = PrefetchedStdin(command) if command else None
-        self.workers = Workers(preload=("pbotvm.host.vmexec",))
+        self.workers = Workers(preload=("pbotvm.host.request.vmexec",))
 
     def machine_state(self, machine: Machine) -> MachineState:
         key = (machine.addr, machine.serial, machine.serial_socket)

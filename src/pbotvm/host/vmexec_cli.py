@@ -10,8 +10,8 @@ import sys
 import click
 
 from pbotvm.config import ConfigError, HostSettings
-from pbotvm.host import vmexec
-from pbotvm.host.qemu import with_vm_up_guest
+from pbotvm.host.machines.qemu import with_vm_up_guest
+from pbotvm.host.request import vmexec
 
 
 @click.command(context_settings={"ignore_unknown_options": True,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pbotvm.host.cfamily.analysis import BLOCK_COMMENT, WS, strip_block_comments
+from pbotvm.host.request.cfamily.analysis import BLOCK_COMMENT, WS, strip_block_comments
 from pbotvm.tokenizer import PERL_SPACE
 
 # return type, name, parameters, and everything from the opening brace (or <% or ??<) on.

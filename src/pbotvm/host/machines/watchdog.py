@@ -27,8 +27,14 @@ import click
 
 from pbotvm import logs, procs
 from pbotvm.config import ConfigError, HostSettings, Machine
-from pbotvm.host.machine_state import MachineLock, Status, lock_path, read_status, status_path
-from pbotvm.host.revert import RevertError, revert
+from pbotvm.host.machines.machine_state import (
+    MachineLock,
+    Status,
+    lock_path,
+    read_status,
+    status_path,
+)
+from pbotvm.host.machines.revert import RevertError, revert
 
 log = logging.getLogger("pbotvm.watchdog")
 
@@ -133,7 +139,7 @@ class LibvirtSource:
     def read(self) -> Reading:
         import libvirt
 
-        from pbotvm.host.devices import LibvirtError, session
+        from pbotvm.host.machines.devices import LibvirtError, session
 
         try:
             with session(self.uri, self.domain) as conn:
@@ -150,14 +156,14 @@ class LibvirtSource:
 
 
 def qemu_pid(state_dir: Path) -> int | None:
-    from pbotvm.host.qemu import VmPaths, pid_alive, read_info
+    from pbotvm.host.machines.qemu import VmPaths, pid_alive, read_info
 
     info = read_info(VmPaths(state_dir / "qemu"))
     return info.pid if info is not None and pid_alive(info.pid) else None
 
 
 def pty_pid(state_dir: Path) -> int | None:
-    from pbotvm.host.ptyvm import pid_path
+    from pbotvm.host.machines.ptyvm import pid_path
 
     return read_pid(pid_path(state_dir))
 
@@ -295,7 +301,7 @@ def main(interval: float, threshold: float, machine_name: str | None, source: st
     Reverts as vm-server does (PBOTVM_REVERT_COMMAND, else libvirt snapshot PBOTVM_SNAPSHOT),
     never while vm-server serves a request on the machine.
     """
-    from pbotvm.host.qemu import with_vm_up_guest
+    from pbotvm.host.machines.qemu import with_vm_up_guest
 
     logs.setup("vm-watchdog")
     try:

@@ -30,7 +30,7 @@ class RevertError(RuntimeError):
 
 def _libvirt_revert(uri: str, domain: str, snapshot: str) -> None:
     # Heavy (libvirt-python); only the server's revert path needs it.
-    from pbotvm.host.libvirt_domain import LibvirtError, revert
+    from pbotvm.host.machines.libvirt_domain import LibvirtError, revert
 
     try:
         how = revert(uri, domain, snapshot)

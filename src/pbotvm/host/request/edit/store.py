@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import overload
 
 from pbotvm.host import state_files
-from pbotvm.host.edit.grammar import MAX_HISTORY, HistoryChange
+from pbotvm.host.request.edit.grammar import MAX_HISTORY, HistoryChange
 
 FILENAME = "history.sqlite3"
 BUSY_TIMEOUT = 5.0  # seconds to wait for another process's transaction

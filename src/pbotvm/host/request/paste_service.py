@@ -29,7 +29,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pbotvm.host.output import postprocess
+from pbotvm.host.request.output import postprocess
 from pbotvm.tokenizer import PERL_SPACE
 
 TIMEOUT = 10.0

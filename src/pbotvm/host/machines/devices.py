@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 from pbotvm.config import Machine
-from pbotvm.host.transport import VHOST_VSOCK, vsock_guests_here
+from pbotvm.host.machines.transport import VHOST_VSOCK, vsock_guests_here
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pbotvm.host.cfamily.analysis import WS, analysis_copy, blank_literals
-from pbotvm.host.cfamily.custom_options import CustomOptions
-from pbotvm.host.cfamily.functions import C_SYNTAX, extract_functions
-from pbotvm.host.options import newlines_outside_quotes
+from pbotvm.host.request.cfamily.analysis import WS, analysis_copy, blank_literals
+from pbotvm.host.request.cfamily.custom_options import CustomOptions
+from pbotvm.host.request.cfamily.functions import C_SYNTAX, extract_functions
+from pbotvm.host.request.options import newlines_outside_quotes
 from pbotvm.tokenizer import PERL_SPACE
 
 # An #include after a '#': the first search runs forward from the '#', the second (as in the

@@ -1,6 +1,6 @@
 """The C family's host output filters (spec languages.md §5.6) and TenDRA's (§4.4).
 
-They run after the base post-processing (``pbotvm.host.output.postprocess``) and tidy the
+They run after the base post-processing (``pbotvm.host.request.output.postprocess``) and tidy the
 compiler, sanitizer and gdb text for IRC: file names, line numbers and work-directory paths
 go, curly quotes become plain, gdb's char and string quirks are corrected. The rules are the
 original's, in its order; most are plain substitutions, kept as a table.

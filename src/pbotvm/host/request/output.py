@@ -20,7 +20,7 @@ from pbotvm.protocol import TIMED_OUT
 from pbotvm.text import cap_output, truncation_marker
 
 if TYPE_CHECKING:
-    from pbotvm.host.languages import Language, Shown, Source
+    from pbotvm.host.request.languages import Language, Shown, Source
 
 BEEPS = ("*BEEP*", "*BING*", "*DING*", "*DONG*", "*CLUNK*", "*BONG*", "*PING*", "*BOOP*",
          "*BLIP*", "*BOP*", "*WHIRR*")

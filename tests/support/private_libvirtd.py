@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from pbotvm import procs
-from pbotvm.host.devices import LibvirtError, connect
+from pbotvm.host.machines.devices import LibvirtError, connect
 from pbotvm.provision.setup_guest import has_user
 
 LIBVIRTD_CONF = """\

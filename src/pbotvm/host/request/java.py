@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 
-from pbotvm.host.cfamily.analysis import WS, analysis_copy, blank_literals
-from pbotvm.host.cfamily.custom_options import CustomOptions
-from pbotvm.host.cfamily.functions import JAVA_SYNTAX, extract_functions
-from pbotvm.host.cfamily.preprocess import (
+from pbotvm.host.request.cfamily.analysis import WS, analysis_copy, blank_literals
+from pbotvm.host.request.cfamily.custom_options import CustomOptions
+from pbotvm.host.request.cfamily.functions import JAVA_SYNTAX, extract_functions
+from pbotvm.host.request.cfamily.preprocess import (
     BLANK_LINES,
     DOUBLED_SEMICOLON,
     SEMICOLON_AFTER_BRACE,
@@ -23,7 +23,7 @@ from pbotvm.host.cfamily.preprocess import (
     main_body,
     split_leading_lines,
 )
-from pbotvm.host.options import newlines_outside_quotes
+from pbotvm.host.request.options import newlines_outside_quotes
 from pbotvm.tokenizer import PERL_SPACE
 
 _IMPORT = re.compile(r"\bimport" + WS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pbotvm.host.cfamily.analysis import NOT_WS, WS
+from pbotvm.host.request.cfamily.analysis import NOT_WS, WS
 
 _NOMAIN = re.compile(rf"(?:^|(?<={WS}))-nomain{WS}*", re.IGNORECASE)
 _NOHEADERS = re.compile(rf"(?:^|(?<={WS}))-noheaders{WS}*", re.IGNORECASE)

@@ -28,11 +28,12 @@ from pathlib import Path
 
 from pbotvm import langspec, procs
 from pbotvm.config import HostSettings, Machine, machines_path
-from pbotvm.host import options, state_files
-from pbotvm.host.languages import find_language
-from pbotvm.host.qmp import QMP, QMPError, loadvm, snapshot
-from pbotvm.host.transport import TransportChoice, exchange
-from pbotvm.host.vmexec import make_request
+from pbotvm.host import state_files
+from pbotvm.host.machines.qmp import QMP, QMPError, loadvm, snapshot
+from pbotvm.host.machines.transport import TransportChoice, exchange
+from pbotvm.host.request import options
+from pbotvm.host.request.languages import find_language
+from pbotvm.host.request.vmexec import make_request
 from pbotvm.image import profiles
 from pbotvm.image.build import Image
 from pbotvm.image.layout import CONSOLE, HEART_INDEX, SERIAL_INDEX

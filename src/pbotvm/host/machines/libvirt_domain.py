@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
 from pbotvm.config import HostSettings, Machine
-from pbotvm.host import devices
-from pbotvm.host.devices import LibvirtError, session
-from pbotvm.host.libvirt_access import READ, SEARCH, WRITE, QemuUser, denied, qemu_user
-from pbotvm.host.qemu import (
+from pbotvm.host.machines import devices
+from pbotvm.host.machines.devices import LibvirtError, session
+from pbotvm.host.machines.libvirt_access import READ, SEARCH, WRITE, QemuUser, denied, qemu_user
+from pbotvm.host.machines.qemu import (
     KERNEL_ARGS,
     QEMU,
     QemuError,
@@ -80,7 +80,7 @@ def state_paths(env: Mapping[str, str]) -> tuple[DomainPaths, Machine, HostSetti
 def domain_xml(name: str, image: Image, paths: DomainPaths, accel: str,
                memory_mib: int = 1024) -> str:
     """A direct-kernel-boot domain without network; its serial/vsock devices come from
-    :mod:`pbotvm.host.devices`."""
+    :mod:`pbotvm.host.machines.devices`."""
     kvm = accel == "kvm"
     cpu = "<cpu mode='host-passthrough'/>" if kvm else "<cpu mode='maximum'/>"
     return f"""<domain type='{'kvm' if kvm else 'qemu'}'>

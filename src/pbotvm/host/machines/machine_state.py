@@ -28,9 +28,9 @@ from pathlib import Path
 from pbotvm import procs
 from pbotvm.config import Machine
 from pbotvm.host import state_files
-from pbotvm.host.heartbeat import HeartbeatMonitor
-from pbotvm.host.transport import TransportChoice
-from pbotvm.host.turns import Turns
+from pbotvm.host.machines.heartbeat import HeartbeatMonitor
+from pbotvm.host.machines.transport import TransportChoice
+from pbotvm.host.machines.turns import Turns
 
 log = logging.getLogger("pbotvm.machine")
 

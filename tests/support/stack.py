@@ -147,7 +147,7 @@ class LocalStack:
                              f"{self.log('vm-server')[-2000:]}")
 
     def control_command(self, command: str) -> str:
-        from pbotvm.host.ptyvm import send_control
+        from pbotvm.host.machines.ptyvm import send_control
 
         return send_control(self.control, command)
 

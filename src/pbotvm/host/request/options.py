@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pbotvm.host.cfamily.custom_options import CustomOptions
+from pbotvm.host.request.cfamily.custom_options import CustomOptions
 from pbotvm.tokenizer import PERL_SPACE, token_spans
 
 USAGE = (

@@ -20,14 +20,21 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from pbotvm.config import ConfigError, HostSettings, Machine, UnknownMachine
-from pbotvm.host import options, workers
-from pbotvm.host.cfamily.functions import UnmatchedBrackets
-from pbotvm.host.edit.session import EditSession, shown_code
-from pbotvm.host.languages import Language, Shown, Source, find_language, unsupported_message
-from pbotvm.host.output import cap, finish
-from pbotvm.host.paste import paste_bytes
-from pbotvm.host.paste_service import upload
-from pbotvm.host.transport import GuestUnreachable, TransportChoice, exchange
+from pbotvm.host import workers
+from pbotvm.host.machines.transport import GuestUnreachable, TransportChoice, exchange
+from pbotvm.host.request import options
+from pbotvm.host.request.cfamily.functions import UnmatchedBrackets
+from pbotvm.host.request.edit.session import EditSession, shown_code
+from pbotvm.host.request.languages import (
+    Language,
+    Shown,
+    Source,
+    find_language,
+    unsupported_message,
+)
+from pbotvm.host.request.output import cap, finish
+from pbotvm.host.request.paste import paste_bytes
+from pbotvm.host.request.paste_service import upload
 from pbotvm.protocol import ProtocolError, Request, ResultDecoder, parse_client_line
 
 T = TypeVar("T")

@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pbotvm.host import java
-from pbotvm.host.cfamily import astyle, filters, preprocess
-from pbotvm.host.cfamily.custom_options import (
+from pbotvm.host.request import java
+from pbotvm.host.request.cfamily import astyle, filters, preprocess
+from pbotvm.host.request.cfamily.custom_options import (
     CustomOptions,
     take_custom_options,
     take_java_options,
 )
-from pbotvm.host.options import newlines_outside_quotes
+from pbotvm.host.request.options import newlines_outside_quotes
 from pbotvm.langspec import LangSpec, RunMode, find, supported_names
 from pbotvm.tokenizer import PERL_SPACE
 

@@ -38,8 +38,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pbotvm.host.edit import perl_regex, worddiff
-from pbotvm.host.edit.quoting import extract_delimited
+from pbotvm.host.request.edit import perl_regex, worddiff
+from pbotvm.host.request.edit.quoting import extract_delimited
 
 MAX_HISTORY = 10000  # entries kept per channel and language, as the original's max_history
 REGEX_BUDGET = 1.0  # seconds for all of a request's s/// together

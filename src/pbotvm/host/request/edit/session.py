@@ -15,8 +15,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pbotvm.host.edit.grammar import Edit, interactive_edit
-from pbotvm.host.edit.store import HistoryStore, StoreError
+from pbotvm.host.request.edit.grammar import Edit, interactive_edit
+from pbotvm.host.request.edit.store import HistoryStore, StoreError
 from pbotvm.tokenizer import split_line
 
 log = logging.getLogger("pbotvm.edit")

@@ -1,0 +1,1 @@
+"""Benchmarks that print numbers (run from the checkout: python -m bench.NAME)."""

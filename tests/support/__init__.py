@@ -1,0 +1,1 @@
+"""Test harness: the local stack of real processes, a private libvirt daemon."""

@@ -20,9 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from pbotvm.config import Machine
+from pbotvm.host import warmup
 from pbotvm.host.machines import qemu
 from pbotvm.host.machines.qmp import loadvm
-from pbotvm.host.machines.transport import open_serial
+from pbotvm.host.machines.transport import open_serial, send
 from pbotvm.host.request import options
 from pbotvm.host.request.languages import find_language
 from pbotvm.host.request.vmexec import make_request
@@ -90,7 +91,7 @@ async def run_program(machine: Machine, lang: str, source: str, cmdline: str,
 
 async def run_request(machine: Machine, request: Request, expect: str = "hello") -> None:
     request = replace(request, date=int(time.time()), id=str(time.monotonic_ns()))
-    out = await qemu.send(machine, request)
+    out = await send(machine, request, 60)
     if expect not in out:
         raise SystemExit(f"unexpected {request.lang} output {out!r}")
 
@@ -147,7 +148,8 @@ def main() -> None:
         paths = qemu.VmPaths(Path(tmp))
         machine = Machine(name="bench", serial=free_port(), heart=free_port(), cid=0)
         for boot in range(args.boots):
-            info = asyncio.run(qemu.up(image, paths, machine, os.environ))
+            info = asyncio.run(qemu.up(image, paths, machine, os.environ,
+                                       warmup.for_image(image, print)))
             boots.append(info.boot_seconds)
             print(f"boot {boot + 1}: {info.accel}, first heartbeat {info.boot_seconds} s, "
                   f"warm-up {info.warmup_seconds} s, savevm {info.savevm_seconds} s", flush=True)

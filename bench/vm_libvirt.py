@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.vm import bench_programs, free_port, report, serial_rtts
 from pbotvm.config import HostSettings
+from pbotvm.host import warmup
 from pbotvm.host.machines import libvirt_domain as ld
 from pbotvm.image.build import build
 from pbotvm.image.profiles import MINIMAL
@@ -47,7 +48,7 @@ def main() -> None:
         settings = HostSettings.from_env(env)
         machine = settings.machines.resolve()
         info = asyncio.run(ld.up(image, settings, machine, ld.DomainPaths(Path(tmp) / "lv"),
-                                 env))
+                                 env, warmup.for_image(image, print)))
         print(f"libvirt domain: first heartbeat {info.boot_seconds} s, warm-up "
               f"{info.warmup_seconds} s, snapshot {info.snapshot_seconds} s", flush=True)
         asyncio.run(serial_rtts(machine, args.n))

@@ -1,5 +1,6 @@
 """Time-outs, reverts and heartbeat loss, each on its own stack."""
 
+import asyncio
 import os
 import re
 import signal
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from pbotvm import procs
+from pbotvm.config import HostSettings
+from pbotvm.host.machines.guest import GuestError, guest_for
 from pbotvm.host.server import STOP_GRACE, STOPPING
 from tests.conftest import make_stack, processes_running, until
 from tests.support.stack import BIN
@@ -63,13 +66,32 @@ def test_libvirt_revert_through_the_test_driver(tmp_path: Path) -> None:
         assert "pbot-vm: reverted to snapshot 1 in" in s.log("vm-server")
 
 
-def test_failed_libvirt_revert_is_logged_and_the_server_keeps_serving(tmp_path: Path) -> None:
+def test_failed_revert_is_logged_and_the_server_keeps_serving(tmp_path: Path) -> None:
     with make_stack(tmp_path, PBOTVM_TIMEOUT="1.5", PBOTVM_HEART_STALE="7",
-                    PBOTVM_REVERT_COMMAND="", PBOTVM_LIBVIRT_URI="test:///default") as s:
+                    PBOTVM_REVERT_COMMAND="sh -c 'echo no snapshot here; exit 3'") as s:
         assert s.ask("-lang=sh sleep 2").startswith("[Timed-out]")
         assert s.ask("-lang=sh echo still") == "still"
-        assert ("revert failed: libvirt test:///default, domain pbot-vm: Domain not found"
-                in s.log("vm-server"))
+        assert "revert failed: revert command exited 3: no snapshot here" in s.log("vm-server")
+
+
+def test_without_a_revert_command_the_recorded_pty_vm_is_reverted(tmp_path: Path) -> None:
+    # vm-server finds the PTY VM `pbotvm pty run` recorded for the machine's lines, and
+    # reverts it through its control socket.
+    with make_stack(tmp_path, PBOTVM_TIMEOUT="1.5", PBOTVM_HEART_STALE="7",
+                    PBOTVM_REVERT_COMMAND="") as s:
+        assert s.ask("-lang=sh sleep 2").startswith("[Timed-out]")
+        s.wait_answer("-lang=sh echo still", "still", 20)
+        assert re.search(r"reverted to snapshot 1 in [0-9.]+ s \(PTY VM pid \d+: "
+                         r"guest-server restarted\)", s.log("vm-server"))
+
+
+def test_a_libvirt_domain_that_is_not_there_cannot_be_reverted(tmp_path: Path) -> None:
+    settings = HostSettings.from_env({"HOME": str(tmp_path), "PBOTVM_STATE_DIR": str(tmp_path),
+                                      "PBOTVM_LIBVIRT_URI": "test:///default"})
+    guest = guest_for(settings, settings.machines.resolve(), "libvirt")
+    with pytest.raises(GuestError, match="libvirt test:///default, domain pbot-vm: Domain "
+                                         "not found"):
+        asyncio.run(guest.revert())
 
 
 def test_heartbeat_loss_and_return(tmp_path: Path) -> None:

@@ -6,14 +6,15 @@ import asyncio
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pbotvm.config import HostSettings, Machine
+from pbotvm.host import warmup
 from pbotvm.host.machines import qemu
+from pbotvm.host.machines.guest import guest_for
 from pbotvm.host.machines.qmp import QMP, QMPError, loadvm
 from pbotvm.image import build, initramfs, profiles
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
@@ -99,15 +100,15 @@ def test_the_warm_up_runs_the_image_languages_only_and_says_which_once() -> None
     names = [spec.name for spec in minimal]
     assert names == ["bash", "c11", "c2x", "c89", "c99", "perl", "python3", "sh"]
     # Then C code that gdb evaluates (the warm-up's check of the gdb path).
-    assert [request.lang for request in qemu.image_warmups(minimal)] == [*names, "c2x"]
-    assert qemu.warmup_line("minimal", minimal) == (
+    assert [request.lang for request in warmup.image_warmups(minimal)] == [*names, "c2x"]
+    assert warmup.warmup_line("minimal", minimal) == (
         "warming up the minimal image's languages: bash, c11, c2x, c89, c99, perl, python3, sh "
         "(the other 25 are not in it)")
     # Every language Debian packages, each its own program or C dialect.
     full = profiles.languages(FULL.packages)
     assert {spec.name for spec in full} == {spec.name for spec in LANGUAGES} - {
         "freebasic", "qbasic", "tendra"}
-    assert [request.lang for request in qemu.image_warmups(full)] == [
+    assert [request.lang for request in warmup.image_warmups(full)] == [
         *(spec.name for spec in full), "c2x"]
 
 
@@ -165,11 +166,11 @@ def test_vm_server_finds_the_guest_vm_up_started_in_its_state_directory(
     machine = settings.machines.resolve()
     assert (machine.name, machine.serial_socket, machine.heart_socket, machine.cid) == (
         "pbot-vm", f"{state}/qemu/serial.sock", f"{state}/qemu/heart.sock", 0)
-    revert = [str(Path(sys.executable).parent / "pbotvm"), "vm", "revert"]
-    assert settings.revert_command == revert
     assert line == (f"pbot-vm: the guest `pbotvm vm up` started ({state}/qemu/vm.json): serial "
-                    f"{state}/qemu/serial.sock, heart {state}/qemu/heart.sock, no vsock; "
-                    f"reverted by {revert[0]} vm revert")
+                    f"{state}/qemu/serial.sock, heart {state}/qemu/heart.sock, no vsock")
+    # Its backend is the QEMU one: reverted with QMP, not by a command.
+    assert settings.revert_command is None
+    assert guest_for(settings, machine, env=env).describe() == "QEMU pid 1"
     # The revert command the operator gave stays; TCP lines (`vm up --tcp`) are found too.
     recorded_vm(state, serial=7001, heart=7002, serial_socket="", heart_socket="")
     told = HostSettings.from_env({**env, "PBOTVM_REVERT_COMMAND": "my-revert"})

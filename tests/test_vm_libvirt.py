@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pbotvm.config import HostSettings
+from pbotvm.host import warmup
 from pbotvm.host.machines import libvirt_domain as ld
 from pbotvm.host.machines.devices import connect
 from pbotvm.host.machines.qemu import choose_accel
@@ -67,7 +68,8 @@ def domain(daemon: PrivateLibvirtd,
         assert added.stdout.splitlines() == [
             f"pbot-vm-test: serial port 2 (TCP {machine.serial}): added",
             f"pbot-vm-test: serial port 3 (TCP {machine.heart}): added"]
-        info = asyncio.run(ld.boot(dom, settings, machine, image, paths))
+        info = asyncio.run(ld.start(dom, settings, machine, paths,
+                                    warmup.for_image(image, print)))
         print(f"\nlibvirt domain: first heartbeat {info.boot_seconds} s, warm-up "
               f"{info.warmup_seconds} s, snapshot {info.snapshot_seconds} s")
         yield env

@@ -16,19 +16,17 @@ from pathlib import Path
 import pytest
 
 from pbotvm.config import HostSettings
+from pbotvm.host.machines.guest import guest_for
 from pbotvm.host.machines.machine_state import MachineLock, Status, lock_path
-from pbotvm.host.machines.qemu import VmPaths
+from pbotvm.host.machines.qemu import VmPaths, with_vm_up_guest
 from pbotvm.host.machines.watchdog import (
-    LibvirtSource,
-    ProcessTreeSource,
     Reading,
     Watchdog,
     cpu_percent,
-    qemu_pid,
     server_activity,
     should_revert,
-    tree_cpu_ticks,
 )
+from pbotvm.procs import tree_cpu_ticks
 from tests.conftest import make_stack, until
 from tests.support.stack import BIN, LocalStack
 from tests.test_recovery import LIBVIRT_TEST_NODE
@@ -123,10 +121,9 @@ def qemu_stand_in(tmp_path: Path, pid: int) -> dict[str, str]:
 
 
 def watch(tmp_path: Path, env: dict[str, str]) -> Watchdog:
-    settings = HostSettings.from_env(env)
-    machine = settings.machines.resolve()
-    source = ProcessTreeSource("QEMU", lambda: qemu_pid(settings.state_dir))
-    return Watchdog(settings, machine, source)
+    """As vm-watchdog's main: the machine on the lines `vm up` recorded, and its backend."""
+    settings, _ = with_vm_up_guest(HostSettings.from_env(env), env)
+    return Watchdog(settings, guest_for(settings, settings.machines.resolve(), "auto", env))
 
 
 def ticks_until(watchdog: Watchdog, word: str, limit: int, interval: float = 0.4) -> list[str]:
@@ -185,12 +182,12 @@ def test_libvirt_domain_statistics_and_revert(tmp_path: Path) -> None:
     settings = HostSettings.from_env({"HOME": str(tmp_path), "PBOTVM_LIBVIRT_URI":
                                       f"test://{xml}", "PBOTVM_STATE_DIR": str(tmp_path)})
     machine = settings.machines.resolve()
-    watchdog = Watchdog(settings, machine, LibvirtSource(settings.libvirt_uri, machine.domain))
+    watchdog = Watchdog(settings, guest_for(settings, machine, "libvirt"))
     lines = ticks_until(watchdog, "reverted", 6, interval=0.2)
     assert lines[0] == f"first sample of libvirt test://{xml} domain pbot-vm"
     assert re.fullmatch(r"reverted to snapshot 1 in \d\.\d\d s", lines[-1]), lines
-    missing = LibvirtSource(settings.libvirt_uri, "nope")
-    watchdog = Watchdog(settings, dataclasses.replace(machine, domain="nope"), missing)
+    missing = dataclasses.replace(machine, domain="nope")
+    watchdog = Watchdog(settings, guest_for(settings, missing, "libvirt"))
     assert watchdog.tick() == [f"nothing to watch: libvirt test://{xml}, domain nope: "
                                "Domain not found"]
 

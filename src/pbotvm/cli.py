@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,9 +16,9 @@ from pbotvm import logs
 from pbotvm.config import DEFAULT_ADDR, DEFAULT_HEART, DEFAULT_SERIAL
 
 if TYPE_CHECKING:
-    from pbotvm.config import HostSettings, Machine
-    from pbotvm.host.machines.libvirt_domain import DomainPaths
-    from pbotvm.host.machines.qemu import VmPaths
+    from pbotvm.host.machines.guest import Guest
+    from pbotvm.host.machines.libvirt_domain import LibvirtGuest
+    from pbotvm.host.machines.qemu import QemuGuest
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,11 +44,11 @@ def pty_run(addr: str, serial_port: int, heart_port: int, control: Path | None,
             guest_args: tuple[str, ...]) -> None:
     """Run the PTY VM in the foreground (as root, so the guest can drop to its user).
 
-    GUEST_ARGS are passed on to guest-server (e.g. -- --user vm). Its pid goes to
-    $PBOTVM_STATE_DIR/ptyvm/pid, for vm-watchdog.
+    GUEST_ARGS are passed on to guest-server (e.g. -- --user vm). Its pid, ports and control
+    socket go to $PBOTVM_STATE_DIR/ptyvm/vm.json, where vm-server and vm-watchdog find it.
     """
     from pbotvm.config import state_dir
-    from pbotvm.host.machines.ptyvm import PtyVm, pid_path, run
+    from pbotvm.host.machines.ptyvm import PtyVm, record_path, run
 
     if (refusal := _guest_refusal(list(guest_args))) is not None:
         raise click.ClickException(refusal)
@@ -56,7 +56,7 @@ def pty_run(addr: str, serial_port: int, heart_port: int, control: Path | None,
 
     async def main_task() -> None:
         task = asyncio.ensure_future(run(PtyVm(addr, serial_port, heart_port, list(guest_args)),
-                                         control, pid_path(state_dir(os.environ))))
+                                         control, record_path(state_dir(os.environ))))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
@@ -174,12 +174,37 @@ def vm() -> None:
     """
 
 
-def _vm_setup() -> tuple[VmPaths, Machine]:
-    from pbotvm.config import ConfigError
-    from pbotvm.host.machines.qemu import vm_from_env
+def _qemu_guest(*, tcp: bool = False) -> QemuGuest:
+    """The default machine's QEMU guest, its lines on Unix sockets unless ``tcp``."""
+    from pbotvm.config import ConfigError, HostSettings
+    from pbotvm.host.machines.qemu import QemuGuest, VmPaths, with_sockets
 
     with _one_line(ConfigError):
-        return vm_from_env(os.environ)
+        settings = HostSettings.from_env(os.environ)
+    machine = settings.machines.resolve()
+    if not tcp:
+        machine = with_sockets(machine, VmPaths(settings.state_dir / "qemu"))
+    return QemuGuest.of(settings, machine, os.environ)
+
+
+def _up(guest: Guest, profile: str, say: Callable[[str], None]) -> str:
+    """Build the image if needed, then bring ``guest`` up from it, warmed."""
+    from pbotvm.host import warmup
+    from pbotvm.host.machines.guest import GuestError
+    from pbotvm.image.build import BuildError, build
+    from pbotvm.image.profiles import PROFILES
+
+    with _one_line(BuildError, GuestError):
+        image = build(PROFILES[profile])
+        return asyncio.run(guest.up(image, warmup.for_image(image, say), say))
+
+
+def _revert(guest: Guest, slow: bool = False) -> None:
+    from pbotvm.host.machines.guest import GuestError, timed_revert
+
+    with _one_line(GuestError):
+        how, seconds = asyncio.run(timed_revert(guest, slow=slow))
+    click.echo(f"reverted with {how} in {seconds:.3f} s")
 
 
 @vm.command("up")
@@ -188,59 +213,47 @@ def _vm_setup() -> tuple[VmPaths, Machine]:
               "PBOTVM_HEART (the original's layout; any local user can connect first).")
 def vm_up(profile: str, tcp: bool) -> None:
     """Build the image if needed, boot it, warm it up and save snapshot 1."""
-    from pbotvm.host.machines.qemu import QemuError, up, with_sockets
-    from pbotvm.image.build import BuildError, build
-    from pbotvm.image.profiles import PROFILES
-
-    paths, machine = _vm_setup()
-    if not tcp:
-        machine = with_sockets(machine, paths)
-    with _one_line(BuildError, QemuError):
-        image = build(PROFILES[profile])
-        info = asyncio.run(up(image, paths, machine, os.environ,
-                              lambda line: click.echo(f"pbotvm vm: {line}", err=True)))
-    click.echo(f"up: pid {info.pid}, {info.accel}, serial {info.serial_where}, heart "
-               f"{info.heart_where}, boot {info.boot_seconds} s, savevm {info.savevm_seconds} s")
+    guest = _qemu_guest(tcp=tcp)
+    click.echo("up: " + _up(guest, profile,
+                            lambda line: click.echo(f"pbotvm vm: {line}", err=True)))
 
 
 @vm.command("down")
 def vm_down() -> None:
     """Stop the VM."""
-    from pbotvm.host.machines.qemu import down
-
-    paths, _ = _vm_setup()
-    click.echo("stopped" if down(paths) else "not running")
+    click.echo("stopped" if _qemu_guest().down() else "not running")
 
 
 @vm.command("status")
 def vm_status() -> None:
     """Show whether the VM runs, and its ports and state files. Exit 1 when it does not."""
-    from pbotvm.host.machines.qemu import pid_alive, read_info
+    from pbotvm.host.machines.qemu import read_info
 
-    paths, _ = _vm_setup()
-    info = read_info(paths)
-    if info is None or not pid_alive(info.pid):
-        click.echo(f"not running (state dir {paths.state_dir})")
+    guest = _qemu_guest()
+    info = read_info(guest.paths)
+    if info is None or not guest.running():
+        click.echo(f"not running (state dir {guest.paths.state_dir})")
         raise SystemExit(1)
     click.echo(f"running: pid {info.pid}, {info.accel}, serial {info.serial_where}, "
-               f"heart {info.heart_where}\nQMP {info.qmp}\nconsole {paths.console}\n"
+               f"heart {info.heart_where}\nQMP {info.qmp}\nconsole {guest.paths.console}\n"
                f"image {info.image}")
 
 
 @vm.command("revert")
 @machine_serial_option
-def vm_revert(machine_serial: str | None) -> None:
+@click.option("--slow", is_flag=True, help="Restart QEMU straight into the snapshot instead "
+              "of loadvm in the running VM.")
+def vm_revert(machine_serial: str | None, slow: bool) -> None:
     """Load snapshot 1 (use as PBOTVM_REVERT_COMMAND="pbotvm vm revert")."""
-    from pbotvm.host.machines.qemu import QemuError, read_info, revert
+    from pbotvm.host.machines.qemu import read_info
 
-    paths, _ = _vm_setup()
-    info = read_info(paths)
+    guest = _qemu_guest()
+    info = read_info(guest.paths)
     serves = info.serial_socket or str(info.serial) if info is not None else None
     if machine_serial is not None and serves is not None and serves != machine_serial:
-        raise click.ClickException(f"the VM in {paths.state_dir} serves serial {serves}, not "
-                                   f"{machine_serial}: not reverting it")
-    with _one_line(QemuError):
-        click.echo(f"reverted in {asyncio.run(revert(paths)):.3f} s")
+        raise click.ClickException(f"the VM in {guest.paths.state_dir} serves serial {serves}, "
+                                   f"not {machine_serial}: not reverting it")
+    _revert(guest, slow)
 
 
 @main.group()
@@ -252,12 +265,13 @@ def libvirt() -> None:
     """
 
 
-def _libvirt_setup() -> tuple[DomainPaths, Machine, HostSettings]:
-    from pbotvm.config import ConfigError
-    from pbotvm.host.machines.libvirt_domain import state_paths
+def _libvirt_guest() -> LibvirtGuest:
+    from pbotvm.config import ConfigError, HostSettings
+    from pbotvm.host.machines.libvirt_domain import LibvirtGuest
 
     with _one_line(ConfigError):
-        return state_paths(os.environ)
+        settings = HostSettings.from_env(os.environ)
+    return LibvirtGuest.of(settings, settings.machines.resolve(), os.environ)
 
 
 @libvirt.command("up")
@@ -265,29 +279,17 @@ def _libvirt_setup() -> tuple[DomainPaths, Machine, HostSettings]:
 def libvirt_up(profile: str) -> None:
     """Build the image if needed, define the domain, attach the devices, start it, warm it
     up and create snapshot PBOTVM_SNAPSHOT."""
-    from pbotvm.host.machines.libvirt_domain import LibvirtError, up
-    from pbotvm.image.build import BuildError, build
-    from pbotvm.image.profiles import PROFILES
-
-    paths, machine, settings = _libvirt_setup()
-    with _one_line(BuildError, LibvirtError):
-        image = build(PROFILES[profile])
-        info = asyncio.run(up(image, settings, machine, paths, os.environ,
-                              lambda line: click.echo(f"pbotvm libvirt: {line}", err=True)))
-    click.echo(f"up: domain {machine.domain} on {settings.libvirt_uri}, serial "
-               f"{machine.addr}:{machine.serial}, heart {machine.heart}, boot "
-               f"{info.boot_seconds} s, snapshot {info.snapshot_seconds} s")
+    click.echo("up: " + _up(_libvirt_guest(), profile,
+                            lambda line: click.echo(f"pbotvm libvirt: {line}", err=True)))
 
 
 @libvirt.command("down")
 def libvirt_down() -> None:
     """Destroy and undefine the domain (with its snapshot metadata)."""
-    from pbotvm.host.machines.libvirt_domain import LibvirtError, down
+    from pbotvm.host.machines.guest import GuestError
 
-    paths, machine, settings = _libvirt_setup()
-    with _one_line(LibvirtError):
-        click.echo("removed" if down(settings.libvirt_uri, machine.domain, paths)
-                   else "not defined")
+    with _one_line(GuestError):
+        click.echo("removed" if _libvirt_guest().down() else "not defined")
 
 
 @libvirt.command("revert")
@@ -295,15 +297,7 @@ def libvirt_down() -> None:
               "not loadvm through the QEMU monitor.")
 def libvirt_revert(slow: bool) -> None:
     """Revert the domain to its snapshot, as vm-server does."""
-    import time
-
-    from pbotvm.host.machines.libvirt_domain import LibvirtError, revert
-
-    _, machine, settings = _libvirt_setup()
-    start = time.monotonic()
-    with _one_line(LibvirtError):
-        how = revert(settings.libvirt_uri, machine.domain, settings.snapshot, fast=not slow)
-    click.echo(f"reverted with {how} in {time.monotonic() - start:.3f} s")
+    _revert(_libvirt_guest(), slow)
 
 
 @main.group()

@@ -56,6 +56,26 @@ def stat_table() -> dict[int, list[bytes]]:
     return table
 
 
+_TIMES = slice(11, 15)  # utime, stime, cutime, cstime among the fields after the command name
+
+
+def tree_cpu_ticks(table: dict[int, list[bytes]], root: int) -> int | None:
+    """Clock ticks used by ``root`` and every process below it, with the children they have
+    reaped (so a process that ends moves its time to its parent instead of losing it);
+    None if ``root`` does not exist."""
+    if root not in table:
+        return None
+    children: dict[int, list[int]] = {}
+    for pid, fields in table.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += sum(int(value) for value in table[pid][_TIMES])
+        todo.extend(children.get(pid, []))
+    return total
+
+
 def _parents() -> dict[int, int]:
     """pid -> ppid of every live (non-zombie) process."""
     return {pid: int(fields[1]) for pid, fields in stat_table().items() if fields[0] != b"Z"}

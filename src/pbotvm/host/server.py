@@ -28,10 +28,10 @@ from pbotvm import logs
 from pbotvm.config import ConfigError, HostSettings, Machine
 from pbotvm.host import intake
 from pbotvm.host.intake import Allowance, Intake, Refused
+from pbotvm.host.machines.guest import GuestError, guest_for, timed_revert
 from pbotvm.host.machines.heartbeat import BEAT_INTERVAL, DEFAULT_STALE_AFTER, HeartbeatMonitor
 from pbotvm.host.machines.machine_state import MachineState
 from pbotvm.host.machines.qemu import with_vm_up_guest
-from pbotvm.host.machines.revert import RevertError, revert
 from pbotvm.host.request.vmexec import OFFLINE, Answer, Execution, PrefetchedStdin, Prepared, Reply
 from pbotvm.host.workers import Workers
 from pbotvm.protocol import Framing, requester
@@ -161,16 +161,17 @@ class VmServer:
         name = machine.name
         try:
             log.info("%s: reverting (%s)", name, reason)
-            seconds = await revert(machine, self.settings)
+            guest = guest_for(self.settings, machine)
+            how, seconds = await timed_revert(guest)
             done = time.monotonic()
-            log.info("%s: reverted to snapshot %s in %.2f s", name, self.settings.snapshot,
-                     seconds)
+            log.info("%s: reverted to snapshot %s in %.2f s (%s: %s)", name,
+                     self.settings.snapshot, seconds, guest.describe(), how)
             if await state.heart.beat_after(done, self.stale_after):
                 log.info("%s: guest back %.2f s after the revert", name, time.monotonic() - done)
             else:
                 log.warning("%s: no heartbeat within %.0f s of the revert", name,
                             self.stale_after)
-        except RevertError as e:
+        except GuestError as e:
             log.error("%s: revert failed: %s", name, e)
         finally:
             state.release()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 from pbotvm.config import Machine
+from pbotvm.host.machines.guest import GuestError
 from pbotvm.host.machines.transport import VHOST_VSOCK, vsock_guests_here
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX
 
@@ -31,7 +32,7 @@ _NO_DAEMON = re.compile(r"Failed to connect socket to '([^']*)': "
                         r"(?:No such file or directory|Connection refused)")
 
 
-class LibvirtError(RuntimeError):
+class LibvirtError(GuestError):
     """Shown to the operator as is."""
 
 

@@ -33,12 +33,13 @@ from xml.sax.saxutils import escape, quoteattr
 from pbotvm.config import HostSettings, Machine
 from pbotvm.host.machines import devices
 from pbotvm.host.machines.devices import LibvirtError, session
+from pbotvm.host.machines.guest import Guest, Say, Warm
 from pbotvm.host.machines.libvirt_access import READ, SEARCH, WRITE, QemuUser, denied, qemu_user
 from pbotvm.host.machines.qemu import (
     KERNEL_ARGS,
     QEMU,
     QemuError,
-    boot_and_warm,
+    boot,
     choose_accel,
     create_overlay,
     socket_dirs,
@@ -252,8 +253,9 @@ class UpInfo:
 
 
 async def up(image: Image, settings: HostSettings, machine: Machine, paths: DomainPaths,
-             env: Mapping[str, str], say: Callable[[str], None] = lambda _: None) -> UpInfo:
-    """Define the domain, attach its devices, then :func:`boot` it."""
+             env: Mapping[str, str], warm: Warm,
+             say: Callable[[str], None] = lambda _: None) -> UpInfo:
+    """Define the domain, attach its devices, then :func:`start` it."""
     accel, note = await asyncio.to_thread(choose_accel, image.kernel, env)
     if note is not None:
         say(note)
@@ -265,19 +267,19 @@ async def up(image: Image, settings: HostSettings, machine: Machine, paths: Doma
         socket_dirs(machine)  # libvirt makes the sockets, not their directory
         for device in machine_devices(machine, say):
             say(devices.attach(dom, device))
-        return await boot(dom, settings, machine, image, placed, say)
+        return await start(dom, settings, machine, placed, warm, say)
 
 
-async def boot(dom: libvirt.virDomain, settings: HostSettings, machine: Machine, image: Image,
-               paths: DomainPaths, say: Callable[[str], None] = lambda _: None) -> UpInfo:
-    """Start the defined domain, wait for guest-server, warm up the languages of ``image``
-    (the one it was defined from), create the snapshot."""
-    start = time.monotonic()
+async def start(dom: libvirt.virDomain, settings: HostSettings, machine: Machine,
+                paths: DomainPaths, warm: Warm,
+                say: Callable[[str], None] = lambda _: None) -> UpInfo:
+    """Start the defined domain, wait for guest-server, ``warm`` it, create the snapshot."""
+    begun = time.monotonic()
     dom.create()
     say(f"domain {machine.domain} started; waiting for the guest's heartbeat")
     try:
-        booted, warmed = await boot_and_warm(
-            machine, image, lambda: bool(dom.isActive()), paths.console, start, say)
+        booted, warmed = await boot(machine, lambda: bool(dom.isActive()), paths.console,
+                                    begun, warm, say)
         dom.snapshotCreateXML(SNAPSHOT_XML.format(name=escape(settings.snapshot)), 0)
     except QemuError as e:
         _remove(dom)  # a half-started domain must not hold the ports
@@ -285,7 +287,7 @@ async def boot(dom: libvirt.virDomain, settings: HostSettings, machine: Machine,
     except BaseException:
         _remove(dom)
         raise
-    return UpInfo(round(booted - start, 2), round(warmed - booted, 2),
+    return UpInfo(round(booted - begun, 2), round(warmed - booted, 2),
                   round(time.monotonic() - warmed, 2))
 
 
@@ -343,3 +345,72 @@ def revert(uri: str, name: str, snapshot: str, fast: bool = True) -> str:
                         "reverting with libvirt", name, why)
         dom.revertToSnapshot(snap)
         return "snapshot-revert"
+
+
+def cpu_seconds(uri: str, name: str) -> float:
+    """The domain's ``cpu.time`` (its statistics, in ns) in seconds."""
+    import libvirt
+
+    with session(uri, name) as conn:
+        dom = conn.lookupByName(name)
+        if not dom.isActive():
+            raise LibvirtError(f"libvirt domain {name} is not running")
+        [(_, stats)] = conn.domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_CPU_TOTAL)
+        # Drivers without the statistics API's CPU group give the same counter here.
+        nanoseconds = stats["cpu.time"] if "cpu.time" in stats else dom.info()[4]
+    return float(nanoseconds) / 1e9
+
+
+def active(uri: str, name: str) -> bool:
+    with session(uri, name) as conn:
+        dom = _lookup(conn, name)
+        return dom is not None and bool(dom.isActive())
+
+
+class LibvirtGuest(Guest):
+    """The guest as the libvirt domain its machine names."""
+
+    kind = "libvirt"
+
+    def __init__(self, lines: Machine, settings: HostSettings, paths: DomainPaths,
+                 env: Mapping[str, str]) -> None:
+        super().__init__(lines)
+        self.settings = settings
+        self.paths = paths
+        self.env = env
+
+    @classmethod
+    def of(cls, settings: HostSettings, machine: Machine,
+           env: Mapping[str, str]) -> LibvirtGuest:
+        return cls(machine, settings, DomainPaths(settings.state_dir / "libvirt"), env)
+
+    @property
+    def uri(self) -> str:
+        return self.settings.libvirt_uri
+
+    async def up(self, image: Image | None, warm: Warm, say: Say) -> str:
+        if image is None:
+            raise LibvirtError("a libvirt domain boots an image: build one with "
+                               "`pbotvm image build`")
+        info = await up(image, self.settings, self.lines, self.paths, self.env, warm, say)
+        lines = self.lines
+        serial = lines.serial_socket or f"{lines.addr}:{lines.serial}"
+        heart = lines.heart_socket or f"{lines.addr}:{lines.heart}"
+        return (f"domain {lines.domain} on {self.uri}, serial {serial}, heart {heart}, boot "
+                f"{info.boot_seconds} s, snapshot {info.snapshot_seconds} s")
+
+    def down(self) -> bool:
+        return down(self.uri, self.lines.domain, self.paths)
+
+    async def revert(self, *, slow: bool = False) -> str:
+        return await asyncio.to_thread(revert, self.uri, self.lines.domain,
+                                       self.settings.snapshot, not slow)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.uri, self.lines.domain)
+
+    def running(self) -> bool:
+        return active(self.uri, self.lines.domain)
+
+    def describe(self) -> str:
+        return f"libvirt {self.uri} domain {self.lines.domain}"

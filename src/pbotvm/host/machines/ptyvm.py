@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import shutil
@@ -28,10 +29,22 @@ import sys
 import termios
 import time
 import tty
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pbotvm import procs
+from pbotvm.config import HostSettings, Machine
 from pbotvm.host import state_files
+from pbotvm.host.machines.guest import (
+    Guest,
+    GuestError,
+    Say,
+    Warm,
+    WarmUpFailed,
+    process_tree_seconds,
+)
+from pbotvm.host.machines.transport import wait_heartbeat
+from pbotvm.image.build import Image
 
 log = logging.getLogger("pbotvm.ptyvm")
 
@@ -112,6 +125,8 @@ class Bridge:
 
 # Killed processes are gone within milliseconds; one stuck in the kernel is not waited for.
 REAP_TIMEOUT = 2.0
+UP_TIMEOUT = 30.0  # for the first heartbeat of a PTY VM started by `up`
+DOWN_TIMEOUT = 10.0  # between SIGTERM and SIGKILL
 
 
 class PtyVm:
@@ -246,13 +261,30 @@ def reap_children(timeout: float) -> None:
         time.sleep(0.002)
 
 
-def pid_path(state_dir: Path) -> Path:
-    """Where a running PTY VM records its pid: its process tree is the guest's CPU use, which
-    vm-watchdog measures."""
-    return state_dir / "ptyvm" / "pid"
+def record_path(state_dir: Path) -> Path:
+    """Where a running PTY VM records itself: its pid (its process tree is the guest's CPU
+    use, which vm-watchdog measures), its lines and its control socket (how vm-server reverts
+    it)."""
+    return state_dir / "ptyvm" / "vm.json"
 
 
-async def run(vm: PtyVm, control: Path | None, pidfile: Path | None = None) -> None:
+@dataclass(frozen=True)
+class Record:
+    pid: int
+    addr: str
+    serial: int
+    heart: int
+    control: str  # "" without a control socket
+
+
+def read_record(path: Path) -> Record | None:
+    try:
+        return Record(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+async def run(vm: PtyVm, control: Path | None, record: Path | None = None) -> None:
     procs.become_subreaper()
     tasks = [asyncio.create_task(vm.serial.run()), asyncio.create_task(vm.heart.run())]
     if control is not None:
@@ -261,21 +293,23 @@ async def run(vm: PtyVm, control: Path | None, pidfile: Path | None = None) -> N
     vm.up()
     log.info("PTY VM: serial %s on %s:%d, heartbeat %s on %s:%d", vm.serial.pty.path,
              vm.serial.addr, vm.serial.port, vm.heart.pty.path, vm.heart.addr, vm.heart.port)
-    if pidfile is not None:
+    if record is not None:
         try:
-            state_files.make_dir(pidfile.parent)
-            with os.fdopen(state_files.open_file(pidfile, os.O_WRONLY | os.O_TRUNC), "w") as f:
-                f.write(f"{os.getpid()}\n")
+            state_files.make_dir(record.parent)
+            with os.fdopen(state_files.open_file(record, os.O_WRONLY | os.O_TRUNC), "w") as f:
+                f.write(json.dumps(asdict(Record(
+                    os.getpid(), vm.serial.addr, vm.serial.port, vm.heart.port,
+                    str(control) if control else ""))) + "\n")
         except OSError as e:
-            log.warning("cannot record the pid in %s (%s): vm-watchdog will not find this VM",
-                        pidfile, e.strerror or e)
-            pidfile = None
+            log.warning("cannot record this VM in %s (%s): vm-server and vm-watchdog will not "
+                        "find it", record, e.strerror or e)
+            record = None
     try:
         await asyncio.gather(*tasks)
     finally:
         vm.down()
-        if pidfile is not None:
-            pidfile.unlink(missing_ok=True)
+        if record is not None:
+            record.unlink(missing_ok=True)
 
 
 def send_control(path: Path, command: str, timeout: float = 30.0) -> str:
@@ -285,3 +319,103 @@ def send_control(path: Path, command: str, timeout: float = 30.0) -> str:
         s.connect(str(path))
         s.sendall(command.encode() + b"\n")
         return s.makefile().readline().strip()
+
+
+class PtyGuest(Guest):
+    """The guest of the PTY VM that ``pbotvm pty run`` (or ``up``) runs with its record in the
+    state directory."""
+
+    kind = "pty"
+
+    def __init__(self, lines: Machine, state_dir: Path) -> None:
+        super().__init__(lines)
+        self.state_dir = state_dir
+        self.record_path = record_path(state_dir)
+
+    @classmethod
+    def of(cls, settings: HostSettings, machine: Machine) -> PtyGuest:
+        return cls(machine, settings.state_dir)
+
+    @classmethod
+    def recorded(cls, settings: HostSettings, machine: Machine) -> PtyGuest | None:
+        """The PTY VM recorded in the state directory, if it serves ``machine``'s lines."""
+        record = read_record(record_path(settings.state_dir))
+        if (record is None or machine.serial_socket
+                or (record.addr, record.serial) != (machine.addr, machine.serial)):
+            return None
+        return cls.of(settings, machine)
+
+    def _record(self) -> Record:
+        record = read_record(self.record_path)
+        if record is None or not procs.running(record.pid):
+            raise GuestError("no PTY VM is running")
+        return record
+
+    async def up(self, image: Image | None, warm: Warm, say: Say) -> str:
+        """Start ``pbotvm pty run`` in the background (it runs this host's toolchains: there
+        is no image, and no snapshot to take)."""
+        lines = self.lines
+        if lines.serial_socket or lines.heart_socket:
+            raise GuestError("the PTY VM serves TCP ports, not Unix sockets")
+        if self.running():
+            raise GuestError(f"a PTY VM is running already ({self.describe()})")
+        directory = self.record_path.parent
+        state_files.make_dir(directory)
+        control = directory / "control.sock"
+        argv = [str(Path(sys.executable).with_name("pbotvm")), "pty", "run", "--addr",
+                lines.addr, "--serial", str(lines.serial), "--heart", str(lines.heart),
+                "--control", str(control)]
+        with open(directory / "ptyvm.log", "ab") as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**os.environ, "PBOTVM_STATE_DIR": str(self.state_dir)})
+        start = time.monotonic()
+        try:
+            await wait_heartbeat(lines, UP_TIMEOUT, lambda: proc.poll() is None)
+            await warm(lines)
+        except (ConnectionError, TimeoutError, WarmUpFailed) as e:
+            procs.terminate(proc)
+            raise GuestError(f"the PTY VM did not come up ({e or 'timed out'}); its log: "
+                             f"{directory / 'ptyvm.log'}") from None
+        return (f"pid {proc.pid}, serial {lines.addr}:{lines.serial}, heart {lines.heart}, "
+                f"up in {time.monotonic() - start:.1f} s")
+
+    def down(self) -> bool:
+        record = read_record(self.record_path)
+        if record is None or not procs.running(record.pid):
+            self.record_path.unlink(missing_ok=True)
+            return False
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, sig)
+            deadline = time.monotonic() + DOWN_TIMEOUT
+            while procs.running(record.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not procs.running(record.pid):
+                break
+        self.record_path.unlink(missing_ok=True)
+        return True
+
+    async def revert(self, *, slow: bool = False) -> str:
+        record = self._record()
+        if not record.control:
+            raise GuestError(f"the PTY VM pid {record.pid} has no control socket")
+        try:
+            reply = await asyncio.to_thread(send_control, Path(record.control),
+                                            f"revert {self.lines.serial}")
+        except OSError as e:
+            raise GuestError(f"PTY VM control {record.control}: {e.strerror or e}") from None
+        if not reply.startswith("ok"):
+            raise GuestError(f"PTY VM: {reply}")
+        return "guest-server restarted"
+
+    def cpu_seconds(self) -> float:
+        return process_tree_seconds(self._record().pid, "PTY VM")
+
+    def running(self) -> bool:
+        record = read_record(self.record_path)
+        return record is not None and procs.running(record.pid)
+
+    def describe(self) -> str:
+        record = read_record(self.record_path)
+        return f"PTY VM pid {record.pid}" if record is not None else "PTY VM"

@@ -17,45 +17,37 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from pbotvm import langspec, procs
+from pbotvm import procs
 from pbotvm.config import HostSettings, Machine, machines_path
 from pbotvm.host import state_files
+from pbotvm.host.machines.guest import (
+    Guest,
+    GuestError,
+    Say,
+    Warm,
+    WarmUpFailed,
+    process_tree_seconds,
+)
 from pbotvm.host.machines.qmp import QMP, QMPError, loadvm, snapshot
-from pbotvm.host.machines.transport import TransportChoice, exchange
-from pbotvm.host.request import options
-from pbotvm.host.request.languages import find_language
-from pbotvm.host.request.vmexec import make_request
-from pbotvm.image import profiles
+from pbotvm.host.machines.transport import wait_heartbeat
 from pbotvm.image.build import Image
 from pbotvm.image.layout import CONSOLE, HEART_INDEX, SERIAL_INDEX
-from pbotvm.protocol import Request, ResultDecoder
 
 QEMU = "qemu-system-x86_64"
 SNAPSHOT = "1"
 KVM_PROBE_TIMEOUT = 3.0  # a working KVM prints the kernel banner in well under a second
 BOOT_TIMEOUT = 180.0  # TCG boots in ~11 s on 2 cores; allow for a loaded CI machine
-REQUEST_TIMEOUT = 60.0
-# A warm-up request may precompile a prelude first: prelude.hpp takes g++ 3 s natively, and
-# TCG is ten times slower or more.
-WARMUP_TIMEOUT = 300.0
 KERNEL_ARGS = f"console={CONSOLE} panic=1 quiet"
-# C code gdb evaluates, as it comes from a channel (already as astyle writes it), and what
-# its answer says; every image has gcc and gdb.
-GDB_WARMUP = ("c2x", "1 + 1", "no output: 1 + 1 = 2")
-GDB_WARMUP_ID = "warmup-gdb"
-_BROKEN = ("[Fatal error:", "[gdb failed:")  # a guest that cannot answer as it should
 
 
-class QemuError(RuntimeError):
+class QemuError(GuestError):
     """The message is shown to the operator as is."""
 
 
@@ -273,8 +265,8 @@ def with_vm_up_guest(settings: HostSettings,
     directory (as its ``vm.json`` records it), and the log line that says so; as they were
     when no such guest was started there or the operator says where the lines are.
 
-    That guest has no vsock device, and ``pbotvm vm revert`` reverts it (unless
-    ``PBOTVM_REVERT_COMMAND`` says how)."""
+    That guest has no vsock device; ``guest_for`` finds it by its lines, and reverts it with
+    QMP (unless ``PBOTVM_REVERT_COMMAND`` says how)."""
     paths = VmPaths(settings.state_dir / "qemu")
     info = read_info(paths)
     if info is None or lines_configured(env):
@@ -284,109 +276,15 @@ def with_vm_up_guest(settings: HostSettings,
                       heart_socket=info.heart_socket, cid=0)
     machines = replace(settings.machines,
                        machines={**settings.machines.machines, machine.name: machine})
-    revert = settings.revert_command or [str(Path(sys.executable).parent / "pbotvm"), "vm",
-                                         "revert"]
     line = (f"{machine.name}: the guest `pbotvm vm up` started ({paths.info}): serial "
-            f"{info.serial_where}, heart {info.heart_where}, no vsock"
-            + ("" if settings.revert_command else f"; reverted by {shlex.join(revert)}"))
-    return replace(settings, machines=machines, revert_command=revert), line
+            f"{info.serial_where}, heart {info.heart_where}, no vsock")
+    return replace(settings, machines=machines), line
 
 
 def console_tail(console: Path, lines: int = 5) -> str:
     with contextlib.suppress(OSError):
         return "\n  ".join(console.read_text(errors="replace").splitlines()[-lines:])
     return ""
-
-
-# --- talking to the guest ----------------------------------------------------------------------
-
-async def wait_heartbeat(machine: Machine, timeout: float,
-                         alive: Callable[[], bool] = lambda: True) -> None:
-    """Return when a heartbeat line arrives; QemuError if QEMU dies or ``timeout`` passes."""
-    async with asyncio.timeout(timeout):
-        while alive():
-            try:
-                reader, writer = await (
-                    asyncio.open_unix_connection(machine.heart_socket) if machine.heart_socket
-                    else asyncio.open_connection(machine.addr, machine.heart))
-            except OSError:
-                await asyncio.sleep(0.2)
-                continue
-            try:
-                # Poll so that a QEMU that exits while we wait is noticed.
-                while alive():
-                    with contextlib.suppress(TimeoutError):
-                        if await asyncio.wait_for(reader.readline(), 1.0):
-                            return
-                        break  # EOF: reconnect
-            finally:
-                writer.close()
-    raise QemuError("QEMU exited before the guest's first heartbeat")
-
-
-def warmup_requests() -> list[Request]:
-    """One hello-world per toolchain (the original's doc advises warming up before the
-    snapshot), and one per C dialect: each has its own precompiled prelude, which is then in
-    the snapshot. A toolchain the guest lacks costs it no process: it answers at once. Last,
-    C code that gdb evaluates (``GDB_WARMUP``)."""
-    requests: dict[str, Request] = {}
-    for spec in langspec.LANGUAGES:
-        key = spec.name if spec.run is langspec.RunMode.CFAMILY else spec.toolchain.program
-        if key not in requests and (request := _warmup_request(spec.name, spec.hello,
-                                                               f"warmup-{spec.name}")):
-            requests[key] = request
-    lang, code, _ = GDB_WARMUP
-    gdb = _warmup_request(lang, code, GDB_WARMUP_ID)
-    return [*requests.values(), *([gdb] if gdb else [])]
-
-
-def _warmup_request(lang: str, code: str, request_id: str) -> Request | None:
-    language = find_language(lang)
-    if language is None:
-        return None
-    parsed = options.parse_standard_options(code, language.take_custom_options)
-    source = language.preprocess(parsed.code, parsed.custom)
-    return replace(make_request(language, lang, parsed, source, stdin=""), id=request_id)
-
-
-def warmup_problem(request: Request, text: str) -> str | None:
-    """What a warm-up answer says is wrong with the guest (one line), or None: the guest could
-    not run the request, or gdb did not answer (every C answer that needs it would be wrong:
-    guest-server's user cannot read its driver, say)."""
-    said = text.strip()
-    lang, code, expected = GDB_WARMUP
-    if request.id == GDB_WARMUP_ID and expected not in said:
-        return f"warm-up {lang} `{code}` answered {said!r}, not {expected!r}"
-    if any(mark in said for mark in _BROKEN):
-        return f"warm-up {request.lang} request answered {said!r}"
-    return None
-
-
-def image_warmups(languages: Sequence[langspec.LangSpec]) -> list[Request]:
-    """The warm-up requests of the image's languages: another's would only answer that it
-    is not installed."""
-    names = {spec.name for spec in languages}
-    return [request for request in warmup_requests() if request.lang in names]
-
-
-def warmup_line(profile: str, languages: Sequence[langspec.LangSpec]) -> str:
-    """Which languages the image has, said once, where each other language's warm-up said
-    that it was not installed."""
-    others = len(langspec.LANGUAGES) - len(languages)
-    return (f"warming up the {profile} image's languages: "
-            f"{', '.join(spec.name for spec in languages)}"
-            + (f" (the other {others} are not in it)" if others else ""))
-
-
-async def send(machine: Machine, request: Request, timeout: float = REQUEST_TIMEOUT,
-               transport: TransportChoice | None = None) -> str:
-    """One request (over vsock, else the serial line); returns the result text. A series of
-    requests shares a ``transport`` choice."""
-    decoder = ResultDecoder(request.id)
-    await asyncio.wait_for(exchange(machine, request, decoder, transport), timeout)
-    if not decoder.done:
-        raise QemuError(f"no complete answer to {request.lang} request")
-    return decoder.text
 
 
 # --- up, down, revert --------------------------------------------------------------------------
@@ -444,8 +342,8 @@ def restart(paths: VmPaths, info: VmInfo) -> VmInfo:
 
 
 async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, str],
-             log: Callable[[str], None] = lambda _: None) -> VmInfo:
-    """Boot, warm up and snapshot the VM; returns what was recorded in the state dir."""
+             warm: Warm, log: Callable[[str], None] = lambda _: None) -> VmInfo:
+    """Boot, ``warm`` and snapshot the VM; returns what was recorded in the state dir."""
     info = read_info(paths)
     if info and pid_alive(info.pid):
         raise QemuError(f"the VM is already running (pid {info.pid}); `pbotvm vm down` first")
@@ -456,7 +354,7 @@ async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, s
     pid = _start(image, paths, machine, accel)
     log(f"QEMU pid {pid} ({accel}); waiting for the guest's heartbeat")
     try:
-        booted, warmed = await _boot_and_snapshot(image, paths, machine, pid, start, log)
+        booted, warmed = await _boot_and_snapshot(paths, machine, pid, start, warm, log)
     except BaseException:
         stop(paths, pid)  # a half-started VM must not hold the ports
         raise
@@ -469,55 +367,45 @@ async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, s
     paths.info.write_text(json.dumps(asdict(info), indent=1) + "\n")
     if not lines_configured(env):
         log(f"vm-server, vm-watchdog and vm-exec with this state directory "
-            f"({paths.state_dir.parent}) find it, and revert it with `pbotvm vm revert`")
+            f"({paths.state_dir.parent}) find it, and revert it")
     return info
 
 
-async def _boot_and_snapshot(image: Image, paths: VmPaths, machine: Machine, pid: int,
-                             start: float, log: Callable[[str], None]) -> tuple[float, float]:
+async def _boot_and_snapshot(paths: VmPaths, machine: Machine, pid: int, start: float,
+                             warm: Warm, log: Callable[[str], None]) -> tuple[float, float]:
     """Boot and warm up, then ``savevm``; returns when boot and warm-up ended."""
-    booted, warmed = await boot_and_warm(machine, image, lambda: pid_alive(pid),
-                                         paths.console, start, log)
+    booted, warmed = await boot(machine, lambda: pid_alive(pid), paths.console, start, warm,
+                                log)
     async with await QMP.connect(paths.qmp) as qmp:
         await snapshot(qmp, "savevm", SNAPSHOT)
     return booted, warmed
 
 
-async def boot_and_warm(machine: Machine, image: Image, alive: Callable[[], bool],
-                        console: Path, start: float,
-                        log: Callable[[str], None]) -> tuple[float, float]:
-    """Wait for the first heartbeat, run each of the image's languages once; returns when
-    each step ended.
+async def boot(machine: Machine, alive: Callable[[], bool], console: Path, start: float,
+               warm: Warm, say: Callable[[str], None]) -> tuple[float, float]:
+    """Wait for the first heartbeat, then ``warm`` the guest; returns when each step ended.
 
-    Both backends do this before their snapshot, so the snapshot has warm toolchains.
+    Both backends do this before their snapshot, so the snapshot has what the warm step left
+    (warm toolchains, precompiled preludes).
     """
     try:
         await wait_heartbeat(machine, BOOT_TIMEOUT, alive)
-    except (QemuError, TimeoutError) as e:
+    except (ConnectionError, TimeoutError) as e:
         reason = "timed out" if isinstance(e, TimeoutError) else str(e)
         raise QemuError(
             f"guest did not boot ({reason}); console:\n  {console_tail(console)}") from None
     booted = time.monotonic()
-    manifest = image.manifest()
-    languages = profiles.languages(manifest["packages"])
-    log(f"guest up in {booted - start:.1f} s; {warmup_line(manifest['profile'], languages)}")
-    transport = TransportChoice(machine.name)
-    for request in image_warmups(languages):
-        try:
-            text = await send(machine, request, WARMUP_TIMEOUT, transport=transport)
-        except (TimeoutError, OSError) as e:
-            raise QemuError(f"warm-up {request.lang} request failed ({e or 'timed out'}); "
-                            f"console:\n  {console_tail(console)}") from None
-        if (problem := warmup_problem(request, text)) is not None:
-            raise QemuError(f"{problem}; console:\n  {console_tail(console)}")
-        if "hello" not in text and request.id != GDB_WARMUP_ID:
-            log(f"warm-up {request.lang} answered: {text.strip()}")
+    say(f"guest up in {booted - start:.1f} s")
+    try:
+        await warm(machine)
+    except WarmUpFailed as e:
+        raise QemuError(f"{e}; console:\n  {console_tail(console)}") from None
     # Let the guest finish cleaning up after the last request before the RAM is saved.
     await asyncio.sleep(1.0)
     return booted, time.monotonic()
 
 
-def stop(paths: VmPaths, pid: int, timeout: float = 10.0) -> None:
+def _kill(pid: int, timeout: float = 10.0) -> None:
     """Stop QEMU: SIGTERM (QEMU exits cleanly on it), then SIGKILL."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
@@ -527,6 +415,11 @@ def stop(paths: VmPaths, pid: int, timeout: float = 10.0) -> None:
             time.sleep(0.05)
         if not pid_alive(pid):
             break
+
+
+def stop(paths: VmPaths, pid: int) -> None:
+    """Stop QEMU and remove what it ran on."""
+    _kill(pid)
     for path in (paths.overlay, paths.qmp, paths.pidfile, paths.info, paths.serial_socket,
                  paths.heart_socket):
         path.unlink(missing_ok=True)
@@ -543,16 +436,82 @@ def down(paths: VmPaths) -> bool:
     return True
 
 
-async def revert(paths: VmPaths) -> float:
-    """``loadvm 1`` on the running VM, or QEMU restarted into it; returns the seconds taken."""
+async def revert(paths: VmPaths, *, slow: bool = False) -> str:
+    """``loadvm 1`` in the running VM; or, slow (or QEMU gone), QEMU started again straight
+    into the snapshot. Returns which."""
     info = read_info(paths)
     if info is None:
         raise QemuError(f"no VM is running from {paths.state_dir}")
-    if not pid_alive(info.pid):
-        start = time.monotonic()
+    if slow or not pid_alive(info.pid):
+        await asyncio.to_thread(_kill, info.pid)
         await asyncio.to_thread(restart, paths, info)
-        return time.monotonic() - start
+        return "QEMU restarted into the snapshot"
     try:
-        return await loadvm(paths.qmp, SNAPSHOT)
+        await loadvm(paths.qmp, SNAPSHOT)
     except QMPError as e:
         raise QemuError(str(e)) from None
+    return "loadvm"
+
+
+class QemuGuest(Guest):
+    """The guest in the QEMU that ``pbotvm vm up`` started, its state in ``paths``."""
+
+    kind = "qemu"
+
+    def __init__(self, lines: Machine, paths: VmPaths, env: Mapping[str, str]) -> None:
+        super().__init__(lines)
+        self.paths = paths
+        self.env = env
+
+    @classmethod
+    def of(cls, settings: HostSettings, machine: Machine,
+           env: Mapping[str, str]) -> QemuGuest:
+        return cls(machine, VmPaths(settings.state_dir / "qemu"), env)
+
+    @classmethod
+    def recorded(cls, settings: HostSettings, machine: Machine,
+                 env: Mapping[str, str]) -> QemuGuest | None:
+        """The guest ``vm up`` recorded in the state directory, if it is ``machine``'s."""
+        guest = cls.of(settings, machine, env)
+        info = read_info(guest.paths)
+        if info is None or not _serves(info, machine):
+            return None
+        return guest
+
+    async def up(self, image: Image | None, warm: Warm, say: Say) -> str:
+        if image is None:
+            raise QemuError("QEMU boots an image: build one with `pbotvm image build`")
+        info = await up(image, self.paths, self.lines, self.env, warm, say)
+        return (f"pid {info.pid}, {info.accel}, serial {info.serial_where}, heart "
+                f"{info.heart_where}, boot {info.boot_seconds} s, savevm "
+                f"{info.savevm_seconds} s")
+
+    def down(self) -> bool:
+        return down(self.paths)
+
+    async def revert(self, *, slow: bool = False) -> str:
+        return await revert(self.paths, slow=slow)
+
+    def _pid(self) -> int:
+        info = read_info(self.paths)
+        if info is None or not pid_alive(info.pid):
+            raise QemuError("no QEMU is running")
+        return info.pid
+
+    def cpu_seconds(self) -> float:
+        return process_tree_seconds(self._pid(), "QEMU")
+
+    def running(self) -> bool:
+        info = read_info(self.paths)
+        return info is not None and pid_alive(info.pid)
+
+    def describe(self) -> str:
+        info = read_info(self.paths)
+        return f"QEMU pid {info.pid}" if info is not None else f"QEMU in {self.paths.state_dir}"
+
+
+def _serves(info: VmInfo, machine: Machine) -> bool:
+    """Whether the recorded VM is the one on ``machine``'s serial line."""
+    if machine.serial_socket or info.serial_socket:
+        return machine.serial_socket == info.serial_socket
+    return (machine.addr, machine.serial) == (info.addr, info.serial)

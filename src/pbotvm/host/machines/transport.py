@@ -255,3 +255,40 @@ async def exchange(machine: Machine, request: Request, decoder: ResultDecoder,
         with contextlib.suppress(OSError):
             await writer.wait_closed()
     return channel
+
+
+async def send(machine: Machine, request: Request, timeout: float,
+               transport: TransportChoice | None = None) -> str:
+    """One request on its own (over vsock, else the serial line); returns the result text. A
+    series of requests shares a ``transport`` choice. ConnectionError when the guest's answer
+    ends before its end line."""
+    decoder = ResultDecoder(request.id)
+    await asyncio.wait_for(exchange(machine, request, decoder, transport), timeout)
+    if not decoder.done:
+        raise ConnectionError(f"no complete answer to the {request.lang} request")
+    return decoder.text
+
+
+async def wait_heartbeat(machine: Machine, timeout: float,
+                         alive: Callable[[], bool] = lambda: True) -> None:
+    """Return when a heartbeat line arrives; ConnectionError if the VM dies (``alive`` says
+    no), TimeoutError after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while alive():
+            try:
+                reader, writer = await (
+                    asyncio.open_unix_connection(machine.heart_socket) if machine.heart_socket
+                    else asyncio.open_connection(machine.addr, machine.heart))
+            except OSError:
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                # Poll so that a QEMU that exits while we wait is noticed.
+                while alive():
+                    with contextlib.suppress(TimeoutError):
+                        if await asyncio.wait_for(reader.readline(), 1.0):
+                            return
+                        break  # EOF: reconnect
+            finally:
+                writer.close()
+    raise ConnectionError("the VM exited before the guest's first heartbeat")

@@ -2,13 +2,14 @@
 
 The original's rule (spec original.md §9): a sample every 15 s; revert after two consecutive
 samples of at least 25 % CPU, the second no lower than the first. A sample is the CPU time the
-VM used over the interval, from libvirt's domain statistics (``cpu.time``), or from
-/proc/PID/stat of the QEMU backend's process or of the PTY VM's process tree; never ``top``.
+VM used over the interval, as its backend reads it (``Guest.cpu_seconds``: libvirt's domain
+statistics, or /proc/PID/stat of QEMU's process or of the PTY VM's process tree); never
+``top``.
 
 A CPU-bound request is vm-server's business (it has its own time-out and revert): an interval
 in which vm-server served or reverted the machine, as its status file tells
 (``machine_state``), does not count, and the revert itself happens under the machine's lock,
-which vm-server holds while it serves. Reverts go through vm-server's path (``revert``).
+which vm-server holds while it serves. Reverts go through vm-server's path (``Guest.revert``).
 Every decision is one log line.
 """
 
@@ -19,14 +20,13 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import click
 
-from pbotvm import logs, procs
-from pbotvm.config import ConfigError, HostSettings, Machine
+from pbotvm import logs
+from pbotvm.config import ConfigError, HostSettings
+from pbotvm.host.machines.guest import KINDS, Guest, GuestError, guest_for, timed_revert
 from pbotvm.host.machines.machine_state import (
     MachineLock,
     Status,
@@ -34,17 +34,11 @@ from pbotvm.host.machines.machine_state import (
     read_status,
     status_path,
 )
-from pbotvm.host.machines.revert import RevertError, revert
 
 log = logging.getLogger("pbotvm.watchdog")
 
 DEFAULT_INTERVAL = 15.0
 DEFAULT_THRESHOLD = 25.0
-_TIMES = slice(11, 15)  # utime, stime, cutime, cstime among the fields after the command name
-
-
-class NoVm(Exception):
-    """There is no VM to measure; the message says why (one line)."""
 
 
 @dataclass(frozen=True)
@@ -86,131 +80,25 @@ def server_activity(before: Status | None, after: Status | None, now: float) -> 
     return None
 
 
-def tree_cpu_ticks(table: dict[int, list[bytes]], root: int) -> int | None:
-    """Clock ticks used by ``root`` and every process below it, with the children they have
-    reaped (so a process that ends moves its time to its parent instead of losing it);
-    None if ``root`` does not exist."""
-    if root not in table:
-        return None
-    children: dict[int, list[int]] = {}
-    for pid, fields in table.items():
-        children.setdefault(int(fields[1]), []).append(pid)
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += sum(int(value) for value in table[pid][_TIMES])
-        todo.extend(children.get(pid, []))
-    return total
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class ProcessTreeSource:
-    """A VM that is a process on this machine: QEMU (recorded in its vm.json) or the PTY VM
-    (its pid file; the guest's programs run below it)."""
-
-    def __init__(self, what: str, find_pid: Callable[[], int | None]) -> None:
-        self.what = what
-        self.find_pid = find_pid
-
-    def read(self) -> Reading:
-        pid = self.find_pid()
-        if pid is None:
-            raise NoVm(f"no {self.what} is running")
-        ticks = tree_cpu_ticks(procs.stat_table(), pid)
-        if ticks is None:
-            raise NoVm(f"{self.what} pid {pid} is gone")
-        return Reading(ticks / os.sysconf("SC_CLK_TCK"), time.monotonic(),
-                       f"{self.what} pid {pid}")
-
-
-class LibvirtSource:
-    """A libvirt domain: ``cpu.time`` of its domain statistics (ns)."""
-
-    def __init__(self, uri: str, domain: str) -> None:
-        self.uri = uri
-        self.domain = domain
-
-    def read(self) -> Reading:
-        import libvirt
-
-        from pbotvm.host.machines.devices import LibvirtError, session
-
-        try:
-            with session(self.uri, self.domain) as conn:
-                dom = conn.lookupByName(self.domain)
-                if not dom.isActive():
-                    raise NoVm(f"libvirt domain {self.domain} is not running")
-                [(_, stats)] = conn.domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_CPU_TOTAL)
-                # Drivers without the statistics API's CPU group give the same counter here.
-                nanoseconds = stats["cpu.time"] if "cpu.time" in stats else dom.info()[4]
-        except LibvirtError as e:
-            raise NoVm(str(e)) from None
-        return Reading(nanoseconds / 1e9, time.monotonic(),
-                       f"libvirt {self.uri} domain {self.domain}")
-
-
-def qemu_pid(state_dir: Path) -> int | None:
-    from pbotvm.host.machines.qemu import VmPaths, pid_alive, read_info
-
-    info = read_info(VmPaths(state_dir / "qemu"))
-    return info.pid if info is not None and pid_alive(info.pid) else None
-
-
-def pty_pid(state_dir: Path) -> int | None:
-    from pbotvm.host.machines.ptyvm import pid_path
-
-    return read_pid(pid_path(state_dir))
-
-
-class AutoSource:
-    """Whichever VM runs: the QEMU backend's, else the PTY VM, else the libvirt domain."""
-
-    def __init__(self, state_dir: Path, uri: str, domain: str) -> None:
-        self.qemu = ProcessTreeSource("QEMU", lambda: qemu_pid(state_dir))
-        self.pty = ProcessTreeSource("PTY VM", lambda: pty_pid(state_dir))
-        self.libvirt = LibvirtSource(uri, domain)
-
-    def read(self) -> Reading:
-        for source in (self.qemu, self.pty):
-            if source.find_pid() is not None:
-                return source.read()
-        return self.libvirt.read()
-
-
-Source = ProcessTreeSource | LibvirtSource | AutoSource
-
-
-def make_source(kind: str, settings: HostSettings, machine: Machine) -> Source:
-    state = settings.state_dir
-    if kind == "qemu":
-        return ProcessTreeSource("QEMU", lambda: qemu_pid(state))
-    if kind == "pty":
-        return ProcessTreeSource("PTY VM", lambda: pty_pid(state))
-    if kind == "libvirt":
-        return LibvirtSource(settings.libvirt_uri, machine.domain)
-    return AutoSource(state, settings.libvirt_uri, machine.domain)
+def read(guest: Guest) -> Reading:
+    """A sample of the guest's CPU time; GuestError when there is nothing to measure."""
+    return Reading(guest.cpu_seconds(), time.monotonic(), guest.describe())
 
 
 class Watchdog:
     """One machine, one sample per ``tick``."""
 
-    def __init__(self, settings: HostSettings, machine: Machine, source: Source,
+    def __init__(self, settings: HostSettings, guest: Guest,
                  threshold: float = DEFAULT_THRESHOLD) -> None:
         self.settings = settings
-        self.machine = machine
-        self.source = source
+        self.guest = guest
+        self.machine = guest.lines
         self.threshold = threshold
         self.previous = 0.0  # the last counted sample, in percent
         self._reading: Reading | None = None
         self._status: Status | None = None
-        self._status_path = status_path(settings.state_dir, machine)
-        self._lock = MachineLock(lock_path(settings.state_dir, machine))
+        self._status_path = status_path(settings.state_dir, self.machine)
+        self._lock = MachineLock(lock_path(settings.state_dir, self.machine))
 
     def server_status(self) -> Status | None:
         """vm-server's status for the machine; None when no vm-server runs."""
@@ -236,8 +124,8 @@ class Watchdog:
         """The decision on a new sample, and whether to revert now (the lock is then held)."""
         before, self._status = self._status, self.server_status()
         try:
-            reading = self.source.read()
-        except NoVm as e:
+            reading = read(self.guest)
+        except GuestError as e:
             self._reading, self.previous = None, 0.0
             return f"nothing to watch: {e}", False
         last, self._reading = self._reading, reading
@@ -262,14 +150,14 @@ class Watchdog:
 
     def _revert(self) -> str:
         try:
-            seconds = asyncio.run(revert(self.machine, self.settings))
-        except RevertError as e:
+            _, seconds = asyncio.run(timed_revert(self.guest))
+        except GuestError as e:
             return f"revert failed: {e}"
         finally:
             # The next sample starts after the revert: its own CPU use is no sample.
             try:
-                self._reading = self.source.read()
-            except NoVm:
+                self._reading = read(self.guest)
+            except GuestError:
                 self._reading = None
         return f"reverted to snapshot {self.settings.snapshot} in {seconds:.2f} s"
 
@@ -291,10 +179,11 @@ class Watchdog:
                    "(env PBOTVM_WATCHDOG_THRESHOLD).")
 @click.option("--machine", "machine_name", default=None,
               help="Machine to watch (default: the default machine).")
-@click.option("--source", type=click.Choice(["auto", "libvirt", "qemu", "pty"]), default="auto",
+@click.option("--source", type=click.Choice(["auto", *KINDS]), default="auto",
               show_default=True,
-              help="Where the CPU time comes from; auto: the QEMU backend's VM if one runs "
-                   "(pbotvm vm up), else the PTY VM, else the libvirt domain.")
+              help="The machine's backend, where the CPU time comes from; auto: the one "
+                   "vm-server finds (the VM that pbotvm vm up or pbotvm pty run recorded for "
+                   "the machine's lines, else the libvirt domain).")
 def main(interval: float, threshold: float, machine_name: str | None, source: str) -> None:
     """Revert a machine whose guest keeps using CPU while vm-server leaves it alone.
 
@@ -312,7 +201,7 @@ def main(interval: float, threshold: float, machine_name: str | None, source: st
         raise click.ClickException(str(e)) from None
     if found is not None:
         log.info("%s", found)
-    watchdog = Watchdog(settings, machine, make_source(source, settings, machine), threshold)
+    watchdog = Watchdog(settings, guest_for(settings, machine, source), threshold)
     try:
         watchdog.run(interval)
     except KeyboardInterrupt:

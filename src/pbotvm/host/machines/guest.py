@@ -1,0 +1,118 @@
+"""One guest VM, whatever runs it: the one interface vm-server, vm-watchdog, the CLI and the
+demo use.
+
+A guest is reached over its lines (``lines``: a ``config.Machine``, where its serial and
+heartbeat devices and its vsock are) and run by a backend: QEMU that ``pbotvm vm up`` started
+(``qemu``), a libvirt domain (``libvirt_domain``) or the local PTY stand-in (``ptyvm``). Each
+brings the guest up from an image (boot, the caller's warm step, snapshot) and down, reverts
+it to its snapshot (fast: ``loadvm`` into the running VM; slow: the VM restarted into it), says
+how much CPU it has used (vm-watchdog) and whether its VM runs (the backend's health; the
+guest's own is its heartbeat). A VM someone else runs is reverted by the operator's command
+(``PBOTVM_REVERT_COMMAND``), which then stands in for its backend's revert.
+
+``guest_for`` picks a machine's backend: the command when there is one, else the guest that
+``pbotvm vm up`` or ``pbotvm pty run`` recorded for the machine's lines in the state
+directory, else the libvirt domain the machine names (the original's way).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from typing import ClassVar
+
+from pbotvm import procs
+from pbotvm.config import HostSettings, Machine
+from pbotvm.image.build import Image
+
+# What is done to a booted guest before its snapshot (``host.warmup``); WarmUpFailed stops it.
+Warm = Callable[[Machine], Awaitable[None]]
+Say = Callable[[str], None]
+KINDS = ("qemu", "libvirt", "pty")
+
+
+class GuestError(RuntimeError):
+    """The backend could not do it; the message is one line for the operator."""
+
+
+class WarmUpFailed(RuntimeError):
+    """A new guest did not answer as it should before its snapshot; the message says how."""
+
+
+class Guest(ABC):
+    """A guest and the backend that runs it."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, lines: Machine) -> None:
+        self.lines = lines
+
+    @abstractmethod
+    async def up(self, image: Image | None, warm: Warm, say: Say) -> str:
+        """Boot ``image`` (the PTY stand-in has none: it runs this host's toolchains), ``warm``
+        the guest, snapshot it; one line on how it went."""
+
+    @abstractmethod
+    def down(self) -> bool:
+        """Stop the VM and remove what ``up`` made; False when none was up."""
+
+    @abstractmethod
+    async def revert(self, *, slow: bool = False) -> str:
+        """Back to the snapshot; how it was done, in a few words. GuestError when it
+        cannot be."""
+
+    @abstractmethod
+    def cpu_seconds(self) -> float:
+        """CPU time the VM has used so far; GuestError when it does not run."""
+
+    @abstractmethod
+    def running(self) -> bool:
+        """Whether the VM runs."""
+
+    def describe(self) -> str:
+        """The backend and the guest it runs, for log lines."""
+        return f"{self.kind} {self.lines.name}"
+
+
+def process_tree_seconds(pid: int, what: str) -> float:
+    """CPU time of a process and everything below it (QEMU; the PTY VM and its guest)."""
+    ticks = procs.tree_cpu_ticks(procs.stat_table(), pid)
+    if ticks is None:
+        raise GuestError(f"{what} pid {pid} is gone")
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def guest_for(settings: HostSettings, machine: Machine, kind: str = "auto",
+              env: Mapping[str, str] | None = None) -> Guest:
+    """The backend of ``machine`` (see the module's docstring); ``kind`` names one instead
+    of looking (``qemu``, ``libvirt``, ``pty``)."""
+    from pbotvm.host.machines import libvirt_domain, ptyvm, qemu
+
+    env = os.environ if env is None else env
+    found: Guest | None
+    if kind == "qemu":
+        found = qemu.QemuGuest.of(settings, machine, env)
+    elif kind == "pty":
+        found = ptyvm.PtyGuest.of(settings, machine)
+    elif kind == "libvirt":
+        found = libvirt_domain.LibvirtGuest.of(settings, machine, env)
+    else:
+        found = (qemu.QemuGuest.recorded(settings, machine, env)
+                 or ptyvm.PtyGuest.recorded(settings, machine))
+        if found is None and not settings.revert_command:
+            found = libvirt_domain.LibvirtGuest.of(settings, machine, env)
+    if settings.revert_command:
+        from pbotvm.host.machines.command import CommandGuest
+
+        return CommandGuest(machine, settings.revert_command, settings.snapshot, found)
+    assert found is not None
+    return found
+
+
+async def timed_revert(guest: Guest, *, slow: bool = False) -> tuple[str, float]:
+    """``guest.revert``, and the seconds it took."""
+    start = time.monotonic()
+    how = await guest.revert(slow=slow)
+    return how, time.monotonic() - start

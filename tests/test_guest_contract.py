@@ -14,7 +14,8 @@ import pytest
 
 from pbotvm.config import HostSettings, Machine
 from pbotvm.host import warmup
-from pbotvm.host.machines.guest import Guest, GuestError, guest_for, timed_revert
+from pbotvm.host.machines.backends import guest_for
+from pbotvm.host.machines.guest import Guest, GuestError, timed_revert
 from pbotvm.host.machines.qemu import VmPaths, with_sockets
 from pbotvm.host.machines.transport import send, wait_heartbeat
 from pbotvm.image.build import Image, build, missing_tools

@@ -13,7 +13,8 @@ import pytest
 
 from pbotvm import procs
 from pbotvm.config import HostSettings
-from pbotvm.host.machines.guest import GuestError, guest_for
+from pbotvm.host.machines.backends import guest_for
+from pbotvm.host.machines.guest import GuestError
 from pbotvm.host.server import STOP_GRACE, STOPPING
 from tests.conftest import make_stack, processes_running, until
 from tests.support.stack import BIN

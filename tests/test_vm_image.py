@@ -14,7 +14,7 @@ import pytest
 from pbotvm.config import HostSettings, Machine
 from pbotvm.host import warmup
 from pbotvm.host.machines import qemu
-from pbotvm.host.machines.guest import guest_for
+from pbotvm.host.machines.backends import guest_for
 from pbotvm.host.machines.qmp import QMP, QMPError, loadvm
 from pbotvm.image import build, initramfs, profiles
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty

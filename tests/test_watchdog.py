@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pbotvm.config import HostSettings
-from pbotvm.host.machines.guest import guest_for
+from pbotvm.host.machines.backends import guest_for
 from pbotvm.host.machines.machine_state import MachineLock, Status, lock_path
 from pbotvm.host.machines.qemu import VmPaths, with_vm_up_guest
 from pbotvm.host.machines.watchdog import (

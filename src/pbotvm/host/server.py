@@ -28,7 +28,8 @@ from pbotvm import logs
 from pbotvm.config import ConfigError, HostSettings, Machine
 from pbotvm.host import intake
 from pbotvm.host.intake import Allowance, Intake, Refused
-from pbotvm.host.machines.guest import GuestError, guest_for, timed_revert
+from pbotvm.host.machines.backends import guest_for
+from pbotvm.host.machines.guest import GuestError, timed_revert
 from pbotvm.host.machines.heartbeat import BEAT_INTERVAL, DEFAULT_STALE_AFTER, HeartbeatMonitor
 from pbotvm.host.machines.machine_state import MachineState
 from pbotvm.host.machines.qemu import with_vm_up_guest

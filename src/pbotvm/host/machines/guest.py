@@ -10,9 +10,7 @@ how much CPU it has used (vm-watchdog) and whether its VM runs (the backend's he
 guest's own is its heartbeat). A VM someone else runs is reverted by the operator's command
 (``PBOTVM_REVERT_COMMAND``), which then stands in for its backend's revert.
 
-``guest_for`` picks a machine's backend: the command when there is one, else the guest that
-``pbotvm vm up`` or ``pbotvm pty run`` recorded for the machine's lines in the state
-directory, else the libvirt domain the machine names (the original's way).
+``backends.guest_for`` picks a machine's backend.
 """
 
 from __future__ import annotations
@@ -20,17 +18,16 @@ from __future__ import annotations
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from pbotvm import procs
-from pbotvm.config import HostSettings, Machine
+from pbotvm.config import Machine
 from pbotvm.image.build import Image
 
 # What is done to a booted guest before its snapshot (``host.warmup``); WarmUpFailed stops it.
 Warm = Callable[[Machine], Awaitable[None]]
 Say = Callable[[str], None]
-KINDS = ("qemu", "libvirt", "pty")
 
 
 class GuestError(RuntimeError):
@@ -82,33 +79,6 @@ def process_tree_seconds(pid: int, what: str) -> float:
     if ticks is None:
         raise GuestError(f"{what} pid {pid} is gone")
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def guest_for(settings: HostSettings, machine: Machine, kind: str = "auto",
-              env: Mapping[str, str] | None = None) -> Guest:
-    """The backend of ``machine`` (see the module's docstring); ``kind`` names one instead
-    of looking (``qemu``, ``libvirt``, ``pty``)."""
-    from pbotvm.host.machines import libvirt_domain, ptyvm, qemu
-
-    env = os.environ if env is None else env
-    found: Guest | None
-    if kind == "qemu":
-        found = qemu.QemuGuest.of(settings, machine, env)
-    elif kind == "pty":
-        found = ptyvm.PtyGuest.of(settings, machine)
-    elif kind == "libvirt":
-        found = libvirt_domain.LibvirtGuest.of(settings, machine, env)
-    else:
-        found = (qemu.QemuGuest.recorded(settings, machine, env)
-                 or ptyvm.PtyGuest.recorded(settings, machine))
-        if found is None and not settings.revert_command:
-            found = libvirt_domain.LibvirtGuest.of(settings, machine, env)
-    if settings.revert_command:
-        from pbotvm.host.machines.command import CommandGuest
-
-        return CommandGuest(machine, settings.revert_command, settings.snapshot, found)
-    assert found is not None
-    return found
 
 
 async def timed_revert(guest: Guest, *, slow: bool = False) -> tuple[str, float]:

@@ -26,7 +26,8 @@ import click
 
 from pbotvm import logs
 from pbotvm.config import ConfigError, HostSettings
-from pbotvm.host.machines.guest import KINDS, Guest, GuestError, guest_for, timed_revert
+from pbotvm.host.machines.backends import KINDS, guest_for
+from pbotvm.host.machines.guest import Guest, GuestError, timed_revert
 from pbotvm.host.machines.machine_state import (
     MachineLock,
     Status,

@@ -24,6 +24,7 @@ from pbotvm.host.machines.machine_state import (
     status_path,
     write_status,
 )
+from pbotvm.host.machines.pool import Pool
 from tests.conftest import make_stack, until
 
 MACHINE = Machine(name="pbot-vm", serial=5555)
@@ -72,14 +73,31 @@ def test_the_lock_keeps_a_second_holder_out(tmp_path: Path) -> None:
     first.close()
 
 
+async def take_turn(pool: Pool, timeout: float) -> bool:
+    """As vm-server does: a guest from the pool, then its lock."""
+    state = await pool.take("nick", timeout)
+    if state is None:
+        return False
+    if not await state.claim(asyncio.get_running_loop().time() + timeout):
+        pool.release(state)
+        return False
+    return True
+
+
+def give_back(pool: Pool, state: MachineState) -> None:
+    state.release()
+    pool.release(state)
+
+
 def test_a_state_dir_that_cannot_be_written_does_not_stop_serving(tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
 
     async def serve() -> bool:
         state = MachineState(MACHINE, HeartbeatMonitor("m", "127.0.0.1", 1), blocked)
-        got = await state.take_turn(1.0, "nick")
-        state.release()
+        pool = Pool("m", [state])
+        got = await take_turn(pool, 1.0)
+        give_back(pool, state)
         return got
 
     assert asyncio.run(serve())
@@ -90,26 +108,27 @@ def test_turn_revert_and_counters_are_in_the_status(tmp_path: Path) -> None:
 
     async def scenario() -> list[Status | None]:
         state = MachineState(MACHINE, HeartbeatMonitor("m", "127.0.0.1", 1), tmp_path)
+        pool = Pool("m", [state])
         seen = [read_status(path)]
-        assert await state.take_turn(1.0, "nick")
+        assert await take_turn(pool, 1.0)
         seen.append(read_status(path))
         state.timed_out()
         state.begin_revert()
         seen.append(read_status(path))
-        # Another request waits while the revert holds the machine, and is told so.
-        assert not await state.take_turn(0.1, "nick")
+        # Another request waits while the revert holds the guest, and is told so.
+        assert not await take_turn(pool, 0.1)
         assert state.reverting
-        state.release()
+        give_back(pool, state)
         seen.append(read_status(path))
         # The watchdog (another holder of the lock file) reverting: the same answer.
         watchdog = MachineLock(lock_path(tmp_path, MACHINE))
         assert watchdog.try_acquire()
-        assert not await state.take_turn(0.2, "nick")
+        assert not await take_turn(pool, 0.2)
         assert state.reverting
         watchdog.release()
-        assert await state.take_turn(0.2, "nick")
+        assert await take_turn(pool, 0.2)
         assert not state.reverting
-        state.release()
+        give_back(pool, state)
         seen.append(read_status(path))
         state.close()
         return seen

@@ -124,6 +124,13 @@ class Machine:
     # only their owner (root) can connect, where any local user can take a TCP port first.
     serial_socket: str = ""
     heart_socket: str = ""
+    # A pool: these guests serve the machine, each on lines of its own (then the machine's
+    # own lines above are not used). Empty: the machine is one guest, on those lines.
+    guests: tuple[Machine, ...] = ()
+
+    def members(self) -> tuple[Machine, ...]:
+        """The guests that serve the machine: its pool, or itself."""
+        return self.guests or (self,)
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,7 @@ class Machines:
     @classmethod
     def parse(cls, data: object, where: str, env: Mapping[str, str]) -> Machines:
         """The vm-exec.json schema, plus optional ``addr``, ``framing``, ``domain``,
-        ``serial-socket`` and ``heart-socket`` keys."""
+        ``serial-socket`` and ``heart-socket`` keys, and ``guests``: a pool (``pool_of``)."""
         if not isinstance(data, dict) or not isinstance(data.get("machines"), dict):
             raise ConfigError(f"{where}: expected an object with a 'machines' object")
         aliases = data.get("aliases", {})
@@ -159,7 +166,9 @@ class Machines:
             if not isinstance(entry, dict):
                 raise ConfigError(f"{where}: machine {name!r} must be an object")
             machine = _machine(name, entry, f"{where}: machine {name!r}")
-            if name == default_name:
+            if "guests" in entry:
+                machine = pool_of(machine, entry, f"{where}: machine {name!r}")
+            elif name == default_name:
                 machine = _apply_env(machine, env)
             machines[name] = machine
         return cls(machines, dict(aliases), default)
@@ -184,6 +193,30 @@ def _machine(name: str, entry: dict[str, object], where: str) -> Machine:
         except ValueError:
             raise ConfigError(f"{where}: 'framing' must be '2023' or 'head'") from None
     return Machine(**values)  # type: ignore[arg-type]
+
+
+def pool_of(machine: Machine, entry: dict[str, object], where: str) -> Machine:
+    """``machine`` served by the guests its entry lists: each an object with the keys of a
+    machine, the machine's own as defaults; named ``NAME/0``, ``NAME/1``...; guest K's libvirt
+    domain is ``DOMAIN-K`` (guest 0's the machine's) and its vsock CID the machine's plus K
+    (two guests cannot share one)."""
+    guests = entry["guests"]
+    if not isinstance(guests, list) or not guests:
+        raise ConfigError(f"{where}: 'guests' must be a list of one guest or more")
+    shared = {key: value for key, value in entry.items() if key != "guests"}
+    members = []
+    for index, guest in enumerate(guests):
+        if not isinstance(guest, dict):
+            raise ConfigError(f"{where}: guest {index} must be an object")
+        domain = machine.domain if index == 0 else f"{machine.domain}-{index}"
+        cid = machine.cid + index if machine.cid else 0
+        members.append(_machine(f"{machine.name}/{index}",
+                                {**shared, "domain": domain, "cid": cid, **guest},
+                                f"{where}, guest {index}"))
+    lines = [(guest.serial_socket, guest.addr, guest.serial) for guest in members]
+    if len(set(lines)) < len(lines):
+        raise ConfigError(f"{where}: two guests on the same serial line")
+    return replace(machine, guests=tuple(members))
 
 
 def _apply_env(machine: Machine, env: Mapping[str, str]) -> Machine:
@@ -248,6 +281,18 @@ def _paste_url(env: Mapping[str, str]) -> str:
     return url
 
 
+REVERT_POLICIES = ("on-failure", "after-every-run")
+
+
+def _revert_policy(env: Mapping[str, str]) -> bool:
+    """Whether ``PBOTVM_REVERT`` asks for a revert after every request (else only after a
+    time-out or a program the guest had to kill)."""
+    policy = env.get("PBOTVM_REVERT", "").strip() or REVERT_POLICIES[0]
+    if policy not in REVERT_POLICIES:
+        raise ConfigError(f"PBOTVM_REVERT={policy!r}: use one of {', '.join(REVERT_POLICIES)}")
+    return policy == "after-every-run"
+
+
 def state_dir(env: Mapping[str, str]) -> Path:
     """``PBOTVM_STATE_DIR``, else ``$XDG_STATE_HOME/pbotvm`` (``~/.local/state/pbotvm``)."""
     return Path(env.get("PBOTVM_STATE_DIR") or Path(
@@ -262,6 +307,7 @@ class HostSettings:
     port: int
     timeout: float
     norevert: bool
+    revert_after_every_run: bool  # PBOTVM_REVERT=after-every-run: a fresh guest per request
     libvirt_uri: str
     snapshot: str
     revert_command: list[str] | None
@@ -280,6 +326,7 @@ class HostSettings:
             port=_int(env, "PBOTVM_SERVER", DEFAULT_SERVER_PORT, 1),
             timeout=_float(env, "PBOTVM_TIMEOUT", DEFAULT_TIMEOUT),
             norevert=flag(env.get("PBOTVM_NOREVERT")),
+            revert_after_every_run=_revert_policy(env),
             libvirt_uri=env.get("PBOTVM_LIBVIRT_URI", "").strip() or "qemu:///system",
             snapshot=env.get("PBOTVM_SNAPSHOT", "").strip() or "1",
             revert_command=_argv(env, "PBOTVM_REVERT_COMMAND", None),

@@ -12,7 +12,7 @@ another's wait out its 10 s and be refused, and 28 slow edits of one nick held u
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -39,9 +39,12 @@ class FairQueue(Generic[T]):
             del self._waiting[who]
         return True
 
-    def take(self, busy: Container[str] = ()) -> tuple[str, T] | None:
-        """The next item, of a requester not in ``busy``; None when there is none."""
-        ready = [who for who in self._waiting if who not in busy]
+    def take(self, busy: Container[str] = (),
+             can: Callable[[T], bool] | None = None) -> tuple[str, T] | None:
+        """The next item, of a requester not in ``busy`` whose next item ``can`` be served
+        now (a request for a guest that is taken waits); None when there is none."""
+        ready = [who for who, queue in self._waiting.items()
+                 if who not in busy and (can is None or can(queue[0]))]
         if not ready:
             return None
         who = min(ready, key=lambda name: self._served.get(name, -1))

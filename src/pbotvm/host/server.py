@@ -32,6 +32,7 @@ from pbotvm.host.machines.backends import guest_for
 from pbotvm.host.machines.guest import GuestError, timed_revert
 from pbotvm.host.machines.heartbeat import BEAT_INTERVAL, DEFAULT_STALE_AFTER, HeartbeatMonitor
 from pbotvm.host.machines.machine_state import MachineState
+from pbotvm.host.machines.pool import Pool
 from pbotvm.host.machines.qemu import with_vm_up_guest
 from pbotvm.host.request.vmexec import OFFLINE, Answer, Execution, PrefetchedStdin, Prepared, Reply
 from pbotvm.host.workers import Workers
@@ -54,6 +55,7 @@ FIRST_BEAT_WAIT = BEAT_INTERVAL + 1.0
 # once per HEAL_INTERVAL so that a machine a revert cannot fix is not reverted in a loop.
 HEAL_AFTER_MARGINS = 2
 HEAL_INTERVAL = 60.0
+HEALER = "(healing)"  # who holds a pool's guest while vm-server heals it
 
 
 class VmServer:
@@ -65,6 +67,7 @@ class VmServer:
         # client).
         self._hearts: dict[tuple[str, int, str], HeartbeatMonitor] = {}
         self._machines: dict[tuple[str, int, str], MachineState] = {}
+        self._pools: dict[tuple[tuple[str, int, str], ...], Pool] = {}
         self._reverts: set[asyncio.Task[None]] = set()
         self.intake = Intake()
         self._clients: set[asyncio.Task[object]] = set()
@@ -72,6 +75,15 @@ class VmServer:
         command = settings.stdin_command
         self._stdin = PrefetchedStdin(command) if command else None
         self.workers = Workers(preload=("pbotvm.host.request.vmexec",))
+
+    def pool(self, machine: Machine) -> Pool:
+        """The pool of the guests that serve ``machine`` (one guest: a pool of one)."""
+        members = machine.members()
+        key = tuple((guest.addr, guest.serial, guest.serial_socket) for guest in members)
+        if key not in self._pools:
+            self._pools[key] = Pool(machine.name, [self.machine_state(guest)
+                                                   for guest in members])
+        return self._pools[key]
 
     def machine_state(self, machine: Machine) -> MachineState:
         key = (machine.addr, machine.serial, machine.serial_socket)
@@ -96,13 +108,22 @@ class VmServer:
         return (await execution.deliver(await execution.finish(prepared, reply))).text
 
     async def _run(self, execution: Execution, prepared: Prepared) -> Reply | Answer:
-        """The request on its machine, in its turn; the machine is free again on return
-        (or held by the revert this request started)."""
-        state = self.machine_state(prepared.machine)
+        """The request on a guest of its machine, in its turn; the guest is free again on
+        return (or held by the revert this request started)."""
+        pool = self.pool(prepared.machine)
         name = prepared.machine.name
-        if not await state.take_turn(self.settings.timeout, execution.requester):
-            log.info("%s: no turn within %.0f s", name, self.settings.timeout)
-            return Answer(RESETTING if state.reverting else BUSY, 3)
+        timeout = self.settings.timeout
+        deadline = asyncio.get_running_loop().time() + timeout
+        state = await pool.take(execution.requester, timeout, prepared.request.persist_key)
+        if state is None:
+            log.info("%s: no guest free within %.0f s", name, timeout)
+            return Answer(RESETTING if all(guest.reverting for guest in pool.guests) else BUSY,
+                          3)
+        if not await state.claim(deadline):
+            pool.release(state)
+            log.info("%s: vm-watchdog holds %s", name, state.machine.name)
+            return Answer(RESETTING, 3)
+        name = state.machine.name
         revert_reason = None
         try:
             if not state.heart.alive() and not await self._first_beat(state.heart):
@@ -112,7 +133,7 @@ class VmServer:
             try:
                 reply = await asyncio.wait_for(
                     execution.send(prepared, state.transport, require_id=state.ids_echoed),
-                    self.settings.timeout)
+                    timeout)
             except TimeoutError:
                 state.timed_out()
                 revert_reason = "time-out"
@@ -128,15 +149,22 @@ class VmServer:
                 revert_reason = f"guest killed the program: {reply.killed}"
             elif isinstance(reply, Answer) and reply.lost:
                 revert_reason = "connection to the guest lost mid-request"
+            elif self.settings.revert_after_every_run:
+                revert_reason = "after every run"
             return reply
         finally:
             if revert_reason and not self.settings.norevert:
-                state.begin_revert()
-                task = asyncio.create_task(self._revert(state, prepared.machine, revert_reason))
-                self._reverts.add(task)
-                task.add_done_callback(self._reverts.discard)
+                self._start_revert(pool, state, revert_reason)
             else:
                 state.release()
+                pool.release(state)
+
+    def _start_revert(self, pool: Pool, state: MachineState, reason: str) -> None:
+        """Revert the guest in the background; the pool's other guests go on serving."""
+        state.begin_revert()
+        task = asyncio.create_task(self._revert(pool, state, reason))
+        self._reverts.add(task)
+        task.add_done_callback(self._reverts.discard)
 
     async def _first_beat(self, heart: HeartbeatMonitor) -> bool:
         """Whether a guest never heard yet beats within FIRST_BEAT_WAIT of the start of its
@@ -157,12 +185,12 @@ class VmServer:
         state.healed_at = now
         return f"no heartbeat for {silent:.0f} s"
 
-    async def _revert(self, state: MachineState, machine: Machine, reason: str) -> None:
-        """Revert while holding the machine; release it once the guest beats again."""
-        name = machine.name
+    async def _revert(self, pool: Pool, state: MachineState, reason: str) -> None:
+        """Revert while holding the guest; release it once it beats again."""
+        name = state.machine.name
         try:
             log.info("%s: reverting (%s)", name, reason)
-            guest = guest_for(self.settings, machine)
+            guest = guest_for(self.settings, state.machine)
             how, seconds = await timed_revert(guest)
             done = time.monotonic()
             log.info("%s: reverted to snapshot %s in %.2f s (%s: %s)", name,
@@ -176,6 +204,21 @@ class VmServer:
             log.error("%s: revert failed: %s", name, e)
         finally:
             state.release()
+            pool.release(state)
+
+    async def _heal(self) -> None:
+        """A pool's guest that stays silent is healed (reverted) by this loop, not by the next
+        request, which the others serve: a request never goes to it while one beats."""
+        while True:
+            await asyncio.sleep(BEAT_INTERVAL)
+            for pool in list(self._pools.values()):
+                if len(pool.guests) < 2:
+                    continue  # its one guest is healed by the request that finds it silent
+                for state in pool.guests:
+                    if (not pool.taken(state) and not state.heart.alive()
+                            and (reason := self._heal_reason(state)) is not None
+                            and pool.seize(state, HEALER)):
+                        self._start_revert(pool, state, reason)
 
     async def _reply(self, reader: asyncio.StreamReader, allowance: Allowance,
                      peer: str) -> str | None:
@@ -248,8 +291,14 @@ class VmServer:
             self.handle_client, self.settings.addr, self.settings.port,
             limit=intake.READ_CHUNK, reuse_address=True)
         log.info("vm-server listening on %s:%d", self.settings.addr, self.settings.port)
-        self.machine_state(self.settings.machines.resolve())
+        default = self.pool(self.settings.machines.resolve())
+        if len(default.guests) > 1:
+            log.info("%s: a pool of %d guests: %s", default.name, len(default.guests),
+                     ", ".join(state.machine.name for state in default.guests))
+        healer = asyncio.create_task(self._heal())
         await stop.wait()
+        healer.cancel()
+        await asyncio.gather(healer, return_exceptions=True)
         server.close()
         if self._clients:
             log.info("stopping: %d client(s) in flight get %.0f s to finish",

@@ -1,6 +1,6 @@
-"""One machine's runtime state, in one object: its turns (one request at a time on its serial
-line, shared out between nicks), heartbeat, revert state, transport choice, whether its guest
-echoes request ids, and counters; and what other processes see of it.
+"""One guest's runtime state, in one object: whether it serves or reverts, its heartbeat,
+transport choice, whether it echoes request ids, and counters; and what other processes see of
+it. Which request has which guest is its machine's pool's business (``pool``).
 
 vm-server keeps a status file per machine, ``<state dir>/machines/<name>.<serial>.json``
 (``<name>.<socket>-<digest>.json`` for a serial line on a Unix socket),
@@ -30,7 +30,6 @@ from pbotvm.config import Machine
 from pbotvm.host import state_files
 from pbotvm.host.machines.heartbeat import HeartbeatMonitor
 from pbotvm.host.machines.transport import TransportChoice
-from pbotvm.host.machines.turns import Turns
 
 log = logging.getLogger("pbotvm.machine")
 
@@ -154,7 +153,7 @@ class MachineLock:
 
 
 class MachineState:
-    """vm-server's side: everything it knows about one machine, kept in its status file."""
+    """vm-server's side: everything it knows about one guest, kept in its status file."""
 
     def __init__(self, machine: Machine, heart: HeartbeatMonitor, state_dir: Path) -> None:
         self.machine = machine
@@ -169,7 +168,6 @@ class MachineState:
         self.requests = 0
         self.timeouts = 0
         self.reverts = 0
-        self._turns = Turns()
         self._lock = MachineLock(lock_path(state_dir, machine))
         self._locked_out = False  # the watchdog held the machine when our wait ran out
         self._seen_revert = self._lock.last_revert()  # the watchdog's last, as we know
@@ -182,23 +180,15 @@ class MachineState:
         """A revert runs: ours, or the watchdog's (the only other holder of the lock)."""
         return self.reverting_since is not None or self._locked_out
 
-    async def take_turn(self, timeout: float, who: str) -> bool:
-        """Wait up to ``timeout`` s for the machine; True once this request has it. ``who``
-        asks (a nick, or a channel): turns go round those waiting (``turns``)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        try:
-            await asyncio.wait_for(self._turns.take(who), timeout)
-        except TimeoutError:
-            return False
+    async def claim(self, deadline: float) -> bool:
+        """Once its pool has given this guest to a request: its lock file, by ``deadline``
+        (``loop.time()``); True once the request has the guest."""
         try:
             got = await self._take_lock(deadline)
-        except BaseException:  # cancelled: the machine must not stay taken
+        except BaseException:  # cancelled: the guest must not stay locked
             self._lock.release()
-            self._turns.release()
             raise
         if not got:
-            self._turns.release()
             return False
         self.serving_since = time.time()
         self.requests += 1
@@ -234,11 +224,10 @@ class MachineState:
         self._write_status()
 
     def release(self) -> None:
-        """The request or the revert is over: the next request may have the machine."""
+        """The request or the revert is over (its pool then gives the guest to the next)."""
         self.serving_since = self.reverting_since = None
         self._write_status()
         self._lock.release()
-        self._turns.release()
 
     def close(self) -> None:
         self._lock.close()

@@ -1,0 +1,157 @@
+"""A machine's pool of guests (``machines.pool``): which request gets which guest. In-process
+with stand-in guests, then through vm-client on the PTY stack."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import cast
+
+import pytest
+
+from pbotvm.host.machines.machine_state import MachineState
+from pbotvm.host.machines.pool import Pool
+from tests.support.stack import LocalStack
+
+
+class Heart:
+    def __init__(self, alive: bool) -> None:
+        self.beating = alive
+
+    def alive(self) -> bool:
+        return self.beating
+
+
+class Guest:
+    """What the pool looks at of a guest: its heartbeat."""
+
+    def __init__(self, name: str, alive: bool = True) -> None:
+        self.name = name
+        self.heart = Heart(alive)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def pool_of(*guests: Guest) -> Pool:
+    return Pool("m", [cast(MachineState, guest) for guest in guests])
+
+
+def name(state: MachineState | None) -> str | None:
+    return None if state is None else repr(state)
+
+
+def test_requests_go_to_free_guests_in_turn_and_wait_for_one() -> None:
+    async def scenario() -> list[str | None]:
+        pool = pool_of(Guest("a"), Guest("b"))
+        first = await pool.take("x", 1)
+        second = await pool.take("y", 1)
+        assert await pool.take("z", 0.1) is None  # both serve: the wait limit
+        waiting = asyncio.create_task(pool.take("z", 1))
+        await asyncio.sleep(0)
+        assert first is not None and second is not None
+        pool.release(first)
+        third = await waiting
+        pool.release(second)
+        assert third is not None
+        pool.release(third)
+        fourth = await pool.take("x", 1)  # the guest free the longest
+        return [name(first), name(second), name(third), name(fourth)]
+
+    assert asyncio.run(scenario()) == ["a", "b", "a", "b"]
+
+
+def test_a_silent_guest_is_out_of_rotation_unless_no_guest_beats() -> None:
+    async def scenario() -> list[str | None]:
+        silent, beating = Guest("silent", alive=False), Guest("beating")
+        pool = pool_of(silent, beating)
+        got = [await pool.take("x", 1)]
+        got.append(await pool.take("y", 0.2))  # the beating one serves: wait, not "silent"
+        assert got[0] is not None
+        pool.release(got[0])
+        beating.heart.beating = False  # nobody beats: a request finds out (and heals it)
+        got.append(await pool.take("z", 1))
+        return [name(state) for state in got]
+
+    assert asyncio.run(scenario()) == ["beating", None, "silent"]
+
+
+def test_a_persist_key_always_goes_to_the_guest_it_names() -> None:
+    async def scenario() -> set[str | None]:
+        pool = pool_of(Guest("a"), Guest("b"), Guest("c"))
+        seen = set()
+        for _ in range(5):
+            state = await pool.take("x", 1, key="counter")
+            seen.add(name(state))
+            assert state is not None
+            pool.release(state)
+        # Its guest taken, a keyed request waits for it even though others are free.
+        keyed = pool.pinned("counter")
+        other = await pool.take("y", 1, key="counter")
+        assert other is keyed
+        assert await pool.take("z", 0.1, key="counter") is None
+        pool.release(keyed)
+        return seen
+
+    assert len(asyncio.run(scenario())) == 1
+
+
+def test_the_nick_served_longest_ago_goes_next() -> None:
+    async def scenario() -> list[str]:
+        pool = pool_of(Guest("a"))
+        order: list[str] = []
+        holder = await pool.take("A", 1)
+        assert holder is not None
+
+        async def request(who: str) -> None:
+            state = await pool.take(who, 5)
+            assert state is not None
+            order.append(who)
+            await asyncio.sleep(0)
+            pool.release(state)
+
+        tasks = [asyncio.create_task(request(who)) for who in ("A", "A", "B")]
+        await asyncio.sleep(0.05)
+        pool.release(holder)
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == ["B", "A", "A"]
+
+
+def test_a_request_that_gives_up_leaves_no_guest_taken() -> None:
+    async def scenario() -> str | None:
+        pool = pool_of(Guest("a"))
+        holder = await pool.take("A", 1)
+        assert holder is not None
+        waiting = asyncio.create_task(pool.take("B", 5))
+        await asyncio.sleep(0.05)
+        pool.release(holder)  # handed to B's request...
+        waiting.cancel()  # ...which is cancelled before it runs
+        await asyncio.gather(waiting, return_exceptions=True)
+        return name(await pool.take("C", 0.2))
+
+    assert asyncio.run(scenario()) == "a"
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_two_long_requests_of_one_nick_do_not_starve_another(stack: LocalStack) -> None:
+    # Issue 19's case, at the stack's 5 s time-out: nick A's two requests of 3.5 s, then
+    # nick B's. A single queue served A twice and B, waiting 5 s, was told "busy".
+    start = time.monotonic()
+
+    def ask(code: str, nick: str) -> tuple[str, float]:
+        reply = stack.ask(code, nick=nick)
+        return reply, time.monotonic() - start
+
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(ask, "-lang=sh sleep 3.5; echo A1", "A")
+        time.sleep(0.2)
+        second = pool.submit(ask, "-lang=sh sleep 3.5; echo A2", "A")
+        time.sleep(0.2)
+        other = pool.submit(ask, "-lang=sh echo B", "B")
+        (a1, a1_at), (a2, a2_at), (b, b_at) = first.result(), second.result(), other.result()
+    assert (a1, b, a2) == ("A1", "B", "A2")
+    assert a1_at < b_at < a1_at + 1 < a2_at

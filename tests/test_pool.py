@@ -4,7 +4,10 @@ with stand-in guests, then through vm-client on the PTY stack."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
@@ -12,6 +15,7 @@ import pytest
 
 from pbotvm.host.machines.machine_state import MachineState
 from pbotvm.host.machines.pool import Pool
+from tests.conftest import bystander, until
 from tests.support.stack import LocalStack
 
 
@@ -155,3 +159,90 @@ def test_two_long_requests_of_one_nick_do_not_starve_another(stack: LocalStack) 
         (a1, a1_at), (a2, a2_at), (b, b_at) = first.result(), second.result(), other.result()
     assert (a1, b, a2) == ("A1", "B", "A2")
     assert a1_at < b_at < a1_at + 1 < a2_at
+
+
+# --- a pool of two PTY VMs through vm-client ------------------------------------------------
+
+def started(stack: LocalStack, name: str) -> int:
+    """Requests the guest-server of PTY VM ``name`` has started."""
+    return sum(line.endswith(" started") and ": request " in line
+               for line in stack.log(name).splitlines())
+
+
+@pytest.fixture(scope="module")
+def pool_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with LocalStack(tmp_path_factory.mktemp("pool"), guests=2,
+                    # Room for 20 clients at once on one guest (after one is killed).
+                    env={"PBOTVM_STDIN_COMMAND": "", "PBOTVM_TIMEOUT": "8",
+                         "PBOTVM_HEART_STALE": "7"}) as s:
+        def both_serve() -> bool:
+            ask_both(s)  # two requests at once: one on each guest that beats
+            return bool(started(s, "ptyvm") and started(s, "ptyvm-1"))
+
+        assert until(both_serve, 30)
+        yield s
+
+
+def ask_both(stack: LocalStack) -> list[str]:
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda n: stack.ask(f"-lang=sh sleep 0.3; echo {n}", nick=f"n{n}"),
+                             range(2)))
+
+
+@pytest.mark.root
+def test_two_guests_serve_two_requests_at_once(pool_stack: LocalStack) -> None:
+    start = time.monotonic()
+
+    def ask(code: str, nick: str) -> float:
+        assert pool_stack.ask(code, nick=nick) == nick
+        return time.monotonic() - start
+
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(ask, "-lang=sh sleep 2; echo A", "A")
+        time.sleep(0.3)
+        quick = pool.submit(ask, "-lang=sh echo B", "B")
+        # On one guest B would have waited for A.
+        assert quick.result() < slow.result()
+
+
+@pytest.mark.root
+def test_a_reverting_guest_leaves_the_other_serving(pool_stack: LocalStack) -> None:
+    with bystander(pool_stack):
+        assert pool_stack.ask("-lang=sh sleep 30", nick="slow").startswith("[Timed-out]")
+        time.sleep(0.5)  # its guest reverts meanwhile
+    assert "reverting (time-out)" in pool_stack.log("vm-server")
+
+
+@pytest.mark.root
+def test_a_persist_key_follows_its_guest(pool_stack: LocalStack) -> None:
+    before = started(pool_stack, "ptyvm"), started(pool_stack, "ptyvm-1")
+    for n in range(4):
+        assert pool_stack.ask(f"-lang=sh echo {n}", **{"persist-key": "pooled",
+                                                        "nick": f"nick{n}"}) == str(n)
+    after = started(pool_stack, "ptyvm"), started(pool_stack, "ptyvm-1")
+    assert sorted(b - a for a, b in zip(before, after, strict=True)) == [0, 4]
+
+
+@pytest.mark.root
+def test_history_and_machine_names_are_the_machines(pool_stack: LocalStack) -> None:
+    assert pool_stack.ask("-lang=sh echo aaa", channel="#pooled") == "aaa"
+    for _ in range(3):  # whichever guest runs it
+        assert pool_stack.ask("-lang=sh s/a/b/", channel="#pooled") in ("baa", "bba", "bbb")
+    assert pool_stack.ask("-vm=main -lang=sh echo named") == "named"
+    assert "Unknown machine" in pool_stack.ask("-vm=pbot-vm/1 -lang=sh echo guest")
+
+
+@pytest.mark.root
+def test_a_killed_guest_loses_no_request(pool_stack: LocalStack) -> None:
+    # Issue 15: 20 clients x 20 requests with unique outputs, one guest killed meanwhile.
+    def client(k: int) -> list[tuple[str, str]]:
+        return [(f"c{k}r{r}", pool_stack.ask(f"-lang=sh echo c{k}r{r}", nick=f"c{k}"))
+                for r in range(20)]
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = [pool.submit(client, k) for k in range(20)]
+        time.sleep(1)
+        os.kill(pool_stack.pid("ptyvm-1"), signal.SIGKILL)
+        got = [pair for future in answers for pair in future.result()]
+    assert len(got) == 400
+    assert [(want, reply) for want, reply in got if reply != want] == []

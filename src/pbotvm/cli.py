@@ -45,7 +45,8 @@ def pty_run(addr: str, serial_port: int, heart_port: int, control: Path | None,
     """Run the PTY VM in the foreground (as root, so the guest can drop to its user).
 
     GUEST_ARGS are passed on to guest-server (e.g. -- --user vm). Its pid, ports and control
-    socket go to $PBOTVM_STATE_DIR/ptyvm/vm.json, where vm-server and vm-watchdog find it.
+    socket go to $PBOTVM_STATE_DIR/ptyvm/serial-PORT.json, where vm-server and vm-watchdog
+    find it.
     """
     from pbotvm.config import state_dir
     from pbotvm.host.machines.ptyvm import PtyVm, record_path, run
@@ -56,7 +57,8 @@ def pty_run(addr: str, serial_port: int, heart_port: int, control: Path | None,
 
     async def main_task() -> None:
         task = asyncio.ensure_future(run(PtyVm(addr, serial_port, heart_port, list(guest_args)),
-                                         control, record_path(state_dir(os.environ))))
+                                         control,
+                                         record_path(state_dir(os.environ), serial_port)))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)

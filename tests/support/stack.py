@@ -54,12 +54,19 @@ def port_free(port: int, addr: str = "127.0.0.1") -> bool:
 
 
 class LocalStack:
+    """PTY VMs (``guests`` of them: more than one makes the machine a pool, which vm-server
+    reverts through each PTY VM's record), vm-server, and vm-client to ask."""
+
     def __init__(self, workdir: Path, *, serial: int | None = None, heart: int | None = None,
-                 server: int | None = None, env: Mapping[str, str] | None = None) -> None:
+                 server: int | None = None, env: Mapping[str, str] | None = None,
+                 guests: int = 1) -> None:
         self.workdir = workdir
         self.serial = serial or free_port()
         self.heart = heart or free_port()
         self.server = server or free_port()
+        # Each guest's (serial, heart) ports; the first is the one above.
+        self.guests = [(self.serial, self.heart)] + [(free_port(), free_port())
+                                                     for _ in range(guests - 1)]
         self.control = workdir / "ptyvm.sock"
         self.machines = workdir / "vm-exec.json"
         self.logs: dict[str, Path] = {}
@@ -72,7 +79,7 @@ class LocalStack:
             "PBOTVM_HEART": str(self.heart),
             "PBOTVM_MACHINES": str(self.machines),
             "PBOTVM_STATE_DIR": str(workdir / "state"),
-            "PBOTVM_REVERT_COMMAND": shlex.join(
+            "PBOTVM_REVERT_COMMAND": "" if guests > 1 else shlex.join(
                 [str(BIN / "pbotvm"), "pty", "ctl", "--control", str(self.control), "revert"]),
             **(env or {}),
         }
@@ -83,9 +90,13 @@ class LocalStack:
 
     def start(self, timeout: float = 30.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        machine: dict[str, object] = {"serial": self.serial, "heart": self.heart, "cid": 0,
+                                      "vport": 5555}
+        if len(self.guests) > 1:
+            machine["guests"] = [{"serial": serial, "heart": heart}
+                                 for serial, heart in self.guests]
         self.machines.write_text(json.dumps({
-            "machines": {"pbot-vm": {"serial": self.serial, "heart": self.heart, "cid": 0,
-                                     "vport": 5555}},
+            "machines": {"pbot-vm": machine},
             "aliases": {"main": "pbot-vm"},
             "default-machine": "main",
         }))
@@ -94,9 +105,11 @@ class LocalStack:
         self.wait_ready(timeout)
 
     def start_vm(self) -> None:
-        self.start_process("ptyvm", [str(BIN / "pbotvm"), "pty", "run",
-                                     "--serial", str(self.serial), "--heart", str(self.heart),
-                                     "--control", str(self.control)])
+        for index, (serial, heart) in enumerate(self.guests):
+            control = self.control if index == 0 else self.workdir / f"ptyvm-{index}.sock"
+            self.start_process("ptyvm" if index == 0 else f"ptyvm-{index}",
+                               [str(BIN / "pbotvm"), "pty", "run", "--serial", str(serial),
+                                "--heart", str(heart), "--control", str(control)])
 
     def start_process(self, name: str, argv: list[str]) -> None:
         log = self.workdir / f"{name}.log"

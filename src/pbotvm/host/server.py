@@ -109,20 +109,36 @@ class VmServer:
 
     async def _run(self, execution: Execution, prepared: Prepared) -> Reply | Answer:
         """The request on a guest of its machine, in its turn; the guest is free again on
-        return (or held by the revert this request started)."""
+        return (or held by the revert this request started). A guest that turns out to be
+        unreachable, or dies mid-request, hands the request to another of its pool."""
         pool = self.pool(prepared.machine)
-        name = prepared.machine.name
-        timeout = self.settings.timeout
-        deadline = asyncio.get_running_loop().time() + timeout
-        state = await pool.take(execution.requester, timeout, prepared.request.persist_key)
-        if state is None:
-            log.info("%s: no guest free within %.0f s", name, timeout)
-            return Answer(RESETTING if all(guest.reverting for guest in pool.guests) else BUSY,
-                          3)
-        if not await state.claim(deadline):
-            pool.release(state)
-            log.info("%s: vm-watchdog holds %s", name, state.machine.name)
-            return Answer(RESETTING, 3)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.timeout
+        while True:
+            state = await pool.take(execution.requester, max(deadline - loop.time(), 0.0),
+                                    prepared.request.persist_key)
+            if state is None:
+                log.info("%s: no guest free within %.0f s", prepared.machine.name,
+                         self.settings.timeout)
+                return Answer(RESETTING if all(g.reverting for g in pool.guests) else BUSY, 3)
+            if not await state.claim(deadline):
+                pool.release(state)
+                log.info("%s: vm-watchdog holds it", state.machine.name)
+                return Answer(RESETTING, 3)
+            reply = await self._on(pool, state, execution, prepared, self.settings.timeout)
+            if not (isinstance(reply, Answer) and (reply.unsent or reply.lost)
+                    and len(pool.guests) > 1 and not prepared.request.persist_key):
+                return reply
+            # Nothing came of it (a dead guest's half answer is no answer): another guest
+            # runs the request; this one is out of rotation until it beats again.
+            state.heart.lost()
+            log.info("%s: %s; the request goes to another guest of %s", state.machine.name,
+                     "unreachable" if reply.unsent else "lost mid-request", pool.name)
+
+    async def _on(self, pool: Pool, state: MachineState, execution: Execution,
+                  prepared: Prepared, timeout: float) -> Reply | Answer:
+        """The request sent to the guest ``state``, which it holds; given back (or to the
+        revert it starts) on return."""
         name = state.machine.name
         revert_reason = None
         try:
@@ -132,7 +148,8 @@ class VmServer:
                 return Answer(RESETTING if state.heart.ever_beat() else OFFLINE, 3)
             try:
                 reply = await asyncio.wait_for(
-                    execution.send(prepared, state.transport, require_id=state.ids_echoed),
+                    execution.send(prepared, state.machine, state.transport,
+                                   require_id=state.ids_echoed),
                     timeout)
             except TimeoutError:
                 state.timed_out()
@@ -149,7 +166,7 @@ class VmServer:
                 revert_reason = f"guest killed the program: {reply.killed}"
             elif isinstance(reply, Answer) and reply.lost:
                 revert_reason = "connection to the guest lost mid-request"
-            elif self.settings.revert_after_every_run:
+            elif self.settings.revert_after_every_run and not isinstance(reply, Answer):
                 revert_reason = "after every run"
             return reply
         finally:

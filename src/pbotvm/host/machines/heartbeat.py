@@ -37,6 +37,9 @@ class HeartbeatMonitor:
         self.socket = socket  # a Unix socket path, used instead of addr:port
         self.stale_after = stale_after
         self.last_beat = 0.0  # time.monotonic() of the last beat; 0 = never
+        # The line closed since the last beat: QEMU or the PTY VM is gone (a guest that
+        # restarts keeps the line open), so the guest counts as down until it beats again.
+        self._closed = False
         # Times the guest came (back): the first beat on a connection, or after a silence.
         # What was found out about a guest (its transport) holds until this changes.
         self.arrivals = 0
@@ -60,7 +63,12 @@ class HeartbeatMonitor:
         return self.socket or f"{self.addr}:{self.port}"
 
     def alive(self) -> bool:
-        return self.last_beat > 0 and time.monotonic() - self.last_beat <= self.stale_after
+        return (self.last_beat > 0 and not self._closed
+                and time.monotonic() - self.last_beat <= self.stale_after)
+
+    def lost(self) -> None:
+        """The guest could not be reached: down until it beats again."""
+        self._closed = True
 
     def ever_beat(self) -> bool:
         return self.last_beat > 0
@@ -95,6 +103,7 @@ class HeartbeatMonitor:
             self.arrivals += 1
             self._fresh_connection = False
         self.last_beat = time.monotonic()
+        self._closed = False
         async with self._beat:
             self._beat.notify_all()
 
@@ -132,5 +141,6 @@ class HeartbeatMonitor:
                 if polls is not None:
                     polls.cancel()
                 writer.close()
+                self._closed = True
             log.info("%s: heartbeat connection closed; reconnecting", self.name)
             await asyncio.sleep(RETRY_DELAY)

@@ -261,11 +261,11 @@ def reap_children(timeout: float) -> None:
         time.sleep(0.002)
 
 
-def record_path(state_dir: Path) -> Path:
-    """Where a running PTY VM records itself: its pid (its process tree is the guest's CPU
-    use, which vm-watchdog measures), its lines and its control socket (how vm-server reverts
-    it)."""
-    return state_dir / "ptyvm" / "vm.json"
+def record_path(state_dir: Path, serial: int) -> Path:
+    """Where the PTY VM on the serial port ``serial`` records itself: its pid (its process
+    tree is the guest's CPU use, which vm-watchdog measures), its lines and its control socket
+    (how vm-server reverts it). One file per port: a pool has several PTY VMs."""
+    return state_dir / "ptyvm" / f"serial-{serial}.json"
 
 
 @dataclass(frozen=True)
@@ -330,7 +330,7 @@ class PtyGuest(Guest):
     def __init__(self, lines: Machine, state_dir: Path) -> None:
         super().__init__(lines)
         self.state_dir = state_dir
-        self.record_path = record_path(state_dir)
+        self.record_path = record_path(state_dir, lines.serial)
 
     @classmethod
     def of(cls, settings: HostSettings, machine: Machine) -> PtyGuest:
@@ -339,7 +339,7 @@ class PtyGuest(Guest):
     @classmethod
     def recorded(cls, settings: HostSettings, machine: Machine) -> PtyGuest | None:
         """The PTY VM recorded in the state directory, if it serves ``machine``'s lines."""
-        record = read_record(record_path(settings.state_dir))
+        record = read_record(record_path(settings.state_dir, machine.serial))
         if (record is None or machine.serial_socket
                 or (record.addr, record.serial) != (machine.addr, machine.serial)):
             return None
@@ -361,11 +361,12 @@ class PtyGuest(Guest):
             raise GuestError(f"a PTY VM is running already ({self.describe()})")
         directory = self.record_path.parent
         state_files.make_dir(directory)
-        control = directory / "control.sock"
+        control = directory / f"control-{lines.serial}.sock"
+        log = directory / f"serial-{lines.serial}.log"
         argv = [str(Path(sys.executable).with_name("pbotvm")), "pty", "run", "--addr",
                 lines.addr, "--serial", str(lines.serial), "--heart", str(lines.heart),
                 "--control", str(control)]
-        with open(directory / "ptyvm.log", "ab") as out:
+        with open(log, "ab") as out:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     env={**os.environ, "PBOTVM_STATE_DIR": str(self.state_dir)})
@@ -376,7 +377,7 @@ class PtyGuest(Guest):
         except (ConnectionError, TimeoutError, WarmUpFailed) as e:
             procs.terminate(proc)
             raise GuestError(f"the PTY VM did not come up ({e or 'timed out'}); its log: "
-                             f"{directory / 'ptyvm.log'}") from None
+                             f"{log}") from None
         return (f"pid {proc.pid}, serial {lines.addr}:{lines.serial}, heart {lines.heart}, "
                 f"up in {time.monotonic() - start:.1f} s")
 

@@ -57,12 +57,14 @@ FINISH_FAILED = "[Fatal error: vm-server could not finish the answer; its log sa
 
 @dataclass
 class Answer:
-    """What vm-exec prints, its exit status, and whether the connection to the guest broke
-    mid-request (what it ran may still run)."""
+    """What vm-exec prints, its exit status, whether the connection to the guest broke
+    mid-request (what it ran may still run), and whether the guest could not even be reached
+    (nothing was sent: another guest may take the request)."""
 
     text: str
     status: int = 0
     lost: bool = False
+    unsent: bool = False
 
 
 @dataclass(frozen=True)
@@ -227,18 +229,21 @@ class Execution:
             return await self.default_stdin.take()
         return await stdin_from_command(command)
 
-    async def send(self, prepared: Prepared, transport: TransportChoice | None = None, *,
+    async def send(self, prepared: Prepared, guest: Machine | None = None,
+                   transport: TransportChoice | None = None, *,
                    require_id: bool = False) -> Reply | Answer:
-        """The guest's reply (or the answer that there was none); ``transport``: the
-        machine's choice, when vm-server keeps one; ``require_id``: the guest is known to echo
+        """The guest's reply (or the answer that there was none). ``guest``: which of the
+        machine's guests (its lines), when vm-server placed the request; ``transport``: that
+        guest's choice, when vm-server keeps one; ``require_id``: the guest is known to echo
         ids, so a result without one is refused."""
-        name = prepared.machine.name
+        guest = guest or prepared.machine.members()[0]  # vm-exec in a shell: the first
+        name = guest.name
         self._decoder = decoder = ResultDecoder(prepared.request.id, require_id=require_id)
         try:
-            channel = await exchange(prepared.machine, prepared.request, decoder, transport)
+            channel = await exchange(guest, prepared.request, decoder, transport)
         except GuestUnreachable as e:
             log.warning("%s: %s", name, e)
-            return Answer(OFFLINE, 3)
+            return Answer(OFFLINE, 3, unsent=True)
         except OSError as e:
             # The guest's end went away mid-request (QEMU killed or restarted). Caught here:
             # above us a ConnectionError would pass for the *client* going away, unanswered.

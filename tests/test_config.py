@@ -93,3 +93,28 @@ def test_stdin_command_found_in_usr_games_when_not_on_path(tmp_path, monkeypatch
     assert config.with_games_dir(["/opt/f", "-s"], nowhere) == ["/opt/f", "-s"]
     assert config.with_games_dir(["nosuch"], nowhere) == ["nosuch"]
     assert config.with_games_dir(None, nowhere) is None
+
+
+def test_a_machine_may_be_a_pool_of_guests(tmp_path: Path) -> None:
+    path = tmp_path / "vm-exec.json"
+    path.write_text(json.dumps({"machines": {"pbot-vm": {
+        "addr": "127.0.0.1", "cid": 7,
+        "guests": [{}, {"serial": 6000, "heart": 6001, "domain": "other"}, {"cid": 0}]}}}))
+    machine = HostSettings.from_env(env(tmp_path, PBOTVM_MACHINES=str(path))).machines.resolve()
+    assert [(g.name, g.serial, g.heart, g.cid, g.domain) for g in machine.members()] == [
+        ("pbot-vm/0", 5555, 5556, 7, "pbot-vm"), ("pbot-vm/1", 6000, 6001, 8, "other"),
+        ("pbot-vm/2", 5559, 5560, 0, "pbot-vm-2")]
+    for guests, message in (([], "one guest or more"), ([1], "guest 0 must be an object"),
+                            ([{}, {"serial": 5555}], "two guests on the same serial line")):
+        path.write_text(json.dumps({"machines": {"pbot-vm": {"guests": guests}}}))
+        with pytest.raises(ConfigError, match=message):
+            HostSettings.from_env(env(tmp_path, PBOTVM_MACHINES=str(path)))
+
+
+def test_the_revert_policy(tmp_path: Path) -> None:
+    assert not HostSettings.from_env(env(tmp_path)).revert_after_every_run
+    assert HostSettings.from_env(env(tmp_path, PBOTVM_REVERT="after-every-run")
+                                 ).revert_after_every_run
+    with pytest.raises(ConfigError, match="PBOTVM_REVERT='always': use one of on-failure, "
+                                          "after-every-run"):
+        HostSettings.from_env(env(tmp_path, PBOTVM_REVERT="always"))

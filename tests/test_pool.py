@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import cast
 
 import pytest
 
+from pbotvm.host.machines import qemu
 from pbotvm.host.machines.machine_state import MachineState
 from pbotvm.host.machines.pool import Pool
-from tests.conftest import bystander, until
-from tests.support.stack import LocalStack
+from pbotvm.host.machines.qemu import LINE_SETTINGS
+from tests.conftest import AttachedStack, bystander, until
+from tests.support.stack import BIN, LocalStack, free_port
 
 
 class Heart:
@@ -246,3 +251,63 @@ def test_a_killed_guest_loses_no_request(pool_stack: LocalStack) -> None:
         got = [pair for future in answers for pair in future.result()]
     assert len(got) == 400
     assert [(want, reply) for want, reply in got if reply != want] == []
+
+
+@pytest.mark.root
+def test_after_every_run_each_guest_reverts_while_the_other_serves(tmp_path: Path) -> None:
+    with LocalStack(tmp_path, guests=2,
+                    env={"PBOTVM_STDIN_COMMAND": "", "PBOTVM_TIMEOUT": "8",
+                         "PBOTVM_HEART_STALE": "7", "PBOTVM_REVERT": "after-every-run"}) as s:
+        with bystander(s):
+            for n in range(6):
+                assert s.ask(f"-lang=sh echo {n}", nick="fresh") == str(n)
+        assert until(lambda: s.log("vm-server").count("reverting (after every run)") >= 6, 20)
+        assert "revert failed" not in s.log("vm-server")
+
+
+# --- a pool of two QEMU guests: `pbotvm vm up --guests 2`, then vm-server --------------------
+
+@pytest.mark.vm
+def test_vm_up_makes_a_pool_that_vm_server_finds_and_serves(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {**os.environ, "PBOTVM_STATE_DIR": str(state), "XDG_CONFIG_HOME": str(tmp_path)}
+    for told in (*LINE_SETTINGS, "PBOTVM_MACHINES", "PBOTVM_REVERT_COMMAND"):
+        env.pop(told, None)
+    up = subprocess.run([str(BIN / "pbotvm"), "vm", "up", "--guests", "2"], env=env,
+                        capture_output=True, text=True, timeout=900, check=False)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert [line.split(":")[:2] for line in up.stdout.splitlines()] == [
+            ["up", " pbot-vm/0"], ["up", " pbot-vm/1"]]
+        stack = AttachedStack(tmp_path / "server", free_port(), free_port(),
+                              {"PBOTVM_STATE_DIR": str(state), "XDG_CONFIG_HOME": str(tmp_path),
+                               "PBOTVM_TIMEOUT": "20"}, revert_command=None)
+        for told in (*LINE_SETTINGS, "PBOTVM_MACHINES"):
+            stack.env.pop(told, None)
+        with stack as s:
+            assert "pbot-vm: the 2 guests `pbotvm vm up` started" in s.log("vm-server")
+            start = time.monotonic()
+
+            def ask(code: str, nick: str) -> float:
+                assert s.ask(code, nick=nick) == nick
+                return time.monotonic() - start
+
+            with ThreadPoolExecutor(2) as pool:
+                slow = pool.submit(ask, "-lang=sh sleep 5; echo A", "A")
+                time.sleep(0.5)
+                quick = pool.submit(ask, "-lang=sh echo B", "B")
+                assert quick.result() < slow.result()  # each on a guest of its own
+            # One guest times out and reverts (QMP loadvm); the other answers meanwhile.
+            with ThreadPoolExecutor(1) as pool:
+                stuck = pool.submit(s.ask, "-lang=sh sleep 60", nick="stuck")
+                time.sleep(1)
+                assert s.ask("-lang=sh echo other", nick="other") == "other"
+                assert stuck.result().startswith("[Timed-out]")
+            s.wait_answer("-lang=sh echo after", "after", 60)
+            assert re.search(r"pbot-vm/\d: reverted to snapshot 1 in [0-9.]+ s \(QEMU pid \d+: "
+                             r"loadvm\)", s.log("vm-server"))
+    finally:
+        down = subprocess.run([str(BIN / "pbotvm"), "vm", "down"], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert down.stdout.strip() == "stopped"
+    assert qemu.recorded_guests(state) == []

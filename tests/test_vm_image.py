@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from pbotvm.config import HostSettings, Machine
+from pbotvm.config import HostSettings, Machine, nth_guest
 from pbotvm.host import warmup
-from pbotvm.host.machines import qemu
-from pbotvm.host.machines.backends import guest_for
+from pbotvm.host.machines import libvirt_domain, qemu
+from pbotvm.host.machines.backends import guest_for, with_recorded_guests
 from pbotvm.host.machines.qmp import QMP, QMPError, loadvm
 from pbotvm.image import build, initramfs, profiles
 from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
@@ -284,3 +284,43 @@ def test_a_zombie_qemu_counts_as_dead() -> None:
     proc.kill()
     assert until(lambda: not qemu.pid_alive(proc.pid), 5)  # killed, not yet reaped: a zombie
     proc.wait()
+
+
+def test_vm_server_finds_the_pool_vm_up_started(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "PBOTVM_STATE_DIR": str(state)}
+    recorded_vm(state)
+    second = qemu.guest_paths(state, 1)
+    qemu.fresh_state_dir(second)
+    second.info.write_text(json.dumps({
+        "pid": 2, "accel": "tcg", "addr": "127.0.0.1", "serial": 5557, "heart": 5558,
+        "qmp": str(second.qmp), "image": "/i", "boot_seconds": 1.0, "warmup_seconds": 1.0,
+        "savevm_seconds": 1.0, "serial_socket": str(second.serial_socket),
+        "heart_socket": str(second.heart_socket)}))
+    settings, line = with_recorded_guests(HostSettings.from_env(env), env)
+    machine = settings.machines.resolve()
+    assert [(guest.name, guest.serial_socket) for guest in machine.members()] == [
+        ("pbot-vm/0", f"{state}/qemu/serial.sock"), ("pbot-vm/1", f"{state}/qemu/1/serial.sock")]
+    assert line is not None and line.startswith("pbot-vm: the 2 guests `pbotvm vm up` started")
+    # Each found by its lines, reverted as QEMU's own.
+    assert [guest_for(settings, guest, env=env).describe() for guest in machine.members()] == [
+        "QEMU pid 1", "QEMU pid 2"]
+
+
+def test_vm_server_finds_the_pool_libvirt_up_started(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "PBOTVM_STATE_DIR": str(state)}
+    plain = HostSettings.from_env(env)
+    machine = plain.machines.resolve()
+    pool = [nth_guest(machine, index) for index in range(3)]
+    libvirt_domain.record_pool(state, pool)
+    assert stat.S_IMODE((state / "libvirt" / libvirt_domain.POOL_RECORD).stat().st_mode) == 0o600
+    assert libvirt_domain.recorded_pool(state) == pool
+    settings, line = with_recorded_guests(plain, env)
+    assert settings.machines.resolve().members() == tuple(pool)
+    assert line == ("pbot-vm: the 3 domains `pbotvm libvirt up` started: pbot-vm, pbot-vm-1, "
+                    "pbot-vm-2")
+    assert [(guest.serial, guest.heart, guest.cid) for guest in pool] == [
+        (5555, 5556, 7), (5557, 5558, 8), (5559, 5560, 9)]
+    libvirt_domain.forget_pool(state)
+    assert with_recorded_guests(plain, env) == (plain, None)

@@ -232,7 +232,7 @@ def test_status_files(vm: tuple[qemu.VmPaths, Machine]) -> None:
 def server(vm: tuple[qemu.VmPaths, Machine],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[AttachedStack]:
     """vm-server told nothing but the state directory `vm up` used: it finds the guest there,
-    its lines and its revert (`pbotvm vm revert`)."""
+    its lines and its backend (reverted by QMP)."""
     paths, machine = vm
     work = tmp_path_factory.mktemp("server")
     # Under TCG (no KVM on CI hosts) an answer that needs gdb takes several seconds: gdb
@@ -251,8 +251,8 @@ def test_vm_server_says_which_guest_it_found(vm: tuple[qemu.VmPaths, Machine],
                                              server: AttachedStack) -> None:
     paths, machine = vm
     assert (f"pbot-vm: the guest `pbotvm vm up` started ({paths.info}): serial "
-            f"{machine.serial_socket}, heart {machine.heart_socket}, no vsock; reverted by "
-            f"{BIN / 'pbotvm'} vm revert") in server.log("vm-server")
+            f"{machine.serial_socket}, heart {machine.heart_socket}, no vsock"
+            ) in server.log("vm-server")
 
 
 @pytest.mark.parametrize(("code", "expected"), [

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ from pbotvm import logs
 from pbotvm.config import DEFAULT_ADDR, DEFAULT_HEART, DEFAULT_SERIAL
 
 if TYPE_CHECKING:
+    from pbotvm.config import HostSettings
     from pbotvm.host.machines.guest import Guest
     from pbotvm.host.machines.libvirt_domain import LibvirtGuest
     from pbotvm.host.machines.qemu import QemuGuest
@@ -176,29 +177,60 @@ def vm() -> None:
     """
 
 
-def _qemu_guest(*, tcp: bool = False) -> QemuGuest:
-    """The default machine's QEMU guest, its lines on Unix sockets unless ``tcp``."""
+def _settings() -> HostSettings:
     from pbotvm.config import ConfigError, HostSettings
-    from pbotvm.host.machines.qemu import QemuGuest, VmPaths, with_sockets
 
     with _one_line(ConfigError):
-        settings = HostSettings.from_env(os.environ)
+        return HostSettings.from_env(os.environ)
+
+
+def _qemu_guests(count: int = 1, *, tcp: bool = False) -> list[QemuGuest]:
+    """The default machine's QEMU guests: those ``vm up`` recorded, else ``count`` new ones
+    (``nth_guest``), their lines on Unix sockets in their state directories unless ``tcp``."""
+    from pbotvm.config import nth_guest
+    from pbotvm.host.machines.qemu import QemuGuest, guest_paths, recorded_guests, with_sockets
+
+    settings = _settings()
     machine = settings.machines.resolve()
-    if not tcp:
-        machine = with_sockets(machine, VmPaths(settings.state_dir / "qemu"))
-    return QemuGuest.of(settings, machine, os.environ)
+    guests = []
+    for index in range(max(count, len(recorded_guests(settings.state_dir)))):
+        lines = nth_guest(machine, index) if count > 1 or index else machine
+        paths = guest_paths(settings.state_dir, index)
+        guests.append(QemuGuest(lines if tcp else with_sockets(lines, paths), paths,
+                                os.environ))
+    return guests
 
 
-def _up(guest: Guest, profile: str, say: Callable[[str], None]) -> str:
-    """Build the image if needed, then bring ``guest`` up from it, warmed."""
+def _up(guests: Sequence[Guest], profile: str, say: Callable[[str], None]) -> list[str]:
+    """Build the image if needed, then bring the ``guests`` up from it, warmed, at once; if
+    one fails, those that came up go down again."""
     from pbotvm.host import warmup
     from pbotvm.host.machines.guest import GuestError
     from pbotvm.image.build import BuildError, build
     from pbotvm.image.profiles import PROFILES
 
-    with _one_line(BuildError, GuestError):
+    with _one_line(BuildError):
         image = build(PROFILES[profile])
-        return asyncio.run(guest.up(image, warmup.for_image(image, say), say))
+
+    async def each(guest: Guest) -> str:
+        def said(line: str) -> None:
+            say(line if len(guests) == 1 else f"{guest.lines.name}: {line}")
+
+        return await guest.up(image, warmup.for_image(image, said), said)
+
+    async def together() -> list[str | BaseException]:
+        return await asyncio.gather(*(each(guest) for guest in guests), return_exceptions=True)
+
+    outcomes = asyncio.run(together())
+    failed = [e for e in outcomes if isinstance(e, BaseException)]
+    if failed:
+        for guest, outcome in zip(guests, outcomes, strict=True):
+            if not isinstance(outcome, BaseException):
+                guest.down()
+        if not all(isinstance(e, GuestError) for e in failed):
+            raise failed[0]
+        raise click.ClickException(str(failed[0]))
+    return [str(outcome) for outcome in outcomes]
 
 
 def _revert(guest: Guest, slow: bool = False) -> None:
@@ -209,36 +241,49 @@ def _revert(guest: Guest, slow: bool = False) -> None:
     click.echo(f"reverted with {how} in {seconds:.3f} s")
 
 
+guests_option = click.option(
+    "--guests", type=click.IntRange(1, 64), default=1, show_default=True,
+    help="How many guests: a pool for the default machine (each its own overlay, lines and "
+         "snapshot; guest K's ports are the machine's plus 2K, its sockets name-K.sock).")
+
+
 @vm.command("up")
 @profile_option
+@guests_option
 @click.option("--tcp", is_flag=True, help="Serve the serial devices on TCP PBOTVM_SERIAL and "
               "PBOTVM_HEART (the original's layout; any local user can connect first).")
-def vm_up(profile: str, tcp: bool) -> None:
+def vm_up(profile: str, guests: int, tcp: bool) -> None:
     """Build the image if needed, boot it, warm it up and save snapshot 1."""
-    guest = _qemu_guest(tcp=tcp)
-    click.echo("up: " + _up(guest, profile,
-                            lambda line: click.echo(f"pbotvm vm: {line}", err=True)))
+    pool = _qemu_guests(guests, tcp=tcp)[:guests]
+    for guest, summary in zip(pool, _up(pool, profile, lambda line: click.echo(
+            f"pbotvm vm: {line}", err=True)), strict=True):
+        click.echo(f"up: {summary}" if len(pool) == 1 else f"up: {guest.lines.name}: {summary}")
 
 
 @vm.command("down")
 def vm_down() -> None:
-    """Stop the VM."""
-    click.echo("stopped" if _qemu_guest().down() else "not running")
+    """Stop the VM (every guest vm up started)."""
+    stopped = [guest.down() for guest in _qemu_guests()]
+    click.echo("stopped" if any(stopped) else "not running")
 
 
 @vm.command("status")
 def vm_status() -> None:
-    """Show whether the VM runs, and its ports and state files. Exit 1 when it does not."""
+    """Show whether the VMs run, and their ports and state files. Exit 1 when none does."""
     from pbotvm.host.machines.qemu import read_info
 
-    guest = _qemu_guest()
-    info = read_info(guest.paths)
-    if info is None or not guest.running():
-        click.echo(f"not running (state dir {guest.paths.state_dir})")
+    running = 0
+    for guest in _qemu_guests():
+        info = read_info(guest.paths)
+        if info is None or not guest.running():
+            click.echo(f"not running (state dir {guest.paths.state_dir})")
+            continue
+        running += 1
+        click.echo(f"running: pid {info.pid}, {info.accel}, serial {info.serial_where}, "
+                   f"heart {info.heart_where}\nQMP {info.qmp}\nconsole {guest.paths.console}\n"
+                   f"image {info.image}")
+    if not running:
         raise SystemExit(1)
-    click.echo(f"running: pid {info.pid}, {info.accel}, serial {info.serial_where}, "
-               f"heart {info.heart_where}\nQMP {info.qmp}\nconsole {guest.paths.console}\n"
-               f"image {info.image}")
 
 
 @vm.command("revert")
@@ -246,16 +291,24 @@ def vm_status() -> None:
 @click.option("--slow", is_flag=True, help="Restart QEMU straight into the snapshot instead "
               "of loadvm in the running VM.")
 def vm_revert(machine_serial: str | None, slow: bool) -> None:
-    """Load snapshot 1 (use as PBOTVM_REVERT_COMMAND="pbotvm vm revert")."""
+    """Load snapshot 1 (use as PBOTVM_REVERT_COMMAND="pbotvm vm revert"): of the guest on
+    the serial line PBOTVM_MACHINE_SERIAL names, else of the first."""
     from pbotvm.host.machines.qemu import read_info
 
-    guest = _qemu_guest()
-    info = read_info(guest.paths)
-    serves = info.serial_socket or str(info.serial) if info is not None else None
-    if machine_serial is not None and serves is not None and serves != machine_serial:
-        raise click.ClickException(f"the VM in {guest.paths.state_dir} serves serial {serves}, "
-                                   f"not {machine_serial}: not reverting it")
-    _revert(guest, slow)
+    guests = _qemu_guests()
+    serves = {}
+    for guest in guests:
+        if (info := read_info(guest.paths)) is not None:
+            serves[info.serial_socket or str(info.serial)] = guest
+    if machine_serial is None:
+        _revert(guests[0], slow)
+    elif machine_serial in serves:
+        _revert(serves[machine_serial], slow)
+    elif serves:
+        raise click.ClickException(f"the VMs in {guests[0].paths.state_dir} serve serial "
+                                   f"{', '.join(serves)}, not {machine_serial}: not reverting")
+    else:
+        _revert(guests[0], slow)
 
 
 @main.group()
@@ -267,39 +320,55 @@ def libvirt() -> None:
     """
 
 
-def _libvirt_guest() -> LibvirtGuest:
-    from pbotvm.config import ConfigError, HostSettings
-    from pbotvm.host.machines.libvirt_domain import LibvirtGuest
+def _libvirt_guests(count: int = 1) -> list[LibvirtGuest]:
+    """The default machine's domains: the pool ``libvirt up`` recorded, else ``count`` new
+    ones (``nth_guest``; one: the machine's own)."""
+    from pbotvm.config import nth_guest
+    from pbotvm.host.machines.libvirt_domain import LibvirtGuest, domain_paths, recorded_pool
 
-    with _one_line(ConfigError):
-        settings = HostSettings.from_env(os.environ)
-    return LibvirtGuest.of(settings, settings.machines.resolve(), os.environ)
+    settings = _settings()
+    machine = settings.machines.resolve()
+    lines = recorded_pool(settings.state_dir) or [
+        nth_guest(machine, index) if count > 1 else machine for index in range(count)]
+    return [LibvirtGuest(guest, settings, domain_paths(settings.state_dir, index), os.environ)
+            for index, guest in enumerate(lines)]
 
 
 @libvirt.command("up")
 @profile_option
-def libvirt_up(profile: str) -> None:
+@guests_option
+def libvirt_up(profile: str, guests: int) -> None:
     """Build the image if needed, define the domain, attach the devices, start it, warm it
-    up and create snapshot PBOTVM_SNAPSHOT."""
-    click.echo("up: " + _up(_libvirt_guest(), profile,
-                            lambda line: click.echo(f"pbotvm libvirt: {line}", err=True)))
+    up and create snapshot PBOTVM_SNAPSHOT (for each of the guests)."""
+    from pbotvm.host.machines.libvirt_domain import record_pool
+
+    pool = _libvirt_guests(guests)
+    summaries = _up(pool, profile, lambda line: click.echo(f"pbotvm libvirt: {line}", err=True))
+    if len(pool) > 1:
+        record_pool(pool[0].settings.state_dir, [guest.lines for guest in pool])
+    for summary in summaries:
+        click.echo(f"up: {summary}")
 
 
 @libvirt.command("down")
 def libvirt_down() -> None:
-    """Destroy and undefine the domain (with its snapshot metadata)."""
+    """Destroy and undefine the domain (with its snapshot metadata), each of the pool's."""
     from pbotvm.host.machines.guest import GuestError
+    from pbotvm.host.machines.libvirt_domain import forget_pool
 
+    pool = _libvirt_guests()
     with _one_line(GuestError):
-        click.echo("removed" if _libvirt_guest().down() else "not defined")
+        removed = [guest.down() for guest in pool]
+    forget_pool(pool[0].settings.state_dir)
+    click.echo("removed" if any(removed) else "not defined")
 
 
 @libvirt.command("revert")
 @click.option("--slow", is_flag=True, help="Only libvirt's snapshot revert (restarts QEMU), "
               "not loadvm through the QEMU monitor.")
 def libvirt_revert(slow: bool) -> None:
-    """Revert the domain to its snapshot, as vm-server does."""
-    _revert(_libvirt_guest(), slow)
+    """Revert the domain to its snapshot, as vm-server does (the first guest's of a pool)."""
+    _revert(_libvirt_guests()[0], slow)
 
 
 @main.group()

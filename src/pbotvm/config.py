@@ -174,6 +174,13 @@ class Machines:
         return cls(machines, dict(aliases), default)
 
 
+def _given(entry: dict[str, object]) -> list[str]:
+    """The Machine fields an entry gives."""
+    return [key.replace("-", "_") for key in entry
+            if key in ("serial", "heart", "cid", "vport", "addr", "domain", "serial-socket",
+                       "heart-socket", "framing")]
+
+
 def _machine(name: str, entry: dict[str, object], where: str) -> Machine:
     values: dict[str, object] = {"name": name, "domain": name}
     for key in ("serial", "heart", "cid", "vport"):
@@ -195,24 +202,37 @@ def _machine(name: str, entry: dict[str, object], where: str) -> Machine:
     return Machine(**values)  # type: ignore[arg-type]
 
 
+def nth_guest(machine: Machine, index: int) -> Machine:
+    """Guest ``index`` of a pool that ``machine`` heads, where nothing else says otherwise:
+    named ``NAME/K``; its libvirt domain ``DOMAIN-K``, its vsock CID the machine's plus K (two
+    guests cannot share one), its TCP ports the machine's plus 2K, its sockets ``NAME-K.sock``
+    beside the machine's. Guest 0 is the machine's lines."""
+    def numbered(path: str) -> str:
+        stem, dot, suffix = path.rpartition(".")
+        return f"{stem}-{index}{dot}{suffix}" if path and index and dot else path
+
+    return replace(machine, name=f"{machine.name}/{index}", guests=(),
+                   domain=f"{machine.domain}-{index}" if index else machine.domain,
+                   cid=machine.cid + index if machine.cid else 0,
+                   serial=machine.serial + 2 * index, heart=machine.heart + 2 * index,
+                   serial_socket=numbered(machine.serial_socket),
+                   heart_socket=numbered(machine.heart_socket))
+
+
 def pool_of(machine: Machine, entry: dict[str, object], where: str) -> Machine:
     """``machine`` served by the guests its entry lists: each an object with the keys of a
-    machine, the machine's own as defaults; named ``NAME/0``, ``NAME/1``...; guest K's libvirt
-    domain is ``DOMAIN-K`` (guest 0's the machine's) and its vsock CID the machine's plus K
-    (two guests cannot share one)."""
+    machine, what it does not give as ``nth_guest`` has it."""
     guests = entry["guests"]
     if not isinstance(guests, list) or not guests:
         raise ConfigError(f"{where}: 'guests' must be a list of one guest or more")
-    shared = {key: value for key, value in entry.items() if key != "guests"}
     members = []
     for index, guest in enumerate(guests):
         if not isinstance(guest, dict):
             raise ConfigError(f"{where}: guest {index} must be an object")
-        domain = machine.domain if index == 0 else f"{machine.domain}-{index}"
-        cid = machine.cid + index if machine.cid else 0
-        members.append(_machine(f"{machine.name}/{index}",
-                                {**shared, "domain": domain, "cid": cid, **guest},
-                                f"{where}, guest {index}"))
+        default = nth_guest(machine, index)
+        given = _machine(default.name, guest, f"{where}, guest {index}")
+        members.append(replace(default, **{key: getattr(given, key)
+                                           for key in _given(guest)}))
     lines = [(guest.serial_socket, guest.addr, guest.serial) for guest in members]
     if len(set(lines)) < len(lines):
         raise ConfigError(f"{where}: two guests on the same serial line")

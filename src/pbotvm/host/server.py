@@ -28,12 +28,11 @@ from pbotvm import logs
 from pbotvm.config import ConfigError, HostSettings, Machine
 from pbotvm.host import intake
 from pbotvm.host.intake import Allowance, Intake, Refused
-from pbotvm.host.machines.backends import guest_for
+from pbotvm.host.machines.backends import guest_for, with_recorded_guests
 from pbotvm.host.machines.guest import GuestError, timed_revert
 from pbotvm.host.machines.heartbeat import BEAT_INTERVAL, DEFAULT_STALE_AFTER, HeartbeatMonitor
 from pbotvm.host.machines.machine_state import MachineState
 from pbotvm.host.machines.pool import Pool
-from pbotvm.host.machines.qemu import with_vm_up_guest
 from pbotvm.host.request.vmexec import OFFLINE, Answer, Execution, PrefetchedStdin, Prepared, Reply
 from pbotvm.host.workers import Workers
 from pbotvm.protocol import Framing, requester
@@ -368,7 +367,7 @@ def main(stale_after: float | None) -> None:
     """
     logs.setup("vm-server")
     try:
-        settings, found = with_vm_up_guest(HostSettings.from_env(), os.environ)
+        settings, found = with_recorded_guests(HostSettings.from_env(), os.environ)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     if found is not None:

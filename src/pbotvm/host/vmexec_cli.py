@@ -10,7 +10,7 @@ import sys
 import click
 
 from pbotvm.config import ConfigError, HostSettings
-from pbotvm.host.machines.qemu import with_vm_up_guest
+from pbotvm.host.machines.backends import with_recorded_guests
 from pbotvm.host.request import vmexec
 
 
@@ -34,7 +34,7 @@ def main(code: tuple[str, ...]) -> None:
     if not code:
         raise click.UsageError("no code given")
     try:
-        settings, _ = with_vm_up_guest(HostSettings.from_env(), os.environ)
+        settings, _ = with_recorded_guests(HostSettings.from_env(), os.environ)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     answer = asyncio.run(vmexec.run(" ".join(code), settings))

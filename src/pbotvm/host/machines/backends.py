@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 
 from pbotvm.config import HostSettings, Machine
 from pbotvm.host.machines import libvirt_domain, ptyvm, qemu
@@ -38,3 +39,21 @@ def guest_for(settings: HostSettings, machine: Machine, kind: str = "auto",
         return CommandGuest(machine, settings.revert_command, settings.snapshot, found)
     assert found is not None
     return found
+
+
+def with_recorded_guests(settings: HostSettings,
+                         env: Mapping[str, str]) -> tuple[HostSettings, str | None]:
+    """The settings with the default machine on the guests ``vm up`` (``qemu``) or
+    ``libvirt up --guests N`` recorded in the state directory, and a log line saying which;
+    as they were when none is recorded there or the operator says where the lines are."""
+    found = qemu.with_vm_up_guest(settings, env)
+    pool = libvirt_domain.recorded_pool(settings.state_dir)
+    if found[1] is not None or not pool or qemu.lines_configured(env):
+        return found
+    default = settings.machines.resolve()
+    machine = replace(default, guests=tuple(pool))
+    machines = replace(settings.machines,
+                       machines={**settings.machines.machines, machine.name: machine})
+    line = (f"{machine.name}: the {len(pool)} domains `pbotvm libvirt up` started: "
+            f"{', '.join(guest.domain for guest in pool)}")
+    return replace(settings, machines=machines), line

@@ -19,18 +19,20 @@ a second). :func:`revert` tries the second and falls back to the first.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
 from pbotvm.config import HostSettings, Machine
+from pbotvm.host import state_files
 from pbotvm.host.machines import devices
 from pbotvm.host.machines.devices import LibvirtError, session
 from pbotvm.host.machines.guest import Guest, Say, Warm
@@ -45,6 +47,7 @@ from pbotvm.host.machines.qemu import (
     socket_dirs,
 )
 from pbotvm.image.build import Image
+from pbotvm.protocol import Framing
 
 if TYPE_CHECKING:
     import libvirt
@@ -414,3 +417,36 @@ class LibvirtGuest(Guest):
 
     def describe(self) -> str:
         return f"libvirt {self.uri} domain {self.lines.domain}"
+
+
+POOL_RECORD = "guests.json"  # in the libvirt state directory: the pool `libvirt up` made
+
+
+def domain_paths(state_dir: Path, index: int) -> DomainPaths:
+    """Guest ``index``'s files: ``libvirt/`` for the first (a lone domain's), ``libvirt/K``
+    for the others."""
+    base = state_dir / "libvirt"
+    return DomainPaths(base / str(index) if index else base)
+
+
+def record_pool(state_dir: Path, guests: Sequence[Machine]) -> None:
+    """What ``libvirt up --guests N`` made, for vm-server to find: each guest's lines."""
+    path = state_dir / "libvirt" / POOL_RECORD
+    state_files.make_dir(path.parent)
+    with os.fdopen(state_files.open_file(path, os.O_WRONLY | os.O_TRUNC), "w") as file:
+        json.dump([{key: value for key, value in asdict(guest).items() if key != "guests"}
+                   for guest in guests], file, indent=1)
+
+
+def recorded_pool(state_dir: Path) -> list[Machine]:
+    """The pool ``libvirt up --guests N`` recorded (none after ``libvirt down``)."""
+    try:
+        entries = json.loads((state_dir / "libvirt" / POOL_RECORD).read_text())
+        return [Machine(**{**entry, "framing": Framing(entry["framing"])})
+                for entry in entries]
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+
+
+def forget_pool(state_dir: Path) -> None:
+    (state_dir / "libvirt" / POOL_RECORD).unlink(missing_ok=True)

@@ -259,25 +259,48 @@ def lines_configured(env: Mapping[str, str]) -> bool:
             or machines_path(env).exists())
 
 
+def guest_paths(state_dir: Path, index: int) -> VmPaths:
+    """Where guest ``index`` of ``vm up --guests N`` keeps its state: ``qemu/`` for the first
+    (a lone guest's), ``qemu/K`` for the others."""
+    base = state_dir / "qemu"
+    return VmPaths(base / str(index) if index else base)
+
+
+def recorded_guests(state_dir: Path) -> list[tuple[VmPaths, VmInfo]]:
+    """The guests ``vm up`` started in the state directory, in their order."""
+    found: list[tuple[VmPaths, VmInfo]] = []
+    while (info := read_info(paths := guest_paths(state_dir, len(found)))) is not None:
+        found.append((paths, info))
+    return found
+
+
 def with_vm_up_guest(settings: HostSettings,
                      env: Mapping[str, str]) -> tuple[HostSettings, str | None]:
     """The settings with the default machine on the guest that ``vm up`` started in the state
-    directory (as its ``vm.json`` records it), and the log line that says so; as they were
-    when no such guest was started there or the operator says where the lines are.
+    directory (as its ``vm.json`` records it), or on its pool when it started several, and
+    the log line that says so; as they were when no guest was started there or the operator
+    says where the lines are.
 
-    That guest has no vsock device; ``guest_for`` finds it by its lines, and reverts it with
-    QMP (unless ``PBOTVM_REVERT_COMMAND`` says how)."""
-    paths = VmPaths(settings.state_dir / "qemu")
-    info = read_info(paths)
-    if info is None or lines_configured(env):
+    Those guests have no vsock device; ``guest_for`` finds each by its lines, and reverts it
+    with QMP (unless ``PBOTVM_REVERT_COMMAND`` says how)."""
+    recorded = recorded_guests(settings.state_dir)
+    if not recorded or lines_configured(env):
         return settings, None
-    machine = replace(settings.machines.resolve(), addr=info.addr, serial=info.serial,
-                      heart=info.heart, serial_socket=info.serial_socket,
-                      heart_socket=info.heart_socket, cid=0)
+    default = settings.machines.resolve()
+    guests = [replace(default, name=default.name if len(recorded) == 1 else f"{default.name}/{k}",
+                      addr=info.addr, serial=info.serial, heart=info.heart,
+                      serial_socket=info.serial_socket, heart_socket=info.heart_socket, cid=0,
+                      guests=())
+              for k, (_, info) in enumerate(recorded)]
+    machine = guests[0] if len(guests) == 1 else replace(default, guests=tuple(guests))
     machines = replace(settings.machines,
                        machines={**settings.machines.machines, machine.name: machine})
-    line = (f"{machine.name}: the guest `pbotvm vm up` started ({paths.info}): serial "
-            f"{info.serial_where}, heart {info.heart_where}, no vsock")
+    where = "; ".join(f"serial {info.serial_where}, heart {info.heart_where}"
+                      for _, info in recorded)
+    line = (f"{machine.name}: the guest `pbotvm vm up` started ({recorded[0][0].info}): {where}, "
+            "no vsock" if len(recorded) == 1 else
+            f"{machine.name}: the {len(recorded)} guests `pbotvm vm up` started: {where}; "
+            "no vsock")
     return replace(settings, machines=machines), line
 
 
@@ -471,12 +494,11 @@ class QemuGuest(Guest):
     @classmethod
     def recorded(cls, settings: HostSettings, machine: Machine,
                  env: Mapping[str, str]) -> QemuGuest | None:
-        """The guest ``vm up`` recorded in the state directory, if it is ``machine``'s."""
-        guest = cls.of(settings, machine, env)
-        info = read_info(guest.paths)
-        if info is None or not _serves(info, machine):
-            return None
-        return guest
+        """The guest ``vm up`` recorded in the state directory on ``machine``'s lines."""
+        for paths, info in recorded_guests(settings.state_dir):
+            if _serves(info, machine):
+                return cls(machine, paths, env)
+        return None
 
     async def up(self, image: Image | None, warm: Warm, say: Say) -> str:
         if image is None:

@@ -191,12 +191,12 @@ def main(interval: float, threshold: float, machine_name: str | None, source: st
     Reverts as vm-server does (PBOTVM_REVERT_COMMAND, else libvirt snapshot PBOTVM_SNAPSHOT),
     never while vm-server serves a request on the machine.
     """
-    from pbotvm.host.machines.qemu import with_vm_up_guest
+    from pbotvm.host.machines.backends import with_recorded_guests
 
     logs.setup("vm-watchdog")
     try:
         # As vm-server does: the same machine, its status file and its revert.
-        settings, found = with_vm_up_guest(HostSettings.from_env(), os.environ)
+        settings, found = with_recorded_guests(HostSettings.from_env(), os.environ)
         machine = settings.machines.resolve(machine_name)
     except (ConfigError, LookupError) as e:
         raise click.ClickException(str(e)) from None

@@ -131,7 +131,7 @@ class VmServer:
             return reply
         finally:
             if revert_reason and not self.settings.norevert:
-                state.begin_revert()
+                state.begin_revert(revert_reason)
                 task = asyncio.create_task(self._revert(state, prepared.machine, revert_reason))
                 self._reverts.add(task)
                 task.add_done_callback(self._reverts.discard)

@@ -26,7 +26,7 @@ import click
 
 from pbotvm import logs
 from pbotvm.config import ConfigError, HostSettings, Machine
-from pbotvm.host import intake
+from pbotvm.host import intake, metrics
 from pbotvm.host.intake import Allowance, Intake, Refused
 from pbotvm.host.machines.backends import guest_for
 from pbotvm.host.machines.guest import GuestError, timed_revert
@@ -72,6 +72,9 @@ class VmServer:
         command = settings.stdin_command
         self._stdin = PrefetchedStdin(command) if command else None
         self.workers = Workers(preload=("pbotvm.host.request.vmexec",))
+        # The endpoint's thread reads the guests' last statuses (list() copies them at once).
+        self.metrics = metrics.Metrics(
+            lambda: [state.snapshot for state in list(self._machines.values())])
 
     def machine_state(self, machine: Machine) -> MachineState:
         key = (machine.addr, machine.serial, machine.serial_socket)
@@ -87,20 +90,29 @@ class VmServer:
         return self._machines[key]
 
     async def answer(self, line: str) -> str:
+        start = time.monotonic()
         execution = Execution(self.settings, default_stdin=self._stdin, work=self.workers,
                               requester=requester(line))
         prepared = await execution.prepare(line)
         if isinstance(prepared, Answer):
+            self.metrics.request_done(metrics.OTHER, metrics.host_outcome(prepared),
+                                      time.monotonic() - start)
             return prepared.text
         reply = await self._run(execution, prepared)
-        return (await execution.deliver(await execution.finish(prepared, reply))).text
+        text = (await execution.deliver(await execution.finish(prepared, reply))).text
+        self.metrics.request_done(prepared.language.spec.name, _outcome(reply),
+                                  time.monotonic() - start)
+        return text
 
     async def _run(self, execution: Execution, prepared: Prepared) -> Reply | Answer:
         """The request on its machine, in its turn; the machine is free again on return
         (or held by the revert this request started)."""
         state = self.machine_state(prepared.machine)
         name = prepared.machine.name
-        if not await state.take_turn(self.settings.timeout, execution.requester):
+        waiting = time.monotonic()
+        turn = await state.take_turn(self.settings.timeout, execution.requester)
+        self.metrics.waited(name, time.monotonic() - waiting)
+        if not turn:
             log.info("%s: no turn within %.0f s", name, self.settings.timeout)
             return Answer(RESETTING if state.reverting else BUSY, 3)
         revert_reason = None
@@ -160,6 +172,8 @@ class VmServer:
     async def _revert(self, state: MachineState, machine: Machine, reason: str) -> None:
         """Revert while holding the machine; release it once the guest beats again."""
         name = machine.name
+        start = time.monotonic()
+        self.metrics.revert_started(name, reason)
         try:
             log.info("%s: reverting (%s)", name, reason)
             guest = guest_for(self.settings, machine)
@@ -176,6 +190,7 @@ class VmServer:
             log.error("%s: revert failed: %s", name, e)
         finally:
             state.release()
+            self.metrics.revert_ended(name, time.monotonic() - start)
 
     async def _reply(self, reader: asyncio.StreamReader, allowance: Allowance,
                      peer: str) -> str | None:
@@ -188,6 +203,7 @@ class VmServer:
         except Refused as e:
             log.info("%s: refused, %d client(s) holding %d bytes: %s", peer,
                      self.intake.clients, self.intake.held, e)
+            self.metrics.request_done(metrics.OTHER, metrics.intake_outcome(e), None)
             return str(e)
         # Invalid UTF-8 is kept as surrogates for parse_client_line to judge.
         line = raw.decode("utf-8", "surrogateescape").rstrip("\r")
@@ -208,7 +224,10 @@ class VmServer:
             if not work.done():
                 work.cancel()
                 await asyncio.gather(work, return_exceptions=True)
-        return STOPPING if work.cancelled() else work.result()
+        if work.cancelled():
+            self.metrics.request_done(metrics.OTHER, "stopping", None)
+            return STOPPING
+        return work.result()
 
     async def handle_client(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
@@ -225,6 +244,7 @@ class VmServer:
                         await self._send(writer, reply, peer, start)
             except Refused as e:
                 log.info("%s: refused: %s", peer, e)
+                self.metrics.request_done(metrics.OTHER, metrics.intake_outcome(e), None)
                 await self._send(writer, str(e), peer, start)
         except ConnectionError as e:
             log.info("%s: client went away: %s", peer, e)
@@ -243,6 +263,14 @@ class VmServer:
         await writer.drain()
 
     async def serve(self, stop: asyncio.Event) -> None:
+        endpoint = None
+        if self.settings.metrics is not None:
+            try:
+                endpoint = self.metrics.serve(*self.settings.metrics)
+            except OSError as e:
+                log.error("cannot serve metrics on %s:%d: %s", *self.settings.metrics,
+                          e.strerror or e)
+                sys.exit(1)
         await self.workers.start()
         server = await asyncio.start_server(
             self.handle_client, self.settings.addr, self.settings.port,
@@ -271,6 +299,17 @@ class VmServer:
         await self.workers.close()
         for state in self._machines.values():
             state.close()
+        if endpoint is not None:
+            endpoint.shutdown()
+            endpoint.server_close()
+
+
+def _outcome(reply: Reply | Answer) -> str:
+    """The metrics' outcome of a request past its preparation: the guest's, or the answer
+    vm-server gave in its place."""
+    if isinstance(reply, Reply):
+        return metrics.guest_outcome(reply)
+    return {BUSY: "busy", RESETTING: "resetting"}.get(reply.text, "offline")
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -39,8 +39,8 @@ QUOTED = "a\rforged\n\x1b[2J\0\x7f\x9b\tok é \udc80 \\x41"
 def test_a_json_line_is_ascii_and_carries_the_text_as_it_was() -> None:
     record = logging.LogRecord("x", logging.WARNING, __file__, 1, "read [%s]", (QUOTED,), None)
     line = JsonFormatter("vm-server").format(record)
-    # Nothing in the line a terminal obeys or a shipper splits on: json.dumps escapes C0 and
-    # all that is not ASCII (C1 too), and the formatter DEL, which json.dumps leaves.
+    # Nothing in the line a terminal obeys or a shipper splits on: json.dumps escapes C0,
+    # DEL, C1 and all that is not ASCII (not with ensure_ascii=False, which leaves DEL and C1).
     assert line.isascii() and line.isprintable()
     event = json.loads(line)
     assert event == {"time": event["time"], "daemon": "vm-server", "pid": os.getpid(),

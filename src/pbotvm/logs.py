@@ -32,8 +32,8 @@ class OneLineFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, daemon, pid, level, message, and a traceback when
-    there is one. The line is ASCII: ``json.dumps`` escapes C0 and everything past ASCII (C1
-    included) as ``\\uXXXX``, and DEL, which it leaves as it is, is escaped here."""
+    there is one. The line is printable ASCII: ``json.dumps`` escapes all the rest (C0, DEL,
+    C1, every character past ASCII) as ``\\uXXXX``."""
 
     def __init__(self, daemon: str) -> None:
         super().__init__()
@@ -52,8 +52,7 @@ class JsonFormatter(logging.Formatter):
             event["traceback"] = self.formatException(record.exc_info)
         if record.stack_info:
             event["stack"] = self.formatStack(record.stack_info)
-        # DEL can only be inside a string here: its escape keeps the line valid JSON.
-        return json.dumps(event).replace("\x7f", "\\u007f")
+        return json.dumps(event)
 
 
 def formatter(name: str, log_format: str) -> logging.Formatter:

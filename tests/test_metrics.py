@@ -3,6 +3,7 @@ endpoint; then a stack with PBOTVM_METRICS, scraped while requests go through vm
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pbotvm.config import HostSettings
 from pbotvm.host import intake, metrics, server
 from pbotvm.host.machines.machine_state import Status
 from pbotvm.host.metrics import Metrics
@@ -151,6 +153,29 @@ def test_a_metrics_port_vm_server_cannot_have_stops_it_with_one_line(tmp_path: P
     assert re.fullmatch(rf".* vm-server\[\d+\] cannot serve metrics on 127\.0\.0\.1:{port}: "
                         "Address already in use", done.stderr.splitlines()[-1])
     assert "Traceback" not in done.stderr
+
+
+def test_a_request_cut_short_by_the_stop_and_one_turned_away_are_counted(
+        tmp_path: Path) -> None:
+    vm = server.VmServer(HostSettings.from_env({
+        "HOME": str(tmp_path), "PBOTVM_STATE_DIR": str(tmp_path), "PBOTVM_STDIN_COMMAND": ""}))
+
+    async def scenario() -> tuple[str | None, str | None]:
+        with vm.intake.client() as allowance:
+            too_large = asyncio.StreamReader(limit=intake.READ_CHUNK)
+            too_large.feed_data(b"x" * (intake.MAX_LINE + 1))
+            refused = await vm._reply(too_large, allowance, "peer")
+        with vm.intake.client() as allowance:
+            silent = asyncio.create_task(
+                vm._reply_unless_stopped(asyncio.StreamReader(), allowance, "peer"))
+            await asyncio.sleep(0.05)
+            vm._stopping.set()  # the grace is over: the line never came
+            return refused, await silent
+
+    assert asyncio.run(scenario()) == (intake.TOO_LARGE, server.STOPPING)
+    found = samples(generate_latest(vm.metrics.registry).decode())
+    assert value(found, "pbotvm_requests_total", lang="other", outcome="refused") == 1
+    assert value(found, "pbotvm_requests_total", lang="other", outcome="stopping") == 1
 
 
 # --- the PTY stack, scraped -------------------------------------------------------------------

@@ -61,12 +61,30 @@ def test_without_a_machines_file_only_the_default_machine_is_known(tmp_path: Pat
     ("PBOTVM_TIMEOUT", "-1", "PBOTVM_TIMEOUT must be positive"),
     ("PBOTVM_MACHINES", "/nonexistent/x.json", "does not exist"),
     ("PBOTVM_FRAMING", "2024", "PBOTVM_FRAMING must be"),
+    ("PBOTVM_METRICS", "on", "PBOTVM_METRICS='on': expected PORT or ADDR:PORT"),
+    ("PBOTVM_METRICS", "70000", "PBOTVM_METRICS='70000': expected PORT or ADDR:PORT"),
+    ("PBOTVM_METRICS", "0", "PBOTVM_METRICS='0': expected"),
+    ("PBOTVM_METRICS", ":9100", "PBOTVM_METRICS=':9100': expected"),
+    ("PBOTVM_METRICS", "127.0.0.1:", "PBOTVM_METRICS='127.0.0.1:': expected"),
 ])
 def test_bad_settings_are_one_clear_line(tmp_path: Path, var: str, value: str,
                                          message: str) -> None:
     with pytest.raises(ConfigError) as e:
         HostSettings.from_env(env(tmp_path, **{var: value}))
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("value, where", [
+    ("", None),
+    ("9100", ("127.0.0.1", 9100)),
+    (" 127.0.0.2:9100 ", ("127.0.0.2", 9100)),
+    ("[::1]:9100", ("::1", 9100)),
+    ("localhost:9100", ("localhost", 9100)),
+])
+def test_metrics_are_off_unless_told_where(tmp_path: Path, value: str,
+                                           where: tuple[str, int] | None) -> None:
+    assert HostSettings.from_env(env(tmp_path, PBOTVM_METRICS=value)).metrics == where
+    assert HostSettings.from_env(env(tmp_path)).metrics is None
 
 
 def test_bad_machines_file(tmp_path: Path) -> None:

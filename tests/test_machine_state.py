@@ -9,6 +9,7 @@ import os
 import re
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from pbotvm.host.machines.machine_state import (
 )
 from pbotvm.host.machines.pool import Pool
 from tests.conftest import make_stack, until
+from tests.test_heartbeat import beating_guest
 
 MACHINE = Machine(name="pbot-vm", serial=5555)
 
@@ -55,6 +57,18 @@ def test_the_status_is_replaced_whole(tmp_path: Path) -> None:
     assert read_status(path) == Status("pbot-vm", 42, None, None, 4, 1, 1)
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp left
     path.write_text("{half")
+    assert read_status(path) is None
+
+
+def test_a_status_written_by_another_version_is_read(tmp_path: Path) -> None:
+    # vm-watchdog and vm-server are upgraded apart: neither may take the other for absent.
+    path = status_path(tmp_path, MACHINE)
+    path.parent.mkdir()
+    path.write_text(json.dumps({"machine": "pbot-vm", "pid": 42, "requests": 3}))
+    assert read_status(path) == Status("pbot-vm", 42, requests=3)
+    path.write_text(json.dumps({**asdict(Status("pbot-vm", 42, reverts=2)), "newer": [1]}))
+    assert read_status(path) == Status("pbot-vm", 42, reverts=2)
+    path.write_text("[1, 2]")
     assert read_status(path) is None
 
 
@@ -113,7 +127,7 @@ def test_turn_revert_and_counters_are_in_the_status(tmp_path: Path) -> None:
         assert await take_turn(pool, 1.0)
         seen.append(read_status(path))
         state.timed_out()
-        state.begin_revert()
+        state.begin_revert("time-out")
         seen.append(read_status(path))
         # Another request waits while the revert holds the guest, and is told so.
         assert not await take_turn(pool, 0.1)
@@ -135,13 +149,88 @@ def test_turn_revert_and_counters_are_in_the_status(tmp_path: Path) -> None:
 
     idle, serving, reverting, after, later = asyncio.run(scenario())
     pid = os.getpid()
-    assert idle == Status("pbot-vm", pid)
+    assert watchdogs_part(idle) == Status("pbot-vm", pid)
     assert serving is not None and serving.serving_since is not None
     assert serving.requests == 1 and serving.reverting_since is None
     assert reverting is not None and reverting.serving_since is None
     assert reverting.reverting_since is not None and reverting.reverts == 1
-    assert after == Status("pbot-vm", pid, None, None, 1, 1, 1)
-    assert later == Status("pbot-vm", pid, None, None, 2, 1, 1)
+    assert watchdogs_part(after) == Status("pbot-vm", pid, None, None, 1, 1, 1)
+    assert watchdogs_part(later) == Status("pbot-vm", pid, None, None, 2, 1, 1)
+
+
+def test_the_status_tells_the_last_revert_and_the_last_hours_request_times(
+        tmp_path: Path) -> None:
+    path = status_path(tmp_path, MACHINE)
+
+    async def scenario() -> list[Status | None]:
+        state = MachineState(MACHINE, HeartbeatMonitor("m", "127.0.0.1", 1), tmp_path)
+        pool = Pool("m", [state])
+        seen = [read_status(path)]
+        assert await take_turn(pool, 1.0)
+        await asyncio.sleep(0.05)
+        give_back(pool, state)
+        seen.append(read_status(path))
+        assert await take_turn(pool, 1.0)
+        await asyncio.sleep(0.2)
+        state.begin_revert("guest killed the program: cpu")
+        seen.append(read_status(path))
+        await asyncio.sleep(0.1)
+        give_back(pool, state)
+        seen.append(read_status(path))
+        state.close()
+        return seen
+
+    before = time.time()
+    first, served, reverting, reverted = asyncio.run(scenario())
+    assert first is not None and before <= first.started == first.free_since <= time.time()
+    assert first.guest == "127.0.0.1:5555" and first.last_beat is None
+    assert (first.p50, first.p95, first.last_revert_reason) == (None, None, None)
+    assert served is not None and served.p50 is not None and served.p50 == served.p95
+    assert 0.05 <= served.p50 < 0.2
+    assert served.free_since > first.free_since
+    assert reverting is not None and reverting.reverting_since is not None
+    assert reverting.last_revert_reason == "guest killed the program: cpu"
+    assert reverting.last_revert_seconds is None  # under way
+    # The request that ended in the revert held the guest 0.2 s: the slower of the two.
+    assert reverting.p50 == served.p50 and reverting.p95 is not None and reverting.p95 >= 0.2
+    assert reverted is not None and 0.1 <= (reverted.last_revert_seconds or 0) < 1
+    assert reverted.last_revert_reason == "guest killed the program: cpu"
+    assert (reverted.p50, reverted.p95) == (reverting.p50, reverting.p95)
+
+
+def test_each_heartbeat_rewrites_the_status(tmp_path: Path) -> None:
+    # A reader tells a silent guest by the age of its last beat: the file must follow beats,
+    # not only requests.
+    path = status_path(tmp_path, MACHINE)
+
+    async def scenario() -> tuple[Status | None, list[float]]:
+        server = await asyncio.start_server(beating_guest, "127.0.0.1", 0)
+        async with server:
+            heart = HeartbeatMonitor("m", "127.0.0.1", server.sockets[0].getsockname()[1], 5.0)
+            state = MachineState(MACHINE, heart, tmp_path)
+            first = read_status(path)
+            heart.start()
+            beats = []
+            for _ in range(3):
+                await asyncio.sleep(0.25)
+                status = read_status(path)
+                assert status is not None and status.last_beat is not None
+                beats.append(status.last_beat)
+            await heart.stop()
+            state.close()
+        return first, beats
+
+    first, beats = asyncio.run(scenario())
+    assert first is not None and first.last_beat is None
+    assert beats == sorted(set(beats)) and time.time() - beats[-1] < 0.5
+
+
+def watchdogs_part(status: Status | None) -> Status | None:
+    """The fields vm-watchdog reads, the others left at their defaults."""
+    if status is None:
+        return None
+    return Status(status.machine, status.pid, status.serving_since, status.reverting_since,
+                  status.requests, status.timeouts, status.reverts)
 
 
 @pytest.mark.root

@@ -120,6 +120,29 @@ def pty_ctl(control: Path, machine_serial: str | None, command: str) -> None:
 
 
 @main.command()
+def status() -> None:
+    """Each machine's guests as the running vm-server sees them: state and since when,
+    requests, time-outs, reverts, the last revert's reason and duration, p50 and p95 of the
+    last hour. Read from $PBOTVM_STATE_DIR/machines; exit 1 when no vm-server runs there.
+    """
+    import time
+
+    from pbotvm.config import state_dir
+    from pbotvm.host import status_report
+
+    directory = state_dir(os.environ)
+    try:
+        statuses = status_report.running(directory)
+    except OSError as e:
+        hint = " (run it as the user vm-server runs as)" if isinstance(e, PermissionError) else ""
+        raise click.ClickException(f"cannot read {e.filename}: {e.strerror or e}{hint}") from None
+    if not statuses:
+        click.echo(f"no vm-server runs with the state directory {directory}")
+        raise SystemExit(1)
+    click.echo(status_report.table(statuses, time.time()))
+
+
+@main.command()
 @click.option("--pty", is_flag=True, help="Use the local PTY stand-in instead of the real guest.")
 def demo(pty: bool) -> None:
     """Start the guest and vm-server, answer a few vm-client requests, stop both.

@@ -313,6 +313,21 @@ def _revert_policy(env: Mapping[str, str]) -> bool:
     return policy == "after-every-run"
 
 
+def _metrics(env: Mapping[str, str]) -> tuple[str, int] | None:
+    """``PBOTVM_METRICS``: ``PORT`` (on 127.0.0.1), ``ADDR:PORT`` or ``[IPV6]:PORT``; unset or
+    empty, no metrics endpoint."""
+    raw = env.get("PBOTVM_METRICS", "").strip()
+    if not raw:
+        return None
+    addr, colon, port = raw.rpartition(":")
+    addr = addr.removeprefix("[").removesuffix("]") if colon else DEFAULT_ADDR
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535 or (
+            colon and not addr):
+        raise ConfigError(f"PBOTVM_METRICS={raw!r}: expected PORT or ADDR:PORT, "
+                          "e.g. 9100 or 127.0.0.1:9100")
+    return addr, int(port)
+
+
 def state_dir(env: Mapping[str, str]) -> Path:
     """``PBOTVM_STATE_DIR``, else ``$XDG_STATE_HOME/pbotvm`` (``~/.local/state/pbotvm``)."""
     return Path(env.get("PBOTVM_STATE_DIR") or Path(
@@ -337,6 +352,7 @@ class HostSettings:
     state_dir: Path
     machines: Machines
     paste_url: str
+    metrics: tuple[str, int] | None  # where vm-server serves /metrics (``host.metrics``)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HostSettings:
@@ -357,6 +373,7 @@ class HostSettings:
             state_dir=state_dir(env),
             machines=load_machines(env),
             paste_url=_paste_url(env),
+            metrics=_metrics(env),
         )
 
 

@@ -1,4 +1,5 @@
-"""One log format for every daemon: one line per event on stderr.
+"""One log format for every daemon: one line per event on stderr, as text or, for log
+shippers, as JSON (``PBOTVM_LOG_FORMAT=json``).
 
 A line may quote what a client or a program supplied (a request, an answer): its control
 characters are escaped here, where every line passes, so that nothing quoted can break a line,
@@ -7,12 +8,15 @@ forge the next one (a lone ``\\r`` in a terminal) or drive the operator's termin
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import os
 import re
 
 # C0, DEL and C1: the C1 range holds a one-byte CSI (0x9B) some terminals obey.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+FORMATS = ("text", "json")
 
 
 def escape_controls(text: str) -> str:
@@ -26,9 +30,46 @@ class OneLineFormatter(logging.Formatter):
         return escape_controls(super().formatMessage(record))
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, daemon, pid, level, message, and a traceback when
+    there is one. The line is printable ASCII: ``json.dumps`` escapes all the rest (C0, DEL,
+    C1, every character past ASCII) as ``\\uXXXX``."""
+
+    def __init__(self, daemon: str) -> None:
+        super().__init__()
+        self.daemon = daemon
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, object] = {
+            "time": datetime.datetime.fromtimestamp(record.created).astimezone()
+                    .isoformat(timespec="milliseconds"),
+            "daemon": self.daemon,
+            "pid": record.process,
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            event["traceback"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            event["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(event)
+
+
+def formatter(name: str, log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter(name)
+    return OneLineFormatter(f"%(asctime)s.%(msecs)03d {name}[%(process)d] %(message)s",
+                            datefmt="%Y-%m-%d %H:%M:%S")
+
+
 def setup(name: str) -> None:
+    """Log as daemon ``name``; a ``PBOTVM_LOG_FORMAT`` that is neither ``text`` nor ``json``
+    stops it with one line (before a log shipper gets lines it cannot read)."""
+    raw = os.environ.get("PBOTVM_LOG_FORMAT", "")
+    log_format = raw.strip().lower() or "text"
+    if log_format not in FORMATS:
+        raise SystemExit(f"{name}: PBOTVM_LOG_FORMAT={raw!r}: use text or json")
     level = logging.DEBUG if os.environ.get("PBOTVM_DEBUG") else logging.INFO
     handler = logging.StreamHandler()
-    handler.setFormatter(OneLineFormatter(
-        f"%(asctime)s.%(msecs)03d {name}[%(process)d] %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(formatter(name, log_format))
     logging.basicConfig(level=level, handlers=[handler])

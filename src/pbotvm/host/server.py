@@ -26,7 +26,7 @@ import click
 
 from pbotvm import logs
 from pbotvm.config import ConfigError, HostSettings, Machine
-from pbotvm.host import intake
+from pbotvm.host import intake, metrics
 from pbotvm.host.intake import Allowance, Intake, Refused
 from pbotvm.host.machines.backends import guest_for, with_recorded_guests
 from pbotvm.host.machines.guest import GuestError, timed_revert
@@ -74,17 +74,20 @@ class VmServer:
         command = settings.stdin_command
         self._stdin = PrefetchedStdin(command) if command else None
         self.workers = Workers(preload=("pbotvm.host.request.vmexec",))
+        # The endpoint's thread reads the guests' last statuses (list() copies them at once).
+        self.metrics = metrics.Metrics(
+            lambda: [state.snapshot for state in list(self._machines.values())])
 
     def pool(self, machine: Machine) -> Pool:
         """The pool of the guests that serve ``machine`` (one guest: a pool of one)."""
         members = machine.members()
         key = tuple((guest.addr, guest.serial, guest.serial_socket) for guest in members)
         if key not in self._pools:
-            self._pools[key] = Pool(machine.name, [self.machine_state(guest)
+            self._pools[key] = Pool(machine.name, [self.machine_state(guest, machine.name)
                                                    for guest in members])
         return self._pools[key]
 
-    def machine_state(self, machine: Machine) -> MachineState:
+    def machine_state(self, machine: Machine, pool: str = "") -> MachineState:
         key = (machine.addr, machine.serial, machine.serial_socket)
         if key not in self._machines:
             heart_key = (machine.addr, machine.heart, machine.heart_socket)
@@ -94,17 +97,23 @@ class VmServer:
                     poll=machine.framing is Framing.HEAD, socket=machine.heart_socket)
                 self._hearts[heart_key].start()
             self._machines[key] = MachineState(machine, self._hearts[heart_key],
-                                               self.settings.state_dir)
+                                               self.settings.state_dir, pool)
         return self._machines[key]
 
     async def answer(self, line: str) -> str:
+        start = time.monotonic()
         execution = Execution(self.settings, default_stdin=self._stdin, work=self.workers,
                               requester=requester(line))
         prepared = await execution.prepare(line)
         if isinstance(prepared, Answer):
+            self.metrics.request_done(metrics.OTHER, metrics.host_outcome(prepared),
+                                      time.monotonic() - start)
             return prepared.text
         reply = await self._run(execution, prepared)
-        return (await execution.deliver(await execution.finish(prepared, reply))).text
+        text = (await execution.deliver(await execution.finish(prepared, reply))).text
+        self.metrics.request_done(prepared.language.spec.name, _outcome(reply),
+                                  time.monotonic() - start)
+        return text
 
     async def _run(self, execution: Execution, prepared: Prepared) -> Reply | Answer:
         """The request on a guest of its machine, in its turn; the guest is free again on
@@ -114,8 +123,10 @@ class VmServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.timeout
         while True:
+            waiting = time.monotonic()
             state = await pool.take(execution.requester, max(deadline - loop.time(), 0.0),
                                     prepared.request.persist_key)
+            self.metrics.waited(pool.name, time.monotonic() - waiting)
             if state is None:
                 log.info("%s: no guest free within %.0f s", prepared.machine.name,
                          self.settings.timeout)
@@ -177,7 +188,7 @@ class VmServer:
 
     def _start_revert(self, pool: Pool, state: MachineState, reason: str) -> None:
         """Revert the guest in the background; the pool's other guests go on serving."""
-        state.begin_revert()
+        state.begin_revert(reason)
         task = asyncio.create_task(self._revert(pool, state, reason))
         self._reverts.add(task)
         task.add_done_callback(self._reverts.discard)
@@ -204,6 +215,8 @@ class VmServer:
     async def _revert(self, pool: Pool, state: MachineState, reason: str) -> None:
         """Revert while holding the guest; release it once it beats again."""
         name = state.machine.name
+        start = time.monotonic()
+        self.metrics.revert_started(pool.name, reason)
         try:
             log.info("%s: reverting (%s)", name, reason)
             guest = guest_for(self.settings, state.machine)
@@ -221,6 +234,7 @@ class VmServer:
         finally:
             state.release()
             pool.release(state)
+            self.metrics.revert_ended(pool.name, time.monotonic() - start)
 
     async def _heal(self) -> None:
         """A pool's guest that stays silent is healed (reverted) by this loop, not by the next
@@ -247,6 +261,7 @@ class VmServer:
         except Refused as e:
             log.info("%s: refused, %d client(s) holding %d bytes: %s", peer,
                      self.intake.clients, self.intake.held, e)
+            self.metrics.request_done(metrics.OTHER, metrics.intake_outcome(e), None)
             return str(e)
         # Invalid UTF-8 is kept as surrogates for parse_client_line to judge.
         line = raw.decode("utf-8", "surrogateescape").rstrip("\r")
@@ -267,7 +282,10 @@ class VmServer:
             if not work.done():
                 work.cancel()
                 await asyncio.gather(work, return_exceptions=True)
-        return STOPPING if work.cancelled() else work.result()
+        if work.cancelled():
+            self.metrics.request_done(metrics.OTHER, "stopping", None)
+            return STOPPING
+        return work.result()
 
     async def handle_client(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
@@ -284,6 +302,7 @@ class VmServer:
                         await self._send(writer, reply, peer, start)
             except Refused as e:
                 log.info("%s: refused: %s", peer, e)
+                self.metrics.request_done(metrics.OTHER, metrics.intake_outcome(e), None)
                 await self._send(writer, str(e), peer, start)
         except ConnectionError as e:
             log.info("%s: client went away: %s", peer, e)
@@ -302,6 +321,14 @@ class VmServer:
         await writer.drain()
 
     async def serve(self, stop: asyncio.Event) -> None:
+        endpoint = None
+        if self.settings.metrics is not None:
+            try:
+                endpoint = self.metrics.serve(*self.settings.metrics)
+            except OSError as e:
+                log.error("cannot serve metrics on %s:%d: %s", *self.settings.metrics,
+                          e.strerror or e)
+                sys.exit(1)
         await self.workers.start()
         server = await asyncio.start_server(
             self.handle_client, self.settings.addr, self.settings.port,
@@ -336,6 +363,17 @@ class VmServer:
         await self.workers.close()
         for state in self._machines.values():
             state.close()
+        if endpoint is not None:
+            endpoint.shutdown()
+            endpoint.server_close()
+
+
+def _outcome(reply: Reply | Answer) -> str:
+    """The metrics' outcome of a request past its preparation: the guest's, or the answer
+    vm-server gave in its place."""
+    if isinstance(reply, Reply):
+        return metrics.guest_outcome(reply)
+    return {BUSY: "busy", RESETTING: "resetting"}.get(reply.text, "offline")
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("pbotvm.heartbeat")
 
@@ -44,6 +45,8 @@ class HeartbeatMonitor:
         # What was found out about a guest (its transport) holds until this changes.
         self.arrivals = 0
         self._fresh_connection = False
+        # Called on each beat (a machine's state rewrites its status file: the guest lives).
+        self.listeners: list[Callable[[], None]] = []
         self.started = time.monotonic()
         self._beat = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -104,6 +107,8 @@ class HeartbeatMonitor:
             self._fresh_connection = False
         self.last_beat = time.monotonic()
         self._closed = False
+        for listener in self.listeners:
+            listener()
         async with self._beat:
             self._beat.notify_all()
 

@@ -5,7 +5,9 @@ it. Which request has which guest is its machine's pool's business (``pool``).
 vm-server keeps a status file per machine, ``<state dir>/machines/<name>.<serial>.json``
 (``<name>.<socket>-<digest>.json`` for a serial line on a Unix socket),
 written whole and renamed into place: its pid, whether it is serving a request and since
-when, whether it is reverting, and its counters. vm-watchdog reads it. Beside it, a lock file
+when, whether it is reverting, and its counters. vm-watchdog reads it; ``pbotvm status`` and
+the metrics read more of it (``host.status_report``): the guest's last heartbeat (the file is
+written at each), its last revert, the p50 and p95 of its last hour. Beside it, a lock file
 is held (flock) by vm-server while the machine serves or reverts, and by vm-watchdog while it
 reverts, so that neither reverts a machine the other is using: the status file says what is
 going on, the lock settles the race between reading it and acting.
@@ -22,13 +24,14 @@ import logging
 import os
 import time
 import urllib.parse
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from pbotvm import procs
 from pbotvm.config import Machine
 from pbotvm.host import state_files
-from pbotvm.host.machines.heartbeat import HeartbeatMonitor
+from pbotvm.host.machines.heartbeat import DEFAULT_STALE_AFTER, HeartbeatMonitor
+from pbotvm.host.machines.latencies import Latencies
 from pbotvm.host.machines.transport import TransportChoice
 
 log = logging.getLogger("pbotvm.machine")
@@ -47,9 +50,22 @@ class Status:
     requests: int = 0  # requests that had the machine since vm-server started
     timeouts: int = 0
     reverts: int = 0
+    # What ``pbotvm status`` and the metrics show besides; vm-watchdog reads only the above.
+    guest: str = ""  # the guest's serial line, which tells a machine's guests apart
+    started: float = 0.0  # vm-server began to watch the guest
+    free_since: float = 0.0  # the last request or revert ended, or the guest came (back)
+    last_beat: float | None = None  # None: no heartbeat since vm-server started
+    stale_after: float = DEFAULT_STALE_AFTER  # a heartbeat older than this: the guest is silent
+    last_revert_reason: str | None = None
+    last_revert_seconds: float | None = None  # from its start until the guest beat again
+    p50: float | None = None  # seconds a request held the guest, over the last hour
+    p95: float | None = None
 
     def server_running(self) -> bool:
         return procs.running(self.pid)
+
+
+_FIELDS = {field.name for field in fields(Status)}
 
 
 def _file_stem(machine: Machine) -> str:
@@ -71,10 +87,12 @@ def lock_path(state_dir: Path, machine: Machine) -> Path:
 
 
 def read_status(path: Path) -> Status | None:
-    """The status vm-server last wrote; None if there is none (or it cannot be read)."""
+    """The status vm-server last wrote; None if there is none (or it cannot be read). Fields
+    this version does not know are left out: another version may have written it."""
     try:
-        return Status(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
+        data = json.loads(path.read_text())
+        return Status(**{key: value for key, value in data.items() if key in _FIELDS})
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 
@@ -155,8 +173,10 @@ class MachineLock:
 class MachineState:
     """vm-server's side: everything it knows about one guest, kept in its status file."""
 
-    def __init__(self, machine: Machine, heart: HeartbeatMonitor, state_dir: Path) -> None:
+    def __init__(self, machine: Machine, heart: HeartbeatMonitor, state_dir: Path,
+                 pool: str = "") -> None:
         self.machine = machine
+        self.pool = pool or machine.name  # the machine whose pool the guest is in
         self.heart = heart
         self.transport = TransportChoice(machine.name, lambda: heart.arrivals)
         self.healed_at: float | None = None  # time.monotonic() of the last revert for silence
@@ -168,11 +188,19 @@ class MachineState:
         self.requests = 0
         self.timeouts = 0
         self.reverts = 0
+        self.started = self.free_since = time.time()
+        self.last_revert_reason: str | None = None
+        self.last_revert_seconds: float | None = None
+        self._latencies = Latencies()
+        self._held_at = 0.0  # time.monotonic(): the serving request or the revert began
+        self._arrivals = heart.arrivals
+        heart.listeners.append(self._beat)
         self._lock = MachineLock(lock_path(state_dir, machine))
         self._locked_out = False  # the watchdog held the machine when our wait ran out
         self._seen_revert = self._lock.last_revert()  # the watchdog's last, as we know
         self._status_path = status_path(state_dir, machine)
         self._status_failed = False
+        self.snapshot: Status  # the last status written: what the metrics' thread reads
         self._write_status()
 
     @property
@@ -191,6 +219,7 @@ class MachineState:
         if not got:
             return False
         self.serving_since = time.time()
+        self._held_at = time.monotonic()
         self.requests += 1
         self._write_status()
         return True
@@ -215,8 +244,12 @@ class MachineState:
     def timed_out(self) -> None:
         self.timeouts += 1
 
-    def begin_revert(self) -> None:
+    def begin_revert(self, reason: str) -> None:
         """The serving request hands the machine over to a revert (still held)."""
+        now = time.monotonic()
+        self._latencies.add(now - self._held_at, now)
+        self._held_at = now
+        self.last_revert_reason, self.last_revert_seconds = reason, None
         self.serving_since = None
         self.reverting_since = time.time()
         self.reverts += 1
@@ -225,20 +258,44 @@ class MachineState:
 
     def release(self) -> None:
         """The request or the revert is over (its pool then gives the guest to the next)."""
+        now = time.monotonic()
+        if self.reverting_since is not None:
+            self.last_revert_seconds = now - self._held_at
+        elif self.serving_since is not None:
+            self._latencies.add(now - self._held_at, now)
+        self.free_since = time.time()
         self.serving_since = self.reverting_since = None
         self._write_status()
         self._lock.release()
 
     def close(self) -> None:
+        self.heart.listeners.remove(self._beat)
         self._lock.close()
 
+    def _beat(self) -> None:
+        """The guest beat: the file says so (a reader tells a silent guest by the age of its
+        last beat); the first beat after a silence frees the guest anew."""
+        if self.heart.arrivals != self._arrivals:
+            self._arrivals = self.heart.arrivals
+            self.free_since = time.time()
+        self._write_status()
+
     def status(self) -> Status:
-        return Status(self.machine.name, os.getpid(), self.serving_since, self.reverting_since,
-                      self.requests, self.timeouts, self.reverts)
+        p50, p95 = self._latencies.percentiles(time.monotonic())
+        heart = self.heart
+        last_beat = time.time() - heart.silent_for() if heart.ever_beat() else None
+        machine = self.machine
+        return Status(self.pool, os.getpid(), self.serving_since, self.reverting_since,
+                      self.requests, self.timeouts, self.reverts,
+                      guest=machine.serial_socket or f"{machine.addr}:{machine.serial}",
+                      started=self.started, free_since=self.free_since, last_beat=last_beat,
+                      stale_after=heart.stale_after, last_revert_reason=self.last_revert_reason,
+                      last_revert_seconds=self.last_revert_seconds, p50=p50, p95=p95)
 
     def _write_status(self) -> None:
+        self.snapshot = self.status()
         try:
-            write_status(self._status_path, self.status())
+            write_status(self._status_path, self.snapshot)
         except OSError as e:
             # The status is for the watchdog; serving must not depend on it.
             if not self._status_failed:

@@ -70,11 +70,13 @@ class Answer:
 @dataclass(frozen=True)
 class Reply:
     """The guest's text for a request, before ``finish`` makes it the user's answer; whether
-    the guest killed the program, and whether the host's time limit cut the text short."""
+    the guest killed the program, whether the host's time limit cut the text short, and the
+    exit status the guest gave (for the metrics)."""
 
     text: str
     killed: str | None = None
     timed_out: bool = False
+    exit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,7 @@ class Execution:
             log.warning("%s: connection to the guest closed mid-request", name)
             return Answer(OFFLINE, 3, lost=True)
         log.debug("request %s answered over %s", prepared.request.id, channel)
-        return Reply(decoder.text, killed=decoder.killed)
+        return Reply(decoder.text, killed=decoder.killed, exit=decoder.exit)
 
     @property
     def id_echoed(self) -> bool:

@@ -311,3 +311,14 @@ def test_vm_up_makes_a_pool_that_vm_server_finds_and_serves(tmp_path: Path) -> N
                               capture_output=True, text=True, timeout=120, check=False)
     assert down.stdout.strip() == "stopped"
     assert qemu.recorded_guests(state) == []
+
+
+@pytest.mark.root
+def test_status_shows_each_guest_of_the_pool(pool_stack: LocalStack) -> None:
+    done = subprocess.run([str(BIN / "pbotvm"), "status"], env=pool_stack.env,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("pbot-vm (vm-server pid ")  # one machine...
+    guests = [line.split()[0] for line in lines[2:]]
+    assert sorted(guests) == sorted(f"127.0.0.1:{serial}" for serial, _ in pool_stack.guests)

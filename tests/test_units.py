@@ -47,3 +47,23 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *map(str, written)],
                           capture_output=True, text=True, check=False)
     assert proc.stderr.splitlines() == []  # e.g. "Failed to parse protect system value"
+
+
+def test_with_guests_a_pool_comes_up_before_vm_server(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli.main, ["units", "install", "--root", str(tmp_path),
+                                           "--guests", "2"],
+                                env={"PBOTVM_STATE_DIR": "/var/lib/pbotvm-test"})
+    assert result.exit_code == 0, result.output
+    unit_dir = tmp_path / units.UNIT_DIR
+    guests = (unit_dir / units.GUESTS_UNIT).read_text().splitlines()
+    pbotvm = Path(sys.executable).parent / "pbotvm"
+    for wanted in (f"ExecStart={pbotvm} vm up --guests 2", f"ExecStop={pbotvm} vm down",
+                   "Type=oneshot", "RemainAfterExit=yes", f"Before={units.SERVER_UNIT}"):
+        assert wanted in guests, wanted
+    server = (unit_dir / units.SERVER_UNIT).read_text().splitlines()
+    assert f"Wants={units.GUESTS_UNIT}" in server
+    if shutil.which("systemd-analyze") is not None:
+        proc = subprocess.run(["systemd-analyze", "verify", "--man=no",
+                               *map(str, sorted(unit_dir.iterdir()))],
+                              capture_output=True, text=True, check=False)
+        assert proc.stderr.splitlines() == []

@@ -144,15 +144,17 @@ def status() -> None:
 
 @main.command()
 @click.option("--pty", is_flag=True, help="Use the local PTY stand-in instead of the real guest.")
-def demo(pty: bool) -> None:
-    """Start the guest and vm-server, answer a few vm-client requests, stop both.
+@click.option("--guests", type=click.IntRange(1, 8), default=2, show_default=True,
+              help="How many guests serve the machine (a pool).")
+def demo(pty: bool, guests: int) -> None:
+    """Start the guests and vm-server, answer a few vm-client requests, stop them.
 
-    The real guest: build the minimal image (cached), boot it under QEMU, warm it up, save
-    snapshot 1, and show a time-out being reverted.
+    The real guests: build the minimal image (cached), boot it under QEMU, warm it up, save
+    snapshot 1, and show two requests at once and a time-out being reverted.
     """
     from pbotvm.host.demo import run_demo
 
-    raise SystemExit(run_demo(pty))
+    raise SystemExit(run_demo(pty, guests))
 
 
 @contextlib.contextmanager
@@ -449,8 +451,11 @@ def units() -> None:
 @units.command("install")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
               show_default=True, help="Write below this directory instead of /.")
-def units_install(root: Path) -> None:
-    """Write pbotvm-vm-server.service and pbotvm-vm-watchdog.service.
+@click.option("--guests", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Also pbotvm-guests.service: `pbotvm vm up --guests N` before vm-server.")
+def units_install(root: Path, guests: int) -> None:
+    """Write pbotvm-vm-server.service and pbotvm-vm-watchdog.service (and, with --guests N,
+    pbotvm-guests.service).
 
     They run this installation's vm-server and vm-watchdog with the state directory this
     environment has (PBOTVM_STATE_DIR), the only place they may write; other PBOTVM_*
@@ -462,7 +467,7 @@ def units_install(root: Path) -> None:
     from pbotvm.host import units as systemd_units
 
     written = systemd_units.install(root, Path(sys.executable).parent,
-                                    state_dir(os.environ).absolute())
+                                    state_dir(os.environ).absolute(), guests)
     for path in written:
         click.echo(f"wrote {path}")
     names = " ".join(path.name for path in written)

@@ -130,9 +130,10 @@ def run_demo(pty: bool, count: int) -> int:
                 {"serial": guest.lines.serial, "heart": guest.lines.heart, "cid": 0}
                 for guest in guests]}}}))
             env["PBOTVM_MACHINES"] = str(machines)
-        what = "PTY VM" if pty else "QEMU guest (image, boot, warm-up, snapshot)"
-        click.echo(f"Starting a pool of {count} {what}s ..." if count > 1
-                   else f"Starting the {what} ...")
+        what = "PTY VM" if pty else "QEMU guest"
+        steps = "" if pty else " (image, boot, warm-up, snapshot)"
+        click.echo(f"Starting a pool of {count} {what}s{steps} ..." if count > 1
+                   else f"Starting the {what}{steps} ...")
         start = time.monotonic()
 
         def say(line: str) -> None:

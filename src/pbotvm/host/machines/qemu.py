@@ -389,8 +389,8 @@ async def up(image: Image, paths: VmPaths, machine: Machine, env: Mapping[str, s
                   serial_socket=machine.serial_socket, heart_socket=machine.heart_socket)
     paths.info.write_text(json.dumps(asdict(info), indent=1) + "\n")
     if not lines_configured(env):
-        log(f"vm-server, vm-watchdog and vm-exec with this state directory "
-            f"({paths.state_dir.parent}) find it, and revert it")
+        log("vm-server, vm-watchdog and vm-exec with the same PBOTVM_STATE_DIR find it, and "
+            "revert it")
     return info
 
 

@@ -55,16 +55,18 @@ def throughput(stack: LocalStack, *, seconds: float, clients: int = 8) -> float:
     return sum(done) / (time.monotonic() - start)
 
 
-def storm_p95(stack: LocalStack, *, seconds: float, storm: bool) -> float:
-    """p95 of ordinary requests (8 clients) while, if ``storm``, a ninth client's requests
-    time out one after another (one in ten of all, roughly)."""
+def storm(stack: LocalStack, *, seconds: float, stormy: bool) -> tuple[float, int, int]:
+    """The p95 of ordinary requests (8 clients), how many were answered busy, and how many
+    there were, while (if ``stormy``) a ninth client's requests time out one after another."""
     stop = threading.Event()
     times: list[float] = []
+    busy = [0]
 
     def ordinary(k: int) -> None:
         while not stop.is_set():
             start = time.monotonic()
-            stack.ask(f"-lang=sh echo {k}", nick=f"c{k}")
+            if stack.ask(f"-lang=sh echo {k}", nick=f"c{k}") != str(k):
+                busy[0] += 1
             times.append(time.monotonic() - start)
 
     def stormer() -> None:
@@ -74,11 +76,11 @@ def storm_p95(stack: LocalStack, *, seconds: float, storm: bool) -> float:
     with ThreadPoolExecutor(9) as pool:
         for k in range(8):
             pool.submit(ordinary, k)
-        if storm:
+        if stormy:
             pool.submit(stormer)
         time.sleep(seconds)
         stop.set()
-    return p95(times)
+    return p95(times), busy[0], len(times)
 
 
 def kill_one(stack: LocalStack) -> tuple[int, int]:
@@ -139,11 +141,13 @@ def main() -> None:
         print(f"sh echo, {guests} PTY guest(s), 8 clients: {rate:.1f} answers/s "
               f"({rate / base:.2f}x one guest)", flush=True)
     for guests in (1, 2):
-        quiet, stormy = (measured(guests, functools.partial(storm_p95, seconds=args.seconds,
-                                                            storm=storm), PBOTVM_TIMEOUT="3")
-                         for storm in (False, True))
+        (quiet, _, _), (stormy, refused, asked) = (
+            measured(guests, functools.partial(storm, seconds=args.seconds, stormy=stormy),
+                     PBOTVM_TIMEOUT="3")
+            for stormy in (False, True))
         print(f"revert storm, {guests} PTY guest(s): p95 of the others {stormy * 1000:.0f} ms "
-              f"against {quiet * 1000:.0f} ms without it ({stormy / quiet:.2f}x)", flush=True)
+              f"against {quiet * 1000:.0f} ms without it ({stormy / quiet:.2f}x), {refused} "
+              f"of {asked} answered busy", flush=True)
     lost, answers = measured(2, kill_one)
     print(f"20 clients x 20 requests, one of 2 PTY guests killed: {lost} of {answers} answers "
           "lost or crossed", flush=True)

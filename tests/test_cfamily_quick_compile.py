@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pbotvm.guest import runner
-from pbotvm.guest.cfamily import command_line, gdb_choice, pch
+from pbotvm.guest.cfamily import command_line, gdb_choice, last_statement, pch
 from pbotvm.guest.cfamily.run import _Job
 from pbotvm.host import options
 from pbotvm.host.languages import find_language
@@ -244,6 +244,39 @@ def test_cplusplus_quick_compile_answers_as_the_usual_one(lang: str, code: str, 
     assert bool(plain_compiles) is ("undefined_name" in code)
     monkeypatch.setattr(_Job, "quick_compile", lambda *args, **kwargs: None)
     assert quick == answer(code, lang)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("lang", ["cpp", "clangpp"])
+@pytest.mark.parametrize(("code", "gdb_runs"), [
+    ('std::cout << "hello" << std::endl;', False),
+    ('using namespace std; cout << "a" << 1 + 2 << endl;', False),
+    ('std::cout << "out "; std::cerr << "err\\n";', False),
+    # A cout of its own, which gdb finds, and a name gdb would meet in a string: gdb runs.
+    ("int cout = 3; cout << 1", True),
+    ('std::cout << "cout is " << 1;', True),
+])
+def test_a_stream_statement_skips_the_gdb_run_that_would_fail(
+        lang: str, code: str, gdb_runs: bool, pch_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """gdb has no symbol for std::cout: the run under gdb only ever led to the run without
+    the wrapper, ~6 s of a C++ hello's 11 under TCG."""
+    spec = find(lang)
+    assert spec is not None
+    if shutil.which(spec.toolchain.program) is None or shutil.which("gdb") is None:
+        pytest.skip(f"needs {spec.toolchain.program} and gdb")
+    ran = []
+    under_gdb = _Job.under_gdb
+
+    def counted(job: _Job, args: list[str]) -> object:
+        ran.append(job)
+        return under_gdb(job, args)
+
+    monkeypatch.setattr(_Job, "under_gdb", counted)
+    skipped = answer(code, lang)
+    assert bool(ran) is gdb_runs
+    monkeypatch.setattr(last_statement, "beyond_gdb", lambda code: False)
+    assert skipped == answer(code, lang)
 
 
 @pytest.mark.root

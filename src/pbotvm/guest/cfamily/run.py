@@ -102,6 +102,8 @@ class _Job:
     def run(self) -> Result:
         request, code = self.request, self.request.code
         factoid = bool(request.factoid)
+        if last_statement.beyond_gdb(code):
+            code = last_statement.without_wrappers(code)  # what gdb's failure would lead to
         while True:
             compiled = self.compile(code)
             if compiled.status or compiled.killed or command_line.compile_only(request.cmdline):

@@ -235,6 +235,13 @@ def test_a_compiler_gets_the_compile_limits_and_its_program_the_programs() -> No
     assert run(req).text == "[60 65536]\n8 2000\n"
 
 
+def test_a_languages_speed_ups_follow_its_compilers_name() -> None:
+    assert runner.with_speedups("javac prog.java", "-J-Xa -J-Xb") == (
+        "javac -J-Xa -J-Xb prog.java")
+    assert runner.with_speedups("javac", "-J-Xa") == "javac -J-Xa"
+    assert runner.with_speedups("ghc -v0 prog.hs", "") == "ghc -v0 prog.hs"
+
+
 def test_exit_137_without_using_the_cpu_is_not_a_limit() -> None:
     assert run(request("exit 137")).killed is None
 

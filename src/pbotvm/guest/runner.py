@@ -150,6 +150,14 @@ def missing_toolchain(spec: langspec.LangSpec) -> str | None:
     return f"[{spec.display} is not installed in this guest: no {program!r} ({where})]\n"
 
 
+def with_speedups(cmdline: str, speedups: str) -> str:
+    """The command line with the language's speed-ups after its first word."""
+    if not speedups:
+        return cmdline
+    program, _, rest = cmdline.partition(" ")
+    return " ".join(word for word in (program, speedups, rest) if word)
+
+
 def run_request(request: Request, settings: RunSettings) -> Result:
     """Blocking; runs as root inside the request's supervisor process."""
     try:
@@ -167,6 +175,7 @@ def run_request(request: Request, settings: RunSettings) -> Result:
         return Result(text=missing, id=request.id, exit=127)
     run_mode = spec.run if spec is not None else langspec.RunMode.SCRIPT
     sourcefile, cmdline = request.sourcefile, request.cmdline
+    own = spec is not None and pch.default_command_line(spec, cmdline)
     if run_mode is langspec.RunMode.JAVA:
         sourcefile, cmdline = java.source_file(request.code, sourcefile, cmdline)
     files = {sourcefile: utf8(request.code + "\n")}
@@ -188,7 +197,8 @@ def run_request(request: Request, settings: RunSettings) -> Result:
         if run_mode is langspec.RunMode.SCRIPT:
             outcome = run(cmdline, args, stdin_bytes(request.input))
             return to_result(request, outcome, settings.output_limit)
-        compiled = run(cmdline, [], b"", compile_limits(settings.limits))
+        compiler = with_speedups(cmdline, spec.compile_speedups) if spec and own else cmdline
+        compiled = run(compiler, [], b"", compile_limits(settings.limits))
         diagnostics = output_text(compiled.stderr, compiled.stdout, settings.output_limit)
         if compiled.killed:  # said as a program's, so that a channel knows why
             return Result(text=result_text(diagnostics, 0, compiled.killed, bool(request.factoid)),

@@ -1,9 +1,10 @@
 """The real guest under QEMU: boot time, serial round trip, loadvm revert, sh echo, C hello
-and C through gdb.
+and C through gdb; or, with --languages, each language of the full image.
 
     sudo .venv/bin/python -m bench.vm [--n 30] [--boots 2]
+    sudo .venv/bin/python -m bench.vm --languages 3 [LANG...]
 
-Builds the minimal image if needed; boots on free ports in a temporary state dir.
+Builds the image if needed; boots on free ports in a temporary state dir.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
+from pbotvm import langspec
 from pbotvm.config import Machine
 from pbotvm.host import warmup
 from pbotvm.host.machines import qemu
 from pbotvm.host.machines.qmp import loadvm
-from pbotvm.host.machines.transport import open_serial, send
+from pbotvm.host.machines.transport import open_serial, send, wait_heartbeat
 from pbotvm.host.request import options
 from pbotvm.host.request.languages import find_language
 from pbotvm.host.request.vmexec import make_request
+from pbotvm.image import profiles
 from pbotvm.image.build import build
-from pbotvm.image.profiles import MINIMAL
+from pbotvm.image.profiles import FULL, MINIMAL
 from pbotvm.protocol import Request
 from tests.support.stack import free_port
 
@@ -137,11 +140,65 @@ async def bench_programs(machine: Machine, n: int) -> None:
         report(name, await repeat(max(3, n // 3), run))
 
 
+# The toolchain's own command on a whole program, the yardstick of a language whose snippets
+# take more than a second: (language, source file, command line, code).
+PLAIN = {
+    "cpp": ("prog.cpp", "g++ prog.cpp -o prog",
+            '#include <iostream>\nint main() { std::cout << "hello" << std::endl; }'),
+    "clangpp": ("prog.cpp", "clang++ prog.cpp -o prog",
+                '#include <iostream>\nint main() { std::cout << "hello" << std::endl; }'),
+    "java": ("prog.java", "javac -encoding UTF-8 prog.java",
+             'class prog { public static void main(String[] a) { System.out.println("hello"); } }'),
+    "haskell": ("prog.hs", "ghc -o prog prog.hs", 'main = putStrLn "hello"'),
+}
+
+
+async def bench_languages(paths: qemu.VmPaths, machine: Machine, rounds: int,
+                          names: list[str]) -> None:
+    """Each language's hello as a channel sends it: the first answer after a revert and the
+    one after it, then the plain toolchain's; the order reverses from round to round, as
+    this machine's speed drifts."""
+    samples: dict[str, list[list[float]]] = {name: [[], [], []] for name in names}
+    for number in range(rounds):
+        for name in names if number % 2 == 0 else names[::-1]:
+            spec = langspec.find(name)
+            assert spec is not None
+            await loadvm(paths.qmp)
+            await wait_heartbeat(machine, 30)
+            snippet = functools.partial(run_request, machine, channel_request(name, spec.hello))
+            for first_or_second in samples[name][:2]:
+                first_or_second.extend(await repeat(1, snippet))
+            if name in PLAIN:
+                toolchain = functools.partial(run_program, machine, name, *PLAIN[name], "prog")
+                samples[name][2].extend(await repeat(1, toolchain))
+    for name, (first, second, plain) in samples.items():
+        yardstick = f"  plain {statistics.median(plain):6.2f} s" if plain else ""
+        print(f"{name:<11} first {statistics.median(first):6.2f} s  second "
+              f"{statistics.median(second):6.2f} s{yardstick}  (medians of {rounds})",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=30)
     parser.add_argument("--boots", type=int, default=2)
+    parser.add_argument("--languages", type=int, metavar="ROUNDS",
+                        help="time each language of the full image instead")
+    parser.add_argument("names", nargs="*", help="with --languages: these languages only")
     args = parser.parse_args()
+    if args.languages:
+        image = build(FULL)
+        names = args.names or [spec.name for spec in profiles.languages(FULL.packages)]
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = qemu.VmPaths(Path(tmp))
+            machine = Machine(name="bench", serial=free_port(), heart=free_port(), cid=0)
+            asyncio.run(qemu.up(image, paths, machine, os.environ,
+                                warmup.for_image(image, print)))
+            try:
+                asyncio.run(bench_languages(paths, machine, args.languages, names))
+            finally:
+                qemu.down(paths)
+        return
     image = build(MINIMAL)
     boots: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pbotvm.guest import runner
-from pbotvm.guest.cfamily import command_line, gdb_choice, pch
+from pbotvm.guest.cfamily import command_line, gdb_choice, last_statement, pch
 from pbotvm.guest.cfamily.run import _Job
 from pbotvm.host.request import options
 from pbotvm.host.request.languages import find_language
@@ -72,12 +72,12 @@ def test_what_gold_says_is_recognised(text: str, spoke: bool) -> None:
     assert command_line.gold_spoke(text) is spoke
 
 
-def request(code: str) -> Request:
-    language = find_language("c2x")
+def request(code: str, lang: str = "c2x") -> Request:
+    language = find_language(lang)
     assert language is not None
     parsed = options.parse_standard_options(code, language.take_custom_options)
     source = language.preprocess(parsed.code, parsed.custom)
-    return make_request(language, "c2x", parsed, source, stdin="")
+    return make_request(language, lang, parsed, source, stdin="")
 
 
 @pytest.fixture
@@ -95,8 +95,9 @@ def pch_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 _RANDOM_NAMES = re.compile(r"/tmp/cc\w+\.o|/run-\w+/")
 
 
-def answer(code: str) -> str:
-    return _RANDOM_NAMES.sub("…", runner.run_request(request(code), runner.RunSettings()).text)
+def answer(code: str, lang: str = "c2x") -> str:
+    return _RANDOM_NAMES.sub("…", runner.run_request(request(code, lang),
+                                                     runner.RunSettings()).text)
 
 
 @pytest.mark.root
@@ -213,6 +214,69 @@ def test_a_program_that_cannot_be_executed_gets_the_shells_words() -> None:
     # -c: the "program" is an object file. The original's shell said why it could not run it.
     said = answer('-c puts("x");')
     assert said.startswith("/bin/sh: 1: exec: /home/") and ": Permission denied\n" in said
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("lang", ["cpp", "clangpp"])
+@pytest.mark.parametrize("code", [
+    'std::cout << "hello" << std::endl;',
+    "int x = 5; print(x);",
+    "int x = 3; x * 2",
+    "std::vector<int> v{1, 2}; std::cout << v.size() << '\\n'; undefined_name;",
+])
+def test_cplusplus_quick_compile_answers_as_the_usual_one(lang: str, code: str, pch_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """clang++ takes the precompiled prelude.hpp too (its own build)."""
+    spec = find(lang)
+    assert spec is not None
+    if shutil.which(spec.toolchain.program) is None:
+        pytest.skip(f"needs {spec.toolchain.program}")
+    plain_compiles = []
+    compile_plainly = _Job.compile_plainly
+
+    def counted(job: _Job, code: str) -> object:
+        plain_compiles.append(code)
+        return compile_plainly(job, code)
+
+    monkeypatch.setattr(_Job, "compile_plainly", counted)
+    quick = answer(code, lang)
+    # The last code fails to compile: the usual compile says why.
+    assert bool(plain_compiles) is ("undefined_name" in code)
+    monkeypatch.setattr(_Job, "quick_compile", lambda *args, **kwargs: None)
+    assert quick == answer(code, lang)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("lang", ["cpp", "clangpp"])
+@pytest.mark.parametrize(("code", "gdb_runs"), [
+    ('std::cout << "hello" << std::endl;', False),
+    ('using namespace std; cout << "a" << 1 + 2 << endl;', False),
+    ('std::cout << "out "; std::cerr << "err\\n";', False),
+    # A cout of its own, which gdb finds, and a name gdb would meet in a string: gdb runs.
+    ("int cout = 3; cout << 1", True),
+    ('std::cout << "cout is " << 1;', True),
+])
+def test_a_stream_statement_skips_the_gdb_run_that_would_fail(
+        lang: str, code: str, gdb_runs: bool, pch_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """gdb has no symbol for std::cout: the run under gdb only ever led to the run without
+    the wrapper, ~6 s of a C++ hello's 11 under TCG."""
+    spec = find(lang)
+    assert spec is not None
+    if shutil.which(spec.toolchain.program) is None or shutil.which("gdb") is None:
+        pytest.skip(f"needs {spec.toolchain.program} and gdb")
+    ran = []
+    under_gdb = _Job.under_gdb
+
+    def counted(job: _Job, args: list[str]) -> object:
+        ran.append(job)
+        return under_gdb(job, args)
+
+    monkeypatch.setattr(_Job, "under_gdb", counted)
+    skipped = answer(code, lang)
+    assert bool(ran) is gdb_runs
+    monkeypatch.setattr(last_statement, "beyond_gdb", lambda code: False)
+    assert skipped == answer(code, lang)
 
 
 @pytest.mark.root

@@ -253,3 +253,20 @@ def test_a_gdb_that_failed_is_said_in_one_line() -> None:
         "[gdb failed: warning: /root/v/pbotvm/guest/cfamily/gdb_driver.py: Permission denied]\n")
     assert gdb_failure(b" \n", signal.SIGSEGV, 139) == "Segmentation fault"
     assert gdb_failure(b"", None, 127) == "exit status 127"
+
+
+@pytest.mark.parametrize(("code", "beyond"), [
+    ('int main(void)\n{\n    print_last_statement(std::cout << "hello" << std::endl);\n}', True),
+    ("using namespace std;\nprint_last_statement(cout << 1 + 2);", True),
+    ("print_last_statement(std :: cerr << x);", True),
+    ("print_last_statement(1 + 1);", False),
+    ('std::cout << "a";\nprint_last_statement(x * 2);', False),
+    # A cout of its own (gdb finds it), or the name where gdb would meet it as text.
+    ("int cout = 3;\nprint_last_statement(cout << 1);", False),
+    ('print_last_statement(std::cout << "cout is");', False),
+    ('std::cout << "hello";', False),  # nothing wrapped: nothing to skip
+])
+def test_what_gdb_cannot_evaluate_is_known_before_it_runs(code: str, beyond: bool) -> None:
+    """gdb has no symbol for the C++ standard streams: a wrapped statement writing to one
+    always led to the run without the wrapper."""
+    assert last_statement.beyond_gdb(code) is beyond

@@ -16,9 +16,9 @@ from tests.support.stack import LocalStack
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """The usual stack with room for a slow compile: clang++ takes 3.5 s for its hello here
-    (C++'s headers, not precompiled for clang), and more than the usual 5 s on a busy
-    2-core machine. Below the client's own 60 s."""
+    """The usual stack with room for a slow compile: a language's first request builds its
+    precompiled prelude (clang++'s takes seconds), and javac or ghc can take more than the
+    usual 5 s on a busy 2-core machine. Below the client's own 60 s."""
     with make_stack(tmp_path_factory.mktemp("stack"), PBOTVM_TIMEOUT="30",
                     PBOTVM_HEART_STALE="7") as s:
         yield s

@@ -12,6 +12,7 @@ import os
 import pwd
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,6 +219,27 @@ def test_cpu_time_limit() -> None:
     result = run(request("while :; do :; done"))
     assert 7 < time.monotonic() - start < 20
     assert (result.text, result.exit, result.killed) == (f"{CPU_KILLED}\n", 137, CPU_LIMIT)
+
+
+@pytest.mark.root
+def test_a_compiler_gets_the_compile_limits_and_its_program_the_programs() -> None:
+    """javac and ghc took more than a program's 8 s of CPU in a TCG guest: a compiler of
+    any language gets the C family's 60 s (and 64 MiB files); what it built, the usual 8 s
+    (and 2000 KiB)."""
+    if shutil.which("ghc", path=runner.PATH) is None:
+        pytest.skip("ghc is not installed here")
+    limits = 'echo "$(ulimit -t) $(ulimit -f)"'
+    # The command line stands in for ghc: it writes the program that runs next.
+    ghc = f"{limits}; printf '#!/bin/bash\\n%s\\n' '{limits}' > prog; chmod +x prog"
+    req = Request(lang="haskell", code="", sourcefile="prog.hs", execfile="prog", cmdline=ghc)
+    assert run(req).text == "[60 65536]\n8 2000\n"
+
+
+def test_a_languages_speed_ups_follow_its_compilers_name() -> None:
+    assert runner.with_speedups("javac prog.java", "-J-Xa -J-Xb") == (
+        "javac -J-Xa -J-Xb prog.java")
+    assert runner.with_speedups("javac", "-J-Xa") == "javac -J-Xa"
+    assert runner.with_speedups("ghc -v0 prog.hs", "") == "ghc -v0 prog.hs"
 
 
 def test_exit_137_without_using_the_cpu_is_not_a_limit() -> None:

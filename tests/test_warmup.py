@@ -5,17 +5,23 @@ in test_vm_qemu.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from pbotvm.config import Machine
 from pbotvm.guest import supervisor
 from pbotvm.guest.cfamily import pch
 from pbotvm.guest.cfamily import run as c_family
 from pbotvm.guest.runner import RunSettings
 from pbotvm.host import warmup
+from pbotvm.host.machines.guest import WarmUpFailed
+from pbotvm.image import profiles
+from pbotvm.image.build import Image
+from pbotvm.image.profiles import FULL
 from pbotvm.protocol import Request, Result
 
 REQUESTS = warmup.warmup_requests()
@@ -45,10 +51,56 @@ def test_a_guest_that_answers_wrongly_stops_the_warm_up() -> None:
     assert warmup.warmup_problem(GDB, "Success (no output).\n") == (
         "warm-up c2x `1 + 1` answered 'Success (no output).', not 'no output: 1 + 1 = 2'")
     assert warmup.warmup_problem(HELLO, "hello\n") is None
-    assert warmup.warmup_problem(HELLO, "[bash is not installed in this guest: …]\n") is None
     fatal = "[Fatal error: the guest could not run the request (OSError: x)]"
     assert warmup.warmup_problem(HELLO, fatal + "\n") == (
-        f"warm-up {HELLO.lang} request answered {fatal!r}")
+        f"warm-up {HELLO.lang} hello answered {fatal!r}")
+
+
+@pytest.mark.parametrize(("said", "problem"), [
+    ("hello\n", None),
+    # clang's C89 and C99: the generated main's unused parameters, then the program's line.
+    ("[warning: unused parameter 'argc' [-Wunused-parameter]]\nhello\n", None),
+    ("Exit 137.\n", "warm-up java hello answered 'Exit 137.'"),
+    ("[Killed: CPU time limit exceeded]\n",
+     "warm-up java hello answered '[Killed: CPU time limit exceeded]'"),
+    ("[java is not installed in this guest: no 'javac' (…)]\n",
+     "warm-up java hello answered \"[java is not installed in this guest: no 'javac' (…)]\""),
+    ("[Timed-out] hello\n", "warm-up java hello answered '[Timed-out] hello'"),
+    ("x" * 400, f"warm-up java hello answered '…{'x' * 300}'"),
+], ids=["hello", "warned", "killed", "cpu", "missing", "late", "long"])
+def test_a_hello_that_did_not_say_hello_is_a_problem(said: str, problem: str | None) -> None:
+    """A language of the image whose first answer is not its hello's would answer every
+    channel so after each revert: the runtime is missing, or a limit met its compiler."""
+    java = next(request for request in REQUESTS if request.lang == "java")
+    assert warmup.warmup_problem(java, said) == problem
+
+
+def test_vm_up_refuses_a_snapshot_when_a_language_of_the_image_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every warm-up runs, and then one error names each language that failed."""
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"profile": "full", "packages": list(FULL.packages)}))
+    failing = {"java": "Exit 137.\n", "go": "[Killed: CPU time limit exceeded]\n"}
+    asked = []
+
+    async def send(_: Machine, request: Request, *__: object, **___: object) -> str:
+        asked.append(request.lang)
+        if request.id == warmup.GDB_WARMUP_ID:
+            return "\nno output: 1 + 1 = 2\n"
+        return failing.get(request.lang, "hello\n")
+
+    monkeypatch.setattr(warmup, "send", send)
+    logged: list[str] = []
+    with pytest.raises(WarmUpFailed) as failed:
+        asyncio.run(warmup.for_image(Image(tmp_path), logged.append)(Machine("m")))
+    assert asked == [request.lang for request in warmup.image_warmups(
+        profiles.languages(FULL.packages))]
+    assert str(failed.value).splitlines() == [
+        "not snapshotting a guest whose warm-up failed for 2 of its languages:",
+        "  warm-up go hello answered '[Killed: CPU time limit exceeded]'",
+        "  warm-up java hello answered 'Exit 137.'"]
+    assert logged[-2:] == ["warm-up go hello answered '[Killed: CPU time limit exceeded]'",
+                           "warm-up java hello answered 'Exit 137.'"]
 
 
 @pytest.mark.root

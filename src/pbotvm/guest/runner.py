@@ -19,7 +19,7 @@ from pbotvm.config import DEFAULT_OUTPUT_LIMIT
 from pbotvm.guest import java, sandbox, shell_shim, workdir
 from pbotvm.guest.cfamily import pch
 from pbotvm.guest.cfamily import run as c_family
-from pbotvm.guest.limits import BoxLimits, Limits
+from pbotvm.guest.limits import BoxLimits, Limits, compile_limits
 from pbotvm.guest.plain_command import plain_argv
 from pbotvm.guest.sandbox import CPU_LIMIT, MEMORY_LIMIT, WALL_LIMIT, Capture, Outcome
 from pbotvm.protocol import TIMED_OUT, Request, Result
@@ -150,6 +150,14 @@ def missing_toolchain(spec: langspec.LangSpec) -> str | None:
     return f"[{spec.display} is not installed in this guest: no {program!r} ({where})]\n"
 
 
+def with_speedups(cmdline: str, speedups: str) -> str:
+    """The command line with the language's speed-ups after its first word."""
+    if not speedups:
+        return cmdline
+    program, _, rest = cmdline.partition(" ")
+    return " ".join(word for word in (program, speedups, rest) if word)
+
+
 def run_request(request: Request, settings: RunSettings) -> Result:
     """Blocking; runs as root inside the request's supervisor process."""
     try:
@@ -167,6 +175,7 @@ def run_request(request: Request, settings: RunSettings) -> Result:
         return Result(text=missing, id=request.id, exit=127)
     run_mode = spec.run if spec is not None else langspec.RunMode.SCRIPT
     sourcefile, cmdline = request.sourcefile, request.cmdline
+    own = spec is not None and pch.default_command_line(spec, cmdline)
     if run_mode is langspec.RunMode.JAVA:
         sourcefile, cmdline = java.source_file(request.code, sourcefile, cmdline)
     files = {sourcefile: utf8(request.code + "\n")}
@@ -177,23 +186,27 @@ def run_request(request: Request, settings: RunSettings) -> Result:
         if run_mode is langspec.RunMode.CFAMILY:
             return c_family.run_request(request, user, cwd, user_environment(user), settings)
 
-        def run(cmdline: str, args: list[str], stdin: bytes) -> Outcome:
+        def run(cmdline: str, args: list[str], stdin: bytes,
+                limits: Limits = settings.limits) -> Outcome:
             return sandbox.run(utf8(command_line(cmdline, args)),
                                argv=plain_argv(cmdline, args), user=user, cwd=cwd,
                                env=user_environment(user), stdin=stdin,
-                               limits=settings.limits, keep=settings.output_limit)
+                               limits=limits, keep=settings.output_limit)
 
         args = split_arguments(request.arguments)
         if run_mode is langspec.RunMode.SCRIPT:
             outcome = run(cmdline, args, stdin_bytes(request.input))
             return to_result(request, outcome, settings.output_limit)
-        compiled = run(cmdline, [], b"")
+        compiler = with_speedups(cmdline, spec.compile_speedups) if spec and own else cmdline
+        compiled = run(compiler, [], b"", compile_limits(settings.limits))
         diagnostics = output_text(compiled.stderr, compiled.stdout, settings.output_limit)
-        if compiled.status or compiled.killed:
+        if compiled.killed:  # said as a program's, so that a channel knows why
+            return Result(text=result_text(diagnostics, 0, compiled.killed, bool(request.factoid)),
+                          id=request.id, exit=compiled.status, killed=compiled.killed)
+        if compiled.status:
             # As the original: a failed compile shows its diagnostics, without [Exit N].
             text = diagnostics or f"Exit {compiled.status}."
-            return Result(text=text.rstrip("\n") + "\n", id=request.id, exit=compiled.status,
-                          killed=compiled.killed)
+            return Result(text=text.rstrip("\n") + "\n", id=request.id, exit=compiled.status)
         program = (java.run_command(request.code) if run_mode is langspec.RunMode.JAVA
                    else f"./{request.execfile}")
         outcome = run(program, args, stdin_bytes(request.input))

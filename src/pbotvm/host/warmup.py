@@ -60,15 +60,31 @@ def _warmup_request(lang: str, code: str, request_id: str) -> Request | None:
 
 def warmup_problem(request: Request, text: str) -> str | None:
     """What a warm-up answer says is wrong with the guest (one line), or None: the guest could
-    not run the request, or gdb did not answer (every C answer that needs it would be wrong:
-    guest-server's user cannot read its driver, say)."""
+    not run the request, gdb did not answer (every C answer that needs it would be wrong:
+    guest-server's user cannot read its driver, say), or a hello did not say ``hello`` (a
+    language of the image that answers nothing else: a runtime missing, a limit met)."""
     said = text.strip()
     lang, code, expected = GDB_WARMUP
-    if request.id == GDB_WARMUP_ID and expected not in said:
-        return f"warm-up {lang} `{code}` answered {said!r}, not {expected!r}"
+    if request.id == GDB_WARMUP_ID:
+        if expected not in said:
+            return f"warm-up {lang} `{code}` answered {_cut(said)!r}, not {expected!r}"
+    elif said.rsplit("\n", 1)[-1] != "hello":
+        # clang's C89 and C99 warn first about the generated main's unused parameters.
+        return f"warm-up {request.lang} hello answered {_cut(said)!r}"
     if any(mark in said for mark in _BROKEN):
-        return f"warm-up {request.lang} request answered {said!r}"
+        return f"warm-up {request.lang} request answered {_cut(said)!r}"
     return None
+
+
+def _cut(said: str, keep: int = 300) -> str:
+    """An answer's end, enough to say what failed (a link error names the file it missed)."""
+    return said if len(said) <= keep else "…" + said[-keep:]
+
+
+def warmup_failed(problems: Sequence[str]) -> str:
+    """Why the guest is not snapshotted: a channel would get these answers."""
+    return (f"not snapshotting a guest whose warm-up failed for {len(problems)} of its "
+            "languages:\n  " + "\n  ".join(problems))
 
 
 def image_warmups(languages: Sequence[langspec.LangSpec]) -> list[Request]:
@@ -95,15 +111,18 @@ def for_image(image: Image, say: Callable[[str], None]) -> Warm:
     async def warm(machine: Machine) -> None:
         say(warmup_line(manifest["profile"], languages))
         transport = TransportChoice(machine.name)
+        problems = []
         for request in image_warmups(languages):
             try:
                 text = await send(machine, request, WARMUP_TIMEOUT, transport=transport)
             except (TimeoutError, OSError) as e:
                 raise WarmUpFailed(f"warm-up {request.lang} request failed "
                                    f"({e or 'timed out'})") from None
+            # The others still run: the operator learns at once of every language to fix.
             if (problem := warmup_problem(request, text)) is not None:
-                raise WarmUpFailed(problem)
-            if "hello" not in text and request.id != GDB_WARMUP_ID:
-                say(f"warm-up {request.lang} answered: {text.strip()}")
+                say(problem)
+                problems.append(problem)
+        if problems:
+            raise WarmUpFailed(warmup_failed(problems))
 
     return warm

@@ -57,6 +57,9 @@ class LangSpec:
     toolchain: Toolchain
     hello: str  # a program printing "hello", as a user would write it in a channel
     gdb: bool = False  # C family: prelude.h's helpers and the last-statement value
+    # Added after the compiler's name when the command line is the language's own: the same
+    # answer, sooner (-info still shows the command line).
+    compile_speedups: str = ""
 
     def __post_init__(self) -> None:
         if not self.display:

@@ -42,7 +42,7 @@ from pbotvm.guest.cfamily import (
 )
 from pbotvm.guest.cfamily.answer import answer, diagnostics_prefix, gdb_failed, gdb_failure
 from pbotvm.guest.cfamily.gdb_choice import AfterDirectRun
-from pbotvm.guest.limits import Limits
+from pbotvm.guest.limits import compile_limits
 from pbotvm.guest.plain_command import plain_argv
 from pbotvm.guest.sandbox import CPU_LIMIT, MEMORY_LIMIT, WALL_LIMIT, Capture
 from pbotvm.protocol import Request, Result
@@ -59,7 +59,6 @@ OUTPUT_FILE = ".output"
 DRIVER = Path(__file__).with_name("gdb_driver.py")
 GDB_ARGV = ("gdb", "-nx", "-q", "-batch", "-x", str(DRIVER))
 TIME_LIMIT = 8.0  # seconds: guest-gdb's alarm
-COMPILE_LIMITS = Limits(cpu_seconds=60, file_bytes=64 * 1024 * 1024, wall_seconds=60.0)
 # guest-gdb started gdb with these, so its programs had them too.
 PROGRAM_VARIABLES = {"LIBC_FATAL_STDERR": "1", "MALLOC_CHECK_": "1"}
 # gdb gives the programs it runs a terminal size. A direct run gets the same, and is exec'd as
@@ -103,6 +102,8 @@ class _Job:
     def run(self) -> Result:
         request, code = self.request, self.request.code
         factoid = bool(request.factoid)
+        if last_statement.beyond_gdb(code):
+            code = last_statement.without_wrappers(code)  # what gdb's failure would lead to
         while True:
             compiled = self.compile(code)
             if compiled.status or compiled.killed or command_line.compile_only(request.cmdline):
@@ -189,9 +190,7 @@ class _Job:
     def compile_once(self, argv: list[str]) -> _Ran:
         with open(os.devnull, "rb") as devnull:
             ran = sandbox.run_plumbed(argv, user=self.user, cwd=self.cwd, env=self.env,
-                                      limits=dataclasses.replace(
-                                          COMPILE_LIMITS,
-                                          processes=self.settings.limits.processes),
+                                      limits=compile_limits(self.settings.limits),
                                       files={0: devnull.fileno()}, pipes=[(1,), (2,)],
                                       keep=self.settings.output_limit)
         stdout, stderr = ran.captures

@@ -18,15 +18,15 @@ from __future__ import annotations
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
-from typing import ClassVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar
 
 from pbotvm import procs
 from pbotvm.config import Machine
 from pbotvm.image.build import Image
 
 # What is done to a booted guest before its snapshot (``host.warmup``); WarmUpFailed stops it.
-Warm = Callable[[Machine], Awaitable[None]]
+Warm = Callable[[Machine], Coroutine[Any, Any, None]]
 Say = Callable[[str], None]
 
 

@@ -12,7 +12,9 @@ PBOTVM = Path(sys.executable).parent / "pbotvm"
 
 # What every demo request must get back, in order (the reply line after "<pbot>").
 ANSWERS = ["hello from Linux as vm", "45", "hello world", "[a b]", "42", "err",
-           "Language 'nosuchlang' is not supported."]
+           "Language 'nosuchlang' is not supported.",
+           # Two at once, each on a guest of the demo's pool of two.
+           "alice done", "bob done"]
 
 
 def replies(output: str) -> list[str]:

@@ -329,9 +329,13 @@ def vm_revert(machine_serial: str | None, slow: bool) -> None:
         _revert(guests[0], slow)
     elif machine_serial in serves:
         _revert(serves[machine_serial], slow)
+    elif len(serves) == 1:
+        raise click.ClickException(f"the VM in {guests[0].paths.state_dir} serves serial "
+                                   f"{next(iter(serves))}, not {machine_serial}: not reverting it")
     elif serves:
         raise click.ClickException(f"the VMs in {guests[0].paths.state_dir} serve serial "
-                                   f"{', '.join(serves)}, not {machine_serial}: not reverting")
+                                   f"{', '.join(serves)}, not {machine_serial}: not reverting "
+                                   "them")
     else:
         _revert(guests[0], slow)
 

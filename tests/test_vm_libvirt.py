@@ -140,7 +140,8 @@ def test_time_out_reverts_with_loadvm_through_libvirt(stack: AttachedStack) -> N
     replied = time.monotonic()
     back = stack.wait_answer("-lang=sh ls /var/tmp; echo next", "next", 60)
     log = stack.log("vm-server")
-    assert "pbot-vm-test: reverted with loadvm" in log
+    assert re.search(r"reverted to snapshot 1 in [0-9.]+ s \(libvirt \S+ domain pbot-vm-test: "
+                     r"loadvm\)", log), log
     took = re.findall(r"reverted to snapshot 1 in ([0-9.]+)", log)
     print(f"\nlibvirt loadvm: time-out reply after {replied - start:.1f} s, revert "
           f"{took[-1]} s, next good answer {back:.2f} s later")
@@ -168,7 +169,9 @@ def test_a_destroyed_domain_is_brought_back(stack: AttachedStack) -> None:
     back = stack.wait_answer("-lang=sh echo back", "back", 90)
     log = stack.log("vm-server")
     assert re.search(r"reverting \(no heartbeat for \d+ s\)", log)
-    assert "the domain is not running" in log and "reverted with snapshot-revert" in log
+    assert "the domain is not running" in log, log
+    assert re.search(r"reverted to snapshot 1 in [0-9.]+ s \(libvirt \S+ domain pbot-vm-test: "
+                     r"snapshot-revert\)", log), log
     print(f"\nlibvirt domain destroyed: answering again {back:.1f} s later")
 
 

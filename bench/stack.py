@@ -31,9 +31,12 @@ C_HELLO = '-lang=c11 #include <stdio.h>\nint main(void) { puts("hello"); }'
 C_SNIPPET = 'puts("hello");'
 # The same program again through the edit step: the channel's last code (echo hello).
 SH_EDIT = "-lang=sh run"
-# What the gdb path costs when it is taken: a last statement's value, a crash's report ({n}
-# counts the requests: an answer the channel just had is answered "Same output.").
-C_GDB = [("C 1+1, gdb (sequential)", "1+1", "no output: 1 + 1 = 2"),
+# A last statement's value, which the program prints itself when it can; and what the gdb
+# path costs when it is taken: a value only gdb prints, a crash's report ({n} counts the
+# requests: an answer the channel just had is answered "Same output.").
+C_GDB = [("C 1+1, by the program (sequential)", "1+1", "no output: 1 + 1 = 2"),
+         ("C x * 2, by the program (sequential)", "int x = {n}; x * 2", "no output: x * 2 ="),
+         ("C array, gdb (sequential)", "int a[2] = {{n}, 2}; a", "no output: a = {"),
          ("C crash, gdb (sequential)", "int *p = 0; *p = {n};",
           "Program received signal SIGSEGV")]
 

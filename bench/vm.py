@@ -132,8 +132,11 @@ async def bench_programs(machine: Machine, n: int) -> None:
     # This shared machine's speed varies by half within minutes; the ratio varies less.
     print(f"  C hello / plain gcc  {statistics.median(hello) / statistics.median(plain):.2f}",
           flush=True)
-    # What the gdb path costs when it is taken: a last statement's value, a crash's report.
-    for name, code, expect in (("C 1+1 (gdb)", "1+1", "no output: 1 + 1 = 2"),
+    # A last statement's value, printed by the program; what the gdb path costs when it is
+    # taken: a value only gdb prints, a crash's report.
+    for name, code, expect in (("C 1+1 (program)", "1+1", "no output: 1 + 1 = 2"),
+                               ("C x * 2 (program)", "int x = 5; x * 2", "no output: x * 2 = 10"),
+                               ("C array (gdb)", "int a[2] = {1, 2}; a", "no output: a = {1, 2}"),
                                ("C crash (gdb)", "int *p = 0; *p = 1;",
                                 "Program received signal SIGSEGV")):
         run = functools.partial(run_request, machine, channel_request("c2x", code), expect)

@@ -150,7 +150,7 @@ def test_a_gdb_that_cannot_load_its_driver_is_an_error_answer(
         driver = Path(closed, "gdb_driver.py")
         driver.write_text(c_family.DRIVER.read_text())
         monkeypatch.setattr(c_family, "GDB_ARGV", (*c_family.GDB_ARGV[:-1], str(driver)))
-        text = run(_case("one_plus_one")).text
+        text = run(_case("declarations_only")).text
     assert re.fullmatch(rf"\[gdb failed: .*{re.escape(str(driver))}: Permission denied\.?\]\n",
                         text), text
 

@@ -25,6 +25,7 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from pbotvm.guest.cfamily import (
     gdb_choice,
     guest_gdb,
     last_statement,
+    last_value,
     pch,
 )
 from pbotvm.guest.cfamily.answer import answer, diagnostics_prefix, gdb_failed, gdb_failure
@@ -98,6 +100,8 @@ class _Job:
     settings: RunSettings
     output_fd: int
     debug_info: bool = True  # whether the program was built with it, for gdb
+    # Built to print its last statement's value itself (see ``last_value``).
+    value_program: last_value.Program | None = None
 
     def run(self) -> Result:
         request, code = self.request, self.request.code
@@ -131,8 +135,23 @@ class _Job:
         # Its program is never run: it needs no debugging information.
         first = self.compile_quickly_or_plainly(unwrapped, evaluated=False, debug=False)
         if first.status == 0 and first.killed is None:
-            self.compile_quickly_or_plainly(code, evaluated=True, debug=True)
+            self.value_program = self.build_value_printer(code)
+            if self.value_program is None:
+                self.build_for_gdb(code)
         return first
+
+    def build_for_gdb(self, code: str) -> None:
+        self.compile_quickly_or_plainly(code, evaluated=True, debug=True)
+
+    def build_value_printer(self, code: str) -> last_value.Program | None:
+        """The program that prints its last statement's value itself, built; None when the
+        code is not one it answers for, or it did not build: C only (C++ has no
+        ``_Generic``), with the language's own command line (``quick_compile``)."""
+        program = last_value.program(code) if self.request.sourcefile.endswith(".c") else None
+        if program is None or self.quick_compile(program.source, evaluated=False, debug=False,
+                                                 extra=last_value.OPTIONS) is None:
+            return None
+        return program
 
     def compile_quickly_or_plainly(self, code: str, *, evaluated: bool, debug: bool) -> _Ran:
         return (self.quick_compile(code, evaluated=evaluated, debug=debug)
@@ -143,7 +162,8 @@ class _Job:
         self.debug_info = True  # as far as the command line asks for it
         return self.compile_once(command_line.compiler_argv(self.request.cmdline))
 
-    def quick_compile(self, code: str, *, evaluated: bool, debug: bool) -> _Ran | None:
+    def quick_compile(self, code: str, *, evaluated: bool, debug: bool,
+                      extra: tuple[str, ...] = ()) -> _Ran | None:
         """The same program sooner, for the language's own command line: gold links, the
         prelude comes precompiled (``pch``) unless gdb evaluates expressions of the code
         (``evaluated``) that may need its macros, and without ``debug`` the program has no
@@ -166,6 +186,7 @@ class _Job:
             # Last, so it overrides the command line's -g options; a precompiled header
             # built with them still serves.
             argv.append(command_line.NO_DEBUG_OPTION)
+        argv += extra
         self.write_source(code)
         ran = self.compile_once(argv)
         if (ran.status or ran.killed or command_line.gold_spoke(ran.text)
@@ -202,6 +223,12 @@ class _Job:
         args = runner.split_arguments(self.request.arguments)
         if command_line.uses_address_sanitizer(self.request.cmdline):
             return self.run_plainly(args)
+        if self.value_program is not None:
+            answered = self.with_value(self.value_program, args)
+            self.value_program = None
+            if answered is not None:
+                return answered
+            self.build_for_gdb(code)
         if gdb_choice.needs_gdb(code):
             return self.under_gdb(args)
         return self.directly(code, args)
@@ -220,7 +247,8 @@ class _Job:
                         outcome.status, outcome.killed)
         return _Ran(text, outcome.status)
 
-    def directly(self, code: str, args: list[str]) -> _Ran:
+    def run_directly(self, args: list[str], pipes: list[tuple[int, ...]]) -> sandbox.Plumbed:
+        """The program run as gdb would run it, with its stderr and ``pipes`` collected."""
         os.ftruncate(self.output_fd, 0)
         limits = dataclasses.replace(self.settings.limits, wall_seconds=TIME_LIMIT,
                                      cpu_seconds=self.settings.limits.cpu_seconds + 1)
@@ -229,11 +257,39 @@ class _Job:
         env = self.program_environment({**TERMINAL_VARIABLES,
                                          "PWD": os.path.realpath(self.cwd)})
         with self.open_input() as stdin:
-            ran = sandbox.run_plumbed([self.program(), *args], user=self.user, cwd=self.cwd,
-                                      env=env, limits=limits,
-                                      files={0: stdin.fileno(), 1: self.output_fd},
-                                      pipes=[(2,)], keep=self.settings.output_limit,
-                                      or_else=[SHELL, "-c", exec_line])
+            return sandbox.run_plumbed([self.program(), *args], user=self.user, cwd=self.cwd,
+                                       env=env, limits=limits,
+                                       files={0: stdin.fileno(), 1: self.output_fd},
+                                       pipes=[(2,), *pipes], keep=self.settings.output_limit,
+                                       or_else=[SHELL, "-c", exec_line])
+
+    def with_value(self, program: last_value.Program, args: list[str]) -> _Ran | None:
+        """The direct run of ``value_program``, answered as gdb would have answered it; None
+        when gdb has to run the request after all (see ``last_value``)."""
+        ran = self.run_directly(args, [(last_value.VALUE_FD,)])
+        stderr, record = ran.captures
+        stdout = self.program_output()
+        if ran.killed == WALL_LIMIT:
+            return self.timed_out(stderr, stdout, ran.killed)
+        if ran.killed == MEMORY_LIMIT:
+            return self.memory_killed(stderr, stdout)
+        if ran.signal == signal.SIGKILL:
+            return self.timed_out(stderr, stdout, ran.killed)  # as ``directly`` has it
+        found = last_value.read_value(record.data)
+        output = os.fstat(self.output_fd)
+        if (ran.signal is not None or ran.status == last_value.HALT_STATUS or found is None
+                or found.device != (os.major(output.st_dev), os.minor(output.st_dev))
+                or found.inode != output.st_ino):
+            return None
+        line = last_value.line_for(found, program.expression)
+        if line is None:
+            return None
+        if line:
+            stdout = channel.splice(stdout, [(found.size, guest_gdb.emitted(line))])
+        return _Ran(self.combined(stderr, self.capture(stdout)), ran.status)
+
+    def directly(self, code: str, args: list[str]) -> _Ran:
+        ran = self.run_directly(args, [])
         (stderr,) = ran.captures
         stdout = self.program_output()
         if ran.killed == WALL_LIMIT:

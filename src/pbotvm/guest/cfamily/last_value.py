@@ -1,0 +1,289 @@
+"""The value of a C snippet's last statement printed by the program itself, not by gdb.
+
+The host wraps a last statement such as ``1 + 1`` as ``print_last_statement(1 + 1);`` and the
+original's gdb printed ``no output: 1 + 1 = 2`` when the program had printed nothing: gdb cost
+most of such an answer (about 2 s of 3 in a TCG guest). For a statement whose value the
+program can be shown to print as gdb's ``print`` does, the wrapper becomes a call of a small
+printer appended to the source, and the program runs directly. It answers for a scalar only
+(the integer types, ``char`` as ``97 'a'``, ``_Bool``, ``float`` and ``double`` but NaN); for
+anything else it says nothing and the request goes to gdb as before.
+
+What keeps the two the same:
+* the statement is plain arithmetic on variables and decimal literals (``sizeof`` of a basic
+  type too): no calls, casts, strings, assignments, shifts (gdb and C differ on shift counts
+  past the width) or macros (gdb expands them too, but into anything: the program reports
+  the statement as its preprocessor expanded it, and an expansion is refused). A name the
+  compiler sees as a constant (an enumerator: gdb prints its name, and types it as its enum)
+  is refused, as is any expression of enum type;
+* no wide character types in the code (gdb prints a ``wchar_t`` as ``97 L'a'``);
+* the compiler is the language's own, with its default options: a C compiler with
+  ``_Generic``, and UndefinedBehaviorSanitizer, which the printer makes stop the program at
+  its first report (gdb evaluates without it): the run is then done again under gdb;
+* the printer writes its value to a descriptor of its own, with the size of its stdout and
+  which file that is; the runner puts ``no output: …`` into the output at that place, as gdb's
+  driver did, only when that file was the program's output and empty;
+* the program then ends by itself; a signal or the sanitizer's stop sends the request to gdb.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pbotvm.guest.cfamily import gdb_choice, guest_gdb
+
+VALUE_FD = 1000  # the printer's descriptor: high, so the program's own open() calls do not see it
+HALT_STATUS = 97  # how the sanitizer ends a program at its first report (see PRINTER)
+# The printer's compile: the preprocessor's expansion of the statement as a string; the
+# probe that an integer-typed name is no enum (gdb prints an enum's value by name); and no
+# variable read before it is set: the program gdb runs does not contain the statement, so a
+# variable only the statement names may not exist there (gdb: ``x = <optimized out>``).
+OPTIONS = ("-D__pbotvm_s(x)=#x", "-D__pbotvm_xs(x)=__pbotvm_s(x)", "-Werror=switch-enum",
+           "-Werror=uninitialized")
+
+_LINE = re.compile(r"^([ \t]*)print_last_statement\((.*)\);[ \t]*$", re.MULTILINE)
+_ANY_WRAPPER = re.compile(r"\bprint_last_statement\b")
+_WIDE = re.compile(r"\b(?:wchar_t|wint_t|char8_t|char16_t|char32_t)\b")
+_TOKEN = re.compile(r"""
+    \s*(?:
+      (?P<float>(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d*\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)
+                (?![\w.]))
+    | (?P<int>(?:0|[1-9]\d*)(?![\w.]))
+    | (?P<name>[A-Za-z_]\w*)
+    | (?P<other><<|>>|\+\+|--|->|[-+*/%&|^]=)
+    | (?P<op>&&|\|\||[<>=!]=|[-+*/%<>!~&|^()])
+    )""", re.VERBOSE)
+_TYPE_WORDS = frozenset({"char", "short", "int", "long", "signed", "unsigned", "float",
+                         "double", "_Bool"})
+_KEYWORDS = _TYPE_WORDS | {
+    "auto", "break", "case", "const", "continue", "default", "do", "else", "enum", "extern",
+    "for", "goto", "if", "inline", "register", "restrict", "return", "sizeof", "static",
+    "struct", "switch", "typedef", "union", "void", "volatile", "while", "bool", "true",
+    "false", "nullptr", "typeof", "constexpr", "alignof", "_Alignof", "_Generic", "asm"}
+_INT_MAX = 2**31 - 1
+MAX_EXPRESSION = 150  # gdb shows the command text of a longer one cut short
+
+# Types as the printer reads them back from its variable arguments (after their promotions).
+_KIND = ("(__builtin_classify_type({e}) == 3 ? 0 : _Generic(({e}), _Bool: 1, "
+         "char: ((char) -1 < 0 ? 2 : 3), signed char: 2, unsigned char: 3, short: 4, "
+         "unsigned short: 4, int: 4, unsigned int: 5, long: 6, unsigned long: 7, long long: 8, "
+         "unsigned long long: 9, float: 10, double: 11, default: 0))")
+
+# Appended after the code, so that every line keeps its number. Only reserved names and
+# keywords: the code's macros cannot reach it. statx's struct is the same on every
+# architecture: stx_ino at byte 32, stx_size at 40, stx_dev_major and _minor at 136 and 140.
+PRINTER = r"""
+extern int __pbotvm_statx(int, const char *, int, unsigned int, void *) __asm__("statx");
+extern long __pbotvm_write(int, const void *, unsigned long) __asm__("write");
+extern int __pbotvm_snprintf(char *, unsigned long, const char *, ...) __asm__("snprintf");
+const char *__ubsan_default_options(void);
+const char *__ubsan_default_options(void) { return "halt_on_error=1:exitcode=@HALT@"; }
+static int __pbotvm_char(char *to, unsigned long room, int byte)
+{
+    static const char escapes[] = "\a\b\f\n\r\t\v";
+    static const char letters[] = "abfnrtv";
+    int k;
+    for (k = 0; escapes[k]; k++)
+        if (byte == escapes[k])
+            return __pbotvm_snprintf(to, room, "'\\%c'", letters[k]);
+    if (byte == '\\' || byte == '\'')
+        return __pbotvm_snprintf(to, room, "'\\%c'", byte);
+    if (byte >= 0x20 && byte < 0x7f)
+        return __pbotvm_snprintf(to, room, "'%c'", byte);
+    return __pbotvm_snprintf(to, room, "'\\%03o'", byte);
+}
+static int __pbotvm_real(char *to, unsigned long room, double value, int digits)
+{
+    char check[8];
+    if (value != value)
+        return -1;
+    if (value - value != 0)
+        return __pbotvm_snprintf(to, room, value < 0 ? "-inf" : "inf");
+    if (__pbotvm_snprintf(check, sizeof check, "%.1f", 0.5) != 3 || check[1] != '.')
+        return -1;
+    return __pbotvm_snprintf(to, room, "%.*g", digits, value);
+}
+void __pbotvm_last_value(const char *expanded, int kind, int constant, ...);
+void __pbotvm_last_value(const char *expanded, int kind, int constant, ...)
+{
+    unsigned long long stx[32];
+    unsigned int device[2];
+    char value[128], record[1024];
+    int n = -1, v;
+    __builtin_va_list args;
+    if (constant || kind == 0
+        || __pbotvm_statx(1, "", 0x1000, 0x300, stx) != 0)
+        return;
+    __builtin_va_start(args, constant);
+    switch (kind) {
+    case 1:
+        n = __pbotvm_snprintf(value, sizeof value, "%s",
+                              __builtin_va_arg(args, int) ? "true" : "false");
+        break;
+    case 2: case 3:
+        v = __builtin_va_arg(args, int);
+        v = kind == 2 ? (signed char) v : (unsigned char) v;
+        n = __pbotvm_snprintf(value, sizeof value, "%d ", v);
+        n = __pbotvm_char(value + n, sizeof value - n, v & 0xff) < 0 ? -1 : 0;
+        break;
+    case 4:
+        n = __pbotvm_snprintf(value, sizeof value, "%d", __builtin_va_arg(args, int));
+        break;
+    case 5:
+        n = __pbotvm_snprintf(value, sizeof value, "%u", __builtin_va_arg(args, unsigned));
+        break;
+    case 6:
+        n = __pbotvm_snprintf(value, sizeof value, "%ld", __builtin_va_arg(args, long));
+        break;
+    case 7:
+        n = __pbotvm_snprintf(value, sizeof value, "%lu",
+                              __builtin_va_arg(args, unsigned long));
+        break;
+    case 8:
+        n = __pbotvm_snprintf(value, sizeof value, "%lld", __builtin_va_arg(args, long long));
+        break;
+    case 9:
+        n = __pbotvm_snprintf(value, sizeof value, "%llu",
+                              __builtin_va_arg(args, unsigned long long));
+        break;
+    case 10:
+        n = __pbotvm_real(value, sizeof value, (float) __builtin_va_arg(args, double), 9);
+        break;
+    case 11:
+        n = __pbotvm_real(value, sizeof value, __builtin_va_arg(args, double), 17);
+        break;
+    }
+    __builtin_va_end(args);
+    if (n < 0)
+        return;
+    __builtin_memcpy(device, (char *) stx + 136, sizeof device);
+    n = __pbotvm_snprintf(record, sizeof record, "%llu %u %u %llu\n%s\n%s\n", stx[5],
+                          device[0], device[1], stx[4],
+                          value, expanded);
+    if (n > 0 && (unsigned long) n < sizeof record)
+        __pbotvm_write(@FD@, record, (unsigned long) n);
+}
+""".replace("@HALT@", str(HALT_STATUS)).replace("@FD@", str(VALUE_FD))
+
+
+@dataclass(frozen=True)
+class Program:
+    """The code with its last statement printed by the program, and that statement."""
+
+    source: str
+    expression: str  # as the preprocessor stringises it: gdb's command text
+
+
+def expression_names(expression: str) -> list[str] | None:
+    """The names of variables in a statement the printer may answer for; None unless the
+    statement is one (see the module's text)."""
+    names: list[str] = []
+    tokens = _tokens(expression)
+    if tokens is None or not tokens:
+        return None
+    k = 0
+    while k < len(tokens):
+        kind, text = tokens[k]
+        if kind == "int" and int(text) > _INT_MAX:
+            return None
+        if kind == "name":
+            if text == "sizeof":
+                end = _sizeof_end(tokens, k)
+                if end is None:
+                    return None
+                k = end
+                continue
+            if text in _KEYWORDS or (k + 1 < len(tokens) and tokens[k + 1] == ("op", "(")):
+                return None
+            names.append(text)
+        k += 1
+    return names
+
+
+def _tokens(expression: str) -> list[tuple[str, str]] | None:
+    tokens, at = [], 0
+    expression = expression.rstrip()
+    while at < len(expression):
+        match = _TOKEN.match(expression, at)
+        if match is None or match.lastgroup in (None, "other"):
+            return None
+        tokens.append((match.lastgroup, match.group(match.lastgroup)))
+        at = match.end()
+    return tokens
+
+
+def _sizeof_end(tokens: list[tuple[str, str]], at: int) -> int | None:
+    """After ``sizeof ( basic type words )``, or None when that is not what follows."""
+    if at + 1 >= len(tokens) or tokens[at + 1] != ("op", "("):
+        return None
+    k = at + 2
+    while k < len(tokens) and tokens[k][0] == "name" and tokens[k][1] in _TYPE_WORDS:
+        k += 1
+    if k == at + 2 or k >= len(tokens) or tokens[k] != ("op", ")"):
+        return None
+    return k + 1
+
+
+def stringised(expression: str) -> str:
+    """The statement as ``#`` makes a string of it (no literals in it: spaces only)."""
+    return " ".join(expression.split())
+
+
+def program(code: str) -> Program | None:
+    """The code for a run that prints its last statement's value itself; None unless the
+    code has one wrapper, on a line of its own, around a statement it can answer for, and
+    asks gdb for nothing else."""
+    lines = list(_LINE.finditer(code))
+    if len(lines) != 1 or len(_ANY_WRAPPER.findall(code)) != 1 or _WIDE.search(code):
+        return None
+    line = lines[0]
+    expression = line.group(2)
+    rest = code[: line.start()] + code[line.end():]
+    names = expression_names(expression)
+    if (names is None or len(expression) > MAX_EXPRESSION or "??" in expression
+            or gdb_choice.needs_gdb(rest)):
+        return None
+    constant = " || ".join(f"__builtin_constant_p({name})" for name in names) or "0"
+    text = stringised(expression)
+    # An enum is an integer to _Generic; a switch on it does not compile (ENUM_PROBE).
+    probes = "".join(f"switch (__builtin_choose_expr(__builtin_classify_type({name}) == 1, "
+                     f"{name}, 0)) {{ default: break; }} " for name in dict.fromkeys(names))
+    call = (f"{line.group(1)}{{ extern void __pbotvm_last_value(const char *, int, int, ...); "
+            f"{probes}__pbotvm_last_value(__pbotvm_xs({expression}), {_KIND.format(e=expression)}, "
+            f"{constant}, ({expression})); }}")
+    return Program(code[: line.start()] + call + code[line.end():] + "\n" + PRINTER, text)
+
+
+@dataclass(frozen=True)
+class Value:
+    """What the printer wrote: its stdout's size and identity then, and the value."""
+
+    size: int
+    device: tuple[int, int]
+    inode: int
+    value: str
+    expanded: str
+
+
+def read_value(data: bytes) -> Value | None:
+    """The printer's record; None when there is none (it declined) or it is not one."""
+    try:
+        head, value, expanded, rest = data.decode("ascii").split("\n")
+        size, major, minor, inode = (int(field) for field in head.split(" "))
+    except ValueError:
+        return None
+    if rest:
+        return None
+    return Value(size, (major, minor), inode, value, expanded)
+
+
+def line_for(found: Value, expression: str) -> str | None:
+    """guest-gdb's line for the value, when gdb would have shown one (the output was empty),
+    with the value as gdb's console line came out of guest-gdb's GDB/MI round trip (``97
+    'a'`` stays, ``27 '\\033'`` became ``27 '\\x1B'``); "" when it would not have; None
+    when the record cannot be trusted to say so: the statement was a macro's expansion."""
+    if stringised(found.expanded) != expression:
+        return None
+    if found.size:
+        return ""
+    return f"no output: {expression} = {guest_gdb.mi_text(found.value)}"

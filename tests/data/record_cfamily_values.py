@@ -1,0 +1,120 @@
+"""Record, from a running original, its replies to last statements of every scalar type (not
+a test): the rows of tests/data/cfamily_values.json, which test_cfamily_values asks of ours.
+
+    PBOT_GIT=… sudo -E ../shared/tools/original/up
+    .venv/bin/python tests/data/record_cfamily_values.py > tests/data/cfamily_values.json
+    sudo ../shared/tools/original/down
+
+Each row is asked in a channel of its own, so that "Same output." never answers it. The code
+is written as astyle formats it (the original's astyle 3.1 fails on a relative file name
+here, and sends the code as typed).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ASK = Path(__file__).resolve().parents[3] / "shared" / "tools" / "original" / "ask"
+
+# (name, code as a channel types it): the program prints the value itself for the first
+# group; gdb answers the second (a type, a value or a statement the printer leaves to it).
+CASES: list[tuple[str, str]] = [
+    ("sum", "1 + 1"),
+    ("sizeof_int", "sizeof(int)"),
+    ("sizeof_long_double", "sizeof(long double)"),
+    ("division", "10 / 3"),
+    ("negative_remainder", "-7 % 3"),
+    ("double_division", "1.0 / 3"),
+    ("int_name", "int x = 5; x"),
+    ("int_comparison", "int x = 5; x > 2"),
+    ("int_not", "int x = 3; !x"),
+    ("int_complement", "int x = 3; ~x"),
+    ("argc", "argc"),
+    ("inner_scope_gone", "int x = 1; { int x = 2; } x"),
+    ("char_letter", "char c = 'a'; c"),
+    ("char_newline", "char c = '\\n'; c"),
+    ("char_nul", "char c = 0; c"),
+    ("char_escape", "char c = 27; c"),
+    ("char_backslash", "char c = '\\\\'; c"),
+    ("char_quote", "char c = '\\''; c"),
+    ("char_double_quote", "char c = '\"'; c"),
+    ("char_negative", "char c = -61; c"),
+    ("char_delete", "char c = 127; c"),
+    ("char_plus_one", "char c = 'a'; c + 1"),
+    ("unsigned_char", "unsigned char c = 200; c"),
+    ("signed_char", "signed char c = -1; c"),
+    ("bool_true", "_Bool b = 1; b"),
+    ("bool_false", "bool b = false; b"),
+    ("short_negative", "short s = -5; s"),
+    ("unsigned_short", "unsigned short us = 65535; us"),
+    ("long_negative", "long l = 1; l - 5"),
+    ("unsigned_long_wraps", "unsigned long ul = 0; ul - 1"),
+    ("unsigned_wraps", "unsigned u = 0; u - 1"),
+    ("long_long", "long long ll = -3; ll"),
+    ("int8", "int8_t i = 65; i"),
+    ("uint64", "uint64_t u = 18446744073709551615u; u"),
+    ("float_tenth", "float f = 0.1f; f"),
+    ("float_times_int", "float f = 1.5f; f * 2"),
+    ("float_big", "float f = 1e10f; f"),
+    ("double_tenth", "double d = 0.1; d"),
+    ("double_whole", "double d = 100; d"),
+    ("double_big", "double d = 123456789012345678; d"),
+    ("negative_zero", "double d = -0.0; d"),
+    ("infinity", "double d = 1e300; d * 1e10"),
+    ("negative_infinity", "double d = -1e300; d * 1e10"),
+    ("double_by_zero", "double x = 5; x / 0"),
+    ("mixed", "int x = 7, y = 2; x / y * 1.0"),
+    ("printed_first", 'puts("hi"); 1 + 1'),
+    ("printed_first_no_newline", 'int x = 5; printf("%d", x); x + 1'),
+    ("stderr_first", 'fprintf(stderr, "e\\n"); 1 + 1'),
+    ("c89", "-lang=c89 int x = 5; x * 2"),
+    ("c99", "-lang=c99 double d = 2.5; d * 2"),
+    ("c11", "-lang=c11 char c = 'z'; c"),
+    ("clang", "-lang=clang int x = 5; x * 2"),
+    ("clang_char", "-lang=clang char c = 'q'; c"),
+    ("clang89", "-lang=clang89 float f = 0.1f; f"),
+    ("cpp_comparison", "-lang=c++ int x = 5; x > 2"),
+    # gdb's answer, whatever the program could print
+    ("signed_overflow", "int x = 2147483647; x + 1"),
+    ("clang_unsigned_wraps", "-lang=clang unsigned u = 0; u - 1"),
+    ("int_by_zero", "int x = 5, z = 0; x / z"),
+    ("enum_variable", "enum e { A, B } v = B; v"),
+    ("enum_constant", "enum e { A, B }; B"),
+    ("enum_constant_minus_one", "enum e { A, B }; B - 1"),
+    ("null_deref", "int *p = 0; *p"),
+    ("pointer_deref", "int x = 4; int *p = &x; *p"),
+    ("array", "int a[3] = {1, 2, 3}; a"),
+    ("nan", "double d = 0.0; d / d"),
+    ("macro_int_max", "INT_MAX"),
+    ("macro_eof", "EOF"),
+    ("wide_char", "wchar_t w = L'a'; w"),
+    ("const_int", "const int k = 4; k"),
+    ("uninitialised", "int x; x"),
+    ("set_later", "int x; x = 3; x"),
+    ("set_through_pointer", "int x; int *p = &x; *p = 7; x"),
+    ("shift", "int x = 1; x << 3"),
+    ("char_literal", "'a'"),
+    ("hex_literal", "0x10 + 1"),
+]
+
+
+def ask(name: str, code: str) -> str:
+    out = subprocess.run([str(ASK), "--channel", f"#{name}", code], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    return str(ast.literal_eval(out))
+
+
+def main() -> None:
+    rows = [{"name": name, "code": code, "reply": ask(name, code)} for name, code in CASES]
+    json.dump({"about": "Replies of the original (620ebe0e, Perl host and guest on PTYs) to "
+               "last statements of each scalar type; recorded by record_cfamily_values.py.",
+               "rows": rows}, sys.stdout, indent=1, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,8 @@ def code(line: str, decls: str = "") -> str:
     ("(a + b) / 2.5", ["a", "b"]),
     ("-c % 3 != 0 && !d", ["c", "d"]),
     ("1e3 + .5 + 2.", []),
-    ("*p", ["p"]),
+    ("x * -y", ["x", "y"]),
+    ("(a) * (b)", ["a", "b"]),
     ("2147483647", []),
 ])
 def test_statements_it_answers_for(expression: str, names: list[str]) -> None:
@@ -41,6 +42,9 @@ def test_statements_it_answers_for(expression: str, names: list[str]) -> None:
     "'a'",  # a char constant is an int to C and a char to gdb
     '"hi"',
     "x = 1",
+    "*p",  # through pointers
+    "2 * *p",
+    "&x",
     "x++",
     "a ? b : c",
     "a, b",
@@ -81,6 +85,7 @@ def test_stringised_as_the_preprocessor_does() -> None:
     code("print_last_statement(c);", "    wchar_t c = L'a';"),  # gdb: 97 L'a'
     code("x = 1; print_last_statement(1 + 1);", "    int x;"),  # not a line of its own
     code("print_last_statement(f(1));"),
+    "#define int long\n" + code("print_last_statement(1 + 1);"),  # the printer's words
     code("print_last_statement(" + " + ".join(["1"] * 80) + ");"),  # gdb cuts the text
     code("print_last_statement(1 + 1);").replace("return 0;", "print_last_statement(2);"),
 ])

@@ -10,12 +10,14 @@ anything else it says nothing and the request goes to gdb as before.
 
 What keeps the two the same:
 * the statement is plain arithmetic on variables and decimal literals (``sizeof`` of a basic
-  type too): no calls, casts, strings, assignments, shifts (gdb and C differ on shift counts
-  past the width) or macros (gdb expands them too, but into anything: the program reports
-  the statement as its preprocessor expanded it, and an expansion is refused). A name the
-  compiler sees as a constant (an enumerator: gdb prints its name, and types it as its enum)
-  is refused, as is any expression of enum type;
-* no wide character types in the code (gdb prints a ``wchar_t`` as ``97 L'a'``);
+  type too): no calls, casts, pointers, strings, assignments, shifts (gdb and C differ on
+  shift counts past the width), arithmetic on a ``_Bool`` (gdb refuses it) or macros (gdb
+  expands them too, but into anything: the program reports the statement as its
+  preprocessor expanded it, and an expansion is refused). A name the compiler sees as a
+  constant (an enumerator: gdb prints its name, and types it as its enum) is refused, as is
+  a name of enum type, and a variable read before it is set (``OPTIONS``);
+* no wide character types in the code (gdb prints a ``wchar_t`` as ``97 L'a'``), and no
+  macro named as a keyword (the printer is C that the code's macros must not rewrite);
 * the compiler is the language's own, with its default options: a C compiler with
   ``_Generic``, and UndefinedBehaviorSanitizer, which the printer makes stop the program at
   its first report (gdb evaluates without it): the run is then done again under gdb;
@@ -23,6 +25,9 @@ What keeps the two the same:
   which file that is; the runner puts ``no output: …`` into the output at that place, as gdb's
   driver did, only when that file was the program's output and empty;
 * the program then ends by itself; a signal or the sanitizer's stop sends the request to gdb.
+
+tests/test_cfamily_values.py checks each case against the original's replies and against
+our own gdb path.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ OPTIONS = ("-D__pbotvm_s(x)=#x", "-D__pbotvm_xs(x)=__pbotvm_s(x)", "-Werror=swit
 
 _LINE = re.compile(r"^([ \t]*)print_last_statement\((.*)\);[ \t]*$", re.MULTILINE)
 _ANY_WRAPPER = re.compile(r"\bprint_last_statement\b")
+_MACRO = re.compile(r"^[ \t]*#[ \t]*(?:define|undef)[ \t]+(\w+)", re.MULTILINE)
 _WIDE = re.compile(r"\b(?:wchar_t|wint_t|char8_t|char16_t|char32_t)\b")
 _TOKEN = re.compile(r"""
     \s*(?:
@@ -59,8 +65,10 @@ _KEYWORDS = _TYPE_WORDS | {
     "auto", "break", "case", "const", "continue", "default", "do", "else", "enum", "extern",
     "for", "goto", "if", "inline", "register", "restrict", "return", "sizeof", "static",
     "struct", "switch", "typedef", "union", "void", "volatile", "while", "bool", "true",
-    "false", "nullptr", "typeof", "constexpr", "alignof", "_Alignof", "_Generic", "asm"}
+    "false", "nullptr", "typeof", "constexpr", "alignof", "_Alignof", "_Generic", "asm",
+    "__asm__"}
 _INT_MAX = 2**31 - 1
+_BARE_NAME = re.compile(r"[\s(]*[A-Za-z_]\w*[\s)]*")
 MAX_EXPRESSION = 150  # gdb shows the command text of a longer one cut short
 
 # Types as the printer reads them back from its variable arguments (after their promotions).
@@ -186,6 +194,9 @@ def expression_names(expression: str) -> list[str] | None:
         kind, text = tokens[k]
         if kind == "int" and int(text) > _INT_MAX:
             return None
+        if (kind, text) in (("op", "*"), ("op", "&")) and (
+                k == 0 or (tokens[k - 1][0] == "op" and tokens[k - 1][1] != ")")):
+            return None  # through a pointer: to a _Bool, say (see ``program``)
         if kind == "name":
             if text == "sizeof":
                 end = _sizeof_end(tokens, k)
@@ -234,7 +245,8 @@ def program(code: str) -> Program | None:
     code has one wrapper, on a line of its own, around a statement it can answer for, and
     asks gdb for nothing else."""
     lines = list(_LINE.finditer(code))
-    if len(lines) != 1 or len(_ANY_WRAPPER.findall(code)) != 1 or _WIDE.search(code):
+    if (len(lines) != 1 or len(_ANY_WRAPPER.findall(code)) != 1 or _WIDE.search(code)
+            or any(name in _KEYWORDS for name in _MACRO.findall(code))):
         return None
     line = lines[0]
     expression = line.group(2)
@@ -244,12 +256,20 @@ def program(code: str) -> Program | None:
             or gdb_choice.needs_gdb(rest)):
         return None
     constant = " || ".join(f"__builtin_constant_p({name})" for name in names) or "0"
+    printable = _KIND.format(e=expression)
+    if len(names) != 1 or not _BARE_NAME.fullmatch(expression):
+        # gdb: "Invalid operation on booleans." for arithmetic on a _Bool (b + b).
+        printable += "".join(f" && !_Generic(({name}), _Bool: 1, default: 0)" for name in names)
     text = stringised(expression)
     # An enum is an integer to _Generic; a switch on it does not compile (ENUM_PROBE).
     probes = "".join(f"switch (__builtin_choose_expr(__builtin_classify_type({name}) == 1, "
                      f"{name}, 0)) {{ default: break; }} " for name in dict.fromkeys(names))
+    kind = _KIND.format(e=expression)
+    # What it does not print (an array, a struct, a sum of _Bools) stops the compile, which
+    # then ends sooner than the run would have.
     call = (f"{line.group(1)}{{ extern void __pbotvm_last_value(const char *, int, int, ...); "
-            f"{probes}__pbotvm_last_value(__pbotvm_xs({expression}), {_KIND.format(e=expression)}, "
+            f"typedef char __pbotvm_printable[{printable} ? 1 : -1]; "
+            f"{probes}__pbotvm_last_value(__pbotvm_xs({expression}), {kind}, "
             f"{constant}, ({expression})); }}")
     return Program(code[: line.start()] + call + code[line.end():] + "\n" + PRINTER, text)
 

@@ -75,6 +75,11 @@ def test_the_program_keeps_every_line_number_and_prints_after_main() -> None:
     assert program.source.endswith(last_value.PRINTER)
 
 
+def test_names_merely_multiplied_elsewhere_still_qualify() -> None:
+    assert last_value.program(code("print_last_statement(x * 3);",
+                                   "    int x = 2, y = 2 * x;\n    int *p = &y;")) is not None
+
+
 def test_stringised_as_the_preprocessor_does() -> None:
     program = last_value.program(code("print_last_statement( 1  +\t1 );"))
     assert program is not None and program.expression == "1 + 1"
@@ -85,6 +90,12 @@ def test_stringised_as_the_preprocessor_does() -> None:
     code("print_last_statement(c);", "    wchar_t c = L'a';"),  # gdb: 97 L'a'
     code("x = 1; print_last_statement(1 + 1);", "    int x;"),  # not a line of its own
     code("print_last_statement(f(1));"),
+    # declared as what it cannot print: not worth a compile
+    code("print_last_statement(a);", "    int a[3] = {1, 2, 3};"),
+    code("print_last_statement(s);", "    char *s = \"hi\";"),
+    code("print_last_statement(p);", "    int x, * const p = &x;"),
+    code("print_last_statement(v);", "    struct { int a; } v = {1};"),
+    code("print_last_statement(v);", "    struct S v;"),
     "#define int long\n" + code("print_last_statement(1 + 1);"),  # the printer's words
     code("print_last_statement(" + " + ".join(["1"] * 80) + ");"),  # gdb cuts the text
     code("print_last_statement(1 + 1);").replace("return 0;", "print_last_statement(2);"),

@@ -21,6 +21,7 @@ from pbotvm.host.machines.machine_state import MachineState
 from pbotvm.host.machines.pool import Pool
 from pbotvm.host.machines.qemu import LINE_SETTINGS
 from tests.conftest import AttachedStack, bystander, until
+from tests.support.perl_client import perl_ask
 from tests.support.stack import BIN, LocalStack, free_port
 
 
@@ -207,6 +208,21 @@ def test_two_guests_serve_two_requests_at_once(pool_stack: LocalStack) -> None:
         time.sleep(0.3)
         quick = pool.submit(ask, "-lang=sh echo B", "B")
         # On one guest B would have waited for A.
+        assert quick.result() < slow.result()
+
+
+@pytest.mark.root
+def test_perl_clients_are_served_side_by_side(pool_stack: LocalStack, tmp_path: Path) -> None:
+    start = time.monotonic()
+
+    def ask(code: str, nick: str) -> float:
+        assert perl_ask(tmp_path, pool_stack.server, code, nick) == f"{nick}\n"
+        return time.monotonic() - start
+
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(ask, "-lang=sh sleep 2; echo A", "A")
+        time.sleep(0.3)
+        quick = pool.submit(ask, "-lang=sh echo B", "B")
         assert quick.result() < slow.result()
 
 

@@ -5,7 +5,6 @@ import pwd
 import re
 import shutil
 import socket
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from pbotvm.protocol import PERSIST_KEY_RULE, Framing, Request, encode_request
 from tests.conftest import until
+from tests.support.perl_client import perl_ask
 from tests.support.stack import LocalStack
 
 pytestmark = pytest.mark.root
@@ -228,19 +228,8 @@ def test_default_stdin_comes_from_fortune(tmp_path_factory: pytest.TempPathFacto
     assert reply.strip() and "\n" not in reply and "\t" not in reply
 
 
-def test_perl_vm_client_works_against_our_server(stack: LocalStack, tmp_path) -> None:
-    """A client written the way the original Perl vm-client is: argv joined, one line."""
-    script = tmp_path / "client.pl"
-    script.write_text(
-        "use IO::Socket::INET;\n"
-        "my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ENV{PORT},"
-        " Proto => 'tcp') or die;\n"
-        "print $s join(' ', @ARGV) . \"\\n\";\n"
-        "while (my $line = <$s>) { print $line }\n")
-    line = json.dumps({"nick": "perl", "channel": "#c", "code": "-lang=sh echo from perl"})
-    out = subprocess.run(["perl", str(script), line], env={"PORT": str(stack.server)},
-                         capture_output=True, text=True, timeout=30, check=True)
-    assert out.stdout == "from perl\n"
+def test_perl_vm_client_works_against_our_server(stack: LocalStack, tmp_path: Path) -> None:
+    assert perl_ask(tmp_path, stack.server, "-lang=sh echo from perl") == "from perl\n"
 
 
 def test_an_unreachable_vsock_cid_makes_no_request_wait(

@@ -268,22 +268,22 @@ def program(code: str) -> Program | None:
             or gdb_choice.needs_gdb(rest) or _unprintable_names(rest, names)):
         return None
     constant = " || ".join(f"__builtin_constant_p({name})" for name in names) or "0"
-    printable = _KIND.format(e=expression)
+    kind = _KIND.format(e=expression)
+    printable = kind
     if len(names) != 1 or not _BARE_NAME.fullmatch(expression):
         # gdb: "Invalid operation on booleans." for arithmetic on a _Bool (b + b).
         printable += "".join(f" && !_Generic(({name}), _Bool: 1, default: 0)" for name in names)
-    text = stringised(expression)
-    # An enum is an integer to _Generic; a switch on it does not compile (ENUM_PROBE).
+    # An enum is an integer to _Generic; a switch on it does not compile (see OPTIONS).
     probes = "".join(f"switch (__builtin_choose_expr(__builtin_classify_type({name}) == 1, "
                      f"{name}, 0)) {{ default: break; }} " for name in dict.fromkeys(names))
-    kind = _KIND.format(e=expression)
     # What it does not print (an array, a struct, a sum of _Bools) stops the compile, which
     # then ends sooner than the run would have.
     call = (f"{line.group(1)}{{ extern void __pbotvm_last_value(const char *, int, int, ...); "
             f"typedef char __pbotvm_printable[{printable} ? 1 : -1]; "
             f"{probes}__pbotvm_last_value(__pbotvm_xs({expression}), {kind}, "
             f"{constant}, ({expression})); }}")
-    return Program(code[: line.start()] + call + code[line.end():] + "\n" + PRINTER, text)
+    return Program(code[: line.start()] + call + code[line.end():] + "\n" + PRINTER,
+                   stringised(expression))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pbotvm.guest.cfamily import last_value
-from pbotvm.guest.cfamily.last_value import Value
+from pbotvm.guest.cfamily.last_value import Mode, Program, Site, Value
 
 MAIN = ("#include <prelude.h>\n\nint main(int argc, char *argv[])\n{\n{decls}\n    {line}\n"
         "    return 0;\n}\n")
@@ -64,13 +64,15 @@ def test_statements_left_to_gdb(expression: str) -> None:
 
 
 def test_the_program_keeps_every_line_number_and_prints_after_main() -> None:
-    source = code("print_last_statement(x * 2);", "    int x = 5;")
+    source = code("print_last_statement(x * 2);", "    int x = 5;\n    print(x); dump(x + 1);")
     program = last_value.program(source)
     assert program is not None
-    assert program.expression == "x * 2"
+    assert program.sites == (Site(Mode.PRINT, "x"), Site(Mode.PRINT, "x + 1"),
+                             Site(Mode.LAST, "x * 2"))
     lines, printed = source.splitlines(), program.source.splitlines()
     at = lines.index("    print_last_statement(x * 2);")
-    assert printed[:at] == lines[:at] and printed[at + 1:len(lines)] == lines[at + 1:]
+    assert printed[:at - 1] == lines[:at - 1] and printed[at + 1:len(lines)] == lines[at + 1:]
+    assert printed[at - 1].startswith("    int x = 5;\n"[:-1]) or "do {" in printed[at - 1]
     assert "__builtin_constant_p(x)" in printed[at] and "switch" in printed[at]
     assert program.source.endswith(last_value.PRINTER)
 
@@ -82,11 +84,20 @@ def test_names_merely_multiplied_elsewhere_still_qualify() -> None:
 
 def test_stringised_as_the_preprocessor_does() -> None:
     program = last_value.program(code("print_last_statement( 1  +\t1 );"))
-    assert program is not None and program.expression == "1 + 1"
+    assert program is not None and program.sites == (Site(Mode.LAST, "1 + 1"),)
+
+
+def test_a_print_in_a_string_or_a_comment_is_no_print() -> None:
+    program = last_value.program(code('puts("print(x);"); /* print(y); */ print(1 + 1);'))
+    assert program is not None and program.sites == (Site(Mode.PRINT, "1 + 1"),)
 
 
 @pytest.mark.parametrize("source", [
-    code("print_last_statement(1 + 1);", "    int x = 5;\n    print(x);"),  # gdb runs anyway
+    code("puts(\"hi\");"),  # nothing to print
+    code("print_last_statement(1 + 1);", "    int x = 5;\n    ptype(x);"),  # gdb runs anyway
+    code("print_last_statement(1 + 1);", "    char *s = \"hi\";\n    print(s);"),
+    code("print(x, y);", "    int x = 1, y = 2;"),
+    code("if (print(x), 1) puts(\"\");", "    int x = 1;"),  # not a statement
     code("print_last_statement(c);", "    wchar_t c = L'a';"),  # gdb: 97 L'a'
     code("x = 1; print_last_statement(1 + 1);", "    int x;"),  # not a line of its own
     code("print_last_statement(f(1));"),
@@ -104,18 +115,47 @@ def test_code_left_to_gdb(source: str) -> None:
     assert last_value.program(source) is None
 
 
-def test_the_record_and_the_line_gdb_would_have_given() -> None:
-    found = last_value.read_value(b"0 8 1 1234\n97 'a'\nc\n")
-    assert found == Value(0, (8, 1), 1234, "97 'a'", "c")
-    assert last_value.line_for(found, "c") == "no output: c = 97 'a'"
-    printed = last_value.read_value(b"6 8 1 1234\n2\n1 + 1\n")
-    assert printed is not None and last_value.line_for(printed, "1 + 1") == ""
-    # A macro: gdb expands it too, but into anything; the record does not count.
-    macro = last_value.read_value(b"0 8 1 1234\n-1\n(-1)\n")
-    assert macro is not None and last_value.line_for(macro, "EOF") is None
+def _program(*sites: Site) -> Program:
+    return Program("", sites)
+
+
+def test_what_gdb_would_have_shown_and_where() -> None:
+    found = last_value.read_values(b"0 0 0 8 1 1234\t97 'a'\tc\n")
+    assert found == [Value(0, Mode.LAST, 0, (8, 1), 1234, "97 'a'", "c")]
+    assert last_value.shown(_program(Site(Mode.LAST, "c")), found) == [
+        (0, "no output: c = 97 'a'")]
+    # The program printed first: gdb said nothing.
+    printed = last_value.read_values(b"0 0 6 8 1 1234\t2\t1 + 1\n")
+    assert printed is not None and last_value.shown(_program(Site(Mode.LAST, "1 + 1")),
+                                                    printed) == []
+    # print() is shown where the program was, each time; then the last statement is not.
+    both = last_value.read_values(b"0 1 0 8 1 1\t5\tx\n0 1 3 8 1 1\t5\tx\n"
+                                  b"1 0 3 8 1 1\t10\tx * 2\n")
+    assert both is not None and last_value.shown(
+        _program(Site(Mode.PRINT, "x"), Site(Mode.LAST, "x * 2")), both) == [
+        (0, "x = 5"), (3, "x = 5")]
+    # gdb's own escapes, as guest-gdb's MI round trip left them
+    escape = last_value.read_values(b"0 1 0 8 1 1\t27 '\\033'\tc\n")
+    assert escape is not None and last_value.shown(_program(Site(Mode.PRINT, "c")),
+                                                   escape) == [(0, "c = 27 '\\x1B'")]
+
+
+@pytest.mark.parametrize(("data", "sites"), [
+    (b"0 0 0 8 1 1\t-1\t(-1)\n", (Site(Mode.LAST, "EOF"),)),  # a macro's expansion
+    (b"1 0 0 8 1 1\t2\tx\n", (Site(Mode.LAST, "x"),)),  # no such place
+    (b"0 1 0 8 1 1\t2\tx\n", (Site(Mode.LAST, "x"),)),  # another kind of place
+])
+def test_records_that_do_not_count(data: bytes, sites: tuple[Site, ...]) -> None:
+    values = last_value.read_values(data)
+    assert values is not None and last_value.shown(_program(*sites), values) is None
 
 
 @pytest.mark.parametrize("data", [
-    b"", b"0 8 1\n2\n1\n", b"0 8 1 x\n2\n1\n", b"0 8 1 2\n2\n1\nmore"])
-def test_no_record_or_a_broken_one(data: bytes) -> None:
-    assert last_value.read_value(data) is None
+    b"declined\n", b"0 0 0 8 1 1\t2\t1\ndeclined\n", b"0 0 8 1\t2\t1\n",
+    b"0 0 0 8 1 x\t2\t1\n", b"0 9 0 8 1 1\t2\t1\n", b"0 0 0 8 1 1\t2\n"])
+def test_a_printer_that_declined_or_a_broken_record(data: bytes) -> None:
+    assert last_value.read_values(data) is None
+
+
+def test_no_record_at_all_is_no_value() -> None:
+    assert last_value.read_values(b"") == []

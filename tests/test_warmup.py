@@ -42,15 +42,14 @@ def answer(request: Request) -> Result:
 
 def test_the_warm_up_ends_with_code_gdb_evaluates() -> None:
     assert (GDB.id, GDB.lang) == (warmup.GDB_WARMUP_ID, "c2x")
-    assert "print(x);" in GDB.code
+    assert 'gdb("print 6 * 7");' in GDB.code
     assert len({request.id for request in REQUESTS}) == len(REQUESTS)
 
 
 def test_a_guest_that_answers_wrongly_stops_the_warm_up() -> None:
-    assert warmup.warmup_problem(GDB, "\nx = 42\n\n") is None
-    assert warmup.warmup_problem(GDB, "no output: x = 42\n") is None
+    assert warmup.warmup_problem(GDB, "\n6 * 7 = 42\n\n") is None
     assert warmup.warmup_problem(GDB, "Success (no output).\n") == (
-        "warm-up c2x `int x = 6 * 7; print(x);` answered 'Success (no output).', not 'x = 42'")
+        "warm-up c2x `gdb(\"print 6 * 7\");` answered 'Success (no output).', not '6 * 7 = 42'")
     assert warmup.warmup_problem(HELLO, "hello\n") is None
     fatal = "[Fatal error: the guest could not run the request (OSError: x)]"
     assert warmup.warmup_problem(HELLO, fatal + "\n") == (
@@ -87,7 +86,7 @@ def test_vm_up_refuses_a_snapshot_when_a_language_of_the_image_failed(
     async def send(_: Machine, request: Request, *__: object, **___: object) -> str:
         asked.append(request.lang)
         if request.id == warmup.GDB_WARMUP_ID:
-            return "\nx = 42\n"
+            return "\n6 * 7 = 42\n"
         return failing.get(request.lang, "hello\n")
 
     monkeypatch.setattr(warmup, "send", send)
@@ -120,4 +119,4 @@ def test_a_gdb_that_cannot_load_its_driver_stops_the_warm_up(
         monkeypatch.setattr(c_family, "GDB_ARGV", (*c_family.GDB_ARGV[:-1], str(driver)))
         problem = warmup.warmup_problem(GDB, answer(GDB).text)
     assert problem is not None
-    assert problem.startswith("warm-up c2x `int x = 6 * 7; print(x);` answered '[gdb failed: ")
+    assert problem.startswith("warm-up c2x `gdb(\"print 6 * 7\");` answered '[gdb failed: ")

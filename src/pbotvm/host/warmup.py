@@ -27,9 +27,9 @@ from pbotvm.protocol import Request
 # TCG is ten times slower or more.
 WARMUP_TIMEOUT = 300.0
 # C code gdb evaluates, as it comes from a channel (already as astyle writes it), and what
-# its answer says; every image has gcc and gdb. (A last statement such as `1 + 1` is
-# answered by the program itself: it would not start gdb.)
-GDB_WARMUP = ("c2x", "int x = 6 * 7; print(x);", "x = 42")
+# its answer says; every image has gcc and gdb. (The program itself prints a scalar's value,
+# `1 + 1` or `print(x)`: that would not start gdb.)
+GDB_WARMUP = ("c2x", 'gdb("print 6 * 7");', "6 * 7 = 42")
 GDB_WARMUP_ID = "warmup-gdb"
 _BROKEN = ("[Fatal error:", "[gdb failed:")  # a guest that cannot answer as it should
 

@@ -1,12 +1,14 @@
-"""The value of a C snippet's last statement printed by the program itself, not by gdb.
+"""The value of a C snippet's last statement, or of its ``print(x)``, printed by the
+program itself, not by gdb.
 
 The host wraps a last statement such as ``1 + 1`` as ``print_last_statement(1 + 1);`` and the
-original's gdb printed ``no output: 1 + 1 = 2`` when the program had printed nothing: gdb cost
-most of such an answer (about 2 s of 3 in a TCG guest). For a statement whose value the
-program can be shown to print as gdb's ``print`` does, the wrapper becomes a call of a small
-printer appended to the source, and the program runs directly. It answers for a scalar only
-(the integer types, ``char`` as ``97 'a'``, ``_Bool``, ``float`` and ``double`` but NaN); for
-anything else it says nothing and the request goes to gdb as before.
+original's gdb printed ``no output: 1 + 1 = 2`` when the program had printed nothing; for
+prelude.h's ``print(x)`` and ``dump(x)`` it printed ``x = 5`` where the program was. gdb cost
+most of such an answer (about 2 s of 3 in a TCG guest). Where the program can be shown to
+print each value as gdb's ``print`` does, each of those places becomes a call of a small
+printer appended to the source, and the program runs directly. It answers for scalars only
+(the integer types, ``char`` as ``97 'a'``, ``_Bool``, ``float`` and ``double`` but NaN);
+for anything else it declines and the request goes to gdb as before.
 
 What keeps the two the same:
 * the statement is plain arithmetic on variables and decimal literals (``sizeof`` of a basic
@@ -15,7 +17,8 @@ What keeps the two the same:
   expands them too, but into anything: the program reports the statement as its
   preprocessor expanded it, and an expansion is refused). A name the compiler sees as a
   constant (an enumerator: gdb prints its name, and types it as its enum) is refused, as is
-  a name of enum type, and a variable read before it is set (``OPTIONS``);
+  a name of enum type, and a variable read before it is set (``OPTIONS``): all of these
+  when it compiles, so that at run time the printer declines NaN alone;
 * no wide character types in the code (gdb prints a ``wchar_t`` as ``97 L'a'``), and no
   macro named as a keyword (the printer is C that the code's macros must not rewrite);
 * the compiler is the language's own, with its default options: a C compiler with
@@ -32,6 +35,7 @@ our own gdb path.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
@@ -48,6 +52,10 @@ OPTIONS = ("-D__pbotvm_s(x)=#x", "-D__pbotvm_xs(x)=__pbotvm_s(x)", "-Werror=swit
 
 _LINE = re.compile(r"^([ \t]*)print_last_statement\((.*)\);[ \t]*$", re.MULTILINE)
 _ANY_WRAPPER = re.compile(r"\bprint_last_statement\b")
+# prelude.h's print() and dump(): gdb's print, shown where the program is.
+_PRINT_CALL = re.compile(r"(?<![\w.>])(?:print|dump)\s*\(")
+_LITERAL_OR_COMMENT = re.compile(
+    r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|/\*.*?\*/|//[^\n]*', re.DOTALL)
 _MACRO = re.compile(r"^[ \t]*#[ \t]*(?:define|undef)[ \t]+(\w+)", re.MULTILINE)
 _WIDE = re.compile(r"\b(?:wchar_t|wint_t|char8_t|char16_t|char32_t)\b")
 _TOKEN = re.compile(r"""
@@ -112,18 +120,23 @@ static int __pbotvm_real(char *to, unsigned long room, double value, int digits)
         return -1;
     return __pbotvm_snprintf(to, room, "%.*g", digits, value);
 }
-void __pbotvm_last_value(const char *expanded, int kind, int constant, ...);
-void __pbotvm_last_value(const char *expanded, int kind, int constant, ...)
+static void __pbotvm_decline(void)
+{
+    __pbotvm_write(@FD@, "declined\n", 9);
+}
+void __pbotvm_value(int site, int mode, const char *expanded, int kind, ...);
+void __pbotvm_value(int site, int mode, const char *expanded, int kind, ...)
 {
     unsigned long long stx[32];
     unsigned int device[2];
     char value[128], record[1024];
     int n = -1, v;
     __builtin_va_list args;
-    if (constant || kind == 0
-        || __pbotvm_statx(1, "", 0x1000, 0x300, stx) != 0)
+    if (kind == 0 || __pbotvm_statx(1, "", 0x1000, 0x300, stx) != 0) {
+        __pbotvm_decline();
         return;
-    __builtin_va_start(args, constant);
+    }
+    __builtin_va_start(args, kind);
     switch (kind) {
     case 1:
         n = __pbotvm_snprintf(value, sizeof value, "%s",
@@ -163,24 +176,19 @@ void __pbotvm_last_value(const char *expanded, int kind, int constant, ...)
         break;
     }
     __builtin_va_end(args);
-    if (n < 0)
+    if (n < 0) {
+        __pbotvm_decline();
         return;
+    }
     __builtin_memcpy(device, (char *) stx + 136, sizeof device);
-    n = __pbotvm_snprintf(record, sizeof record, "%llu %u %u %llu\n%s\n%s\n", stx[5],
-                          device[0], device[1], stx[4],
-                          value, expanded);
+    n = __pbotvm_snprintf(record, sizeof record, "%d %d %llu %u %u %llu\t%s\t%s\n", site, mode,
+                          stx[5], device[0], device[1], stx[4], value, expanded);
     if (n > 0 && (unsigned long) n < sizeof record)
         __pbotvm_write(@FD@, record, (unsigned long) n);
+    else
+        __pbotvm_decline();
 }
 """.replace("@HALT@", str(HALT_STATUS)).replace("@FD@", str(VALUE_FD))
-
-
-@dataclass(frozen=True)
-class Program:
-    """The code with its last statement printed by the program, and that statement."""
-
-    source: str
-    expression: str  # as the preprocessor stringises it: gdb's command text
 
 
 def expression_names(expression: str) -> list[str] | None:
@@ -252,24 +260,99 @@ def stringised(expression: str) -> str:
     return " ".join(expression.split())
 
 
+class Mode(enum.IntEnum):
+    LAST = 0  # print_last_statement(X): shown when nothing was
+    PRINT = 1  # print(X), dump(X): shown where the program is
+
+
+@dataclass(frozen=True)
+class Site:
+    mode: Mode
+    expression: str  # as the preprocessor stringises it: gdb's command text
+
+
+@dataclass(frozen=True)
+class Program:
+    """The code with its values printed by the program, and the places that print them."""
+
+    source: str
+    sites: tuple[Site, ...]
+
+
+def _blanked(code: str) -> str:
+    """The code with comments and the insides of literals blanked (the same length)."""
+    return _LITERAL_OR_COMMENT.sub(lambda m: m.group()[0] + " " * (len(m.group()) - 1), code)
+
+
+def _closing(text: str, opening: int) -> int | None:
+    """Where the parenthesis opened at ``opening`` closes."""
+    depth = 0
+    for at in range(opening, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[at], 0)
+        if depth == 0:
+            return at
+    return None
+
+
+def _sites(code: str) -> list[tuple[int, int, Mode, str]] | None:
+    """(start, end, mode, statement) of each place the code asks gdb for a value, in the
+    code's order; None when one of them is not a call the printer can stand for."""
+    blanked = _blanked(code)
+    found = []
+    lines = list(_LINE.finditer(blanked))
+    if len(lines) != len(_ANY_WRAPPER.findall(blanked)) or len(lines) > 1:
+        return None
+    for line in lines:
+        found.append((line.start(), line.end(), Mode.LAST, code[line.start(2):line.end(2)]))
+    for call in _PRINT_CALL.finditer(blanked):
+        end = _closing(blanked, call.end() - 1)
+        if end is None or not blanked[end + 1:].lstrip().startswith(";"):
+            return None
+        found.append((call.start(), end + 1, Mode.PRINT, code[call.end():end]))
+    return sorted(found)
+
+
 def program(code: str) -> Program | None:
-    """The code for a run that prints its last statement's value itself; None unless the
-    code has one wrapper, on a line of its own, around a statement it can answer for, and
+    """The code for a run that prints its values itself; None unless every place the code asks
+    gdb for a value is one the printer can stand for (see the module's text), and the code
     asks gdb for nothing else."""
-    lines = list(_LINE.finditer(code))
-    if (len(lines) != 1 or len(_ANY_WRAPPER.findall(code)) != 1 or _WIDE.search(code)
-            or any(name in _KEYWORDS for name in _MACRO.findall(code))):
+    if _WIDE.search(code) or any(name in _KEYWORDS for name in _MACRO.findall(code)):
         return None
-    line = lines[0]
-    expression = line.group(2)
-    rest = code[: line.start()] + code[line.end():]
-    names = expression_names(expression)
-    if (names is None or len(expression) > MAX_EXPRESSION or "??" in expression
-            or gdb_choice.needs_gdb(rest) or _unprintable_names(rest, names)):
+    sites = _sites(code)
+    if not sites:
         return None
-    constant = " || ".join(f"__builtin_constant_p({name})" for name in names) or "0"
+    # The code without those places: no word in it may ask gdb for anything (a word in a
+    # string or a comment does not).
+    rest = _blanked(code)
+    for start, end, _, _ in reversed(sites):
+        rest = rest[:start] + rest[end:]
+    if gdb_choice.needs_gdb(rest):
+        return None
+    source, at = [], 0
+    for index, (start, end, mode, expression) in enumerate(sites):
+        names = expression_names(expression)
+        if (names is None or len(expression) > MAX_EXPRESSION or "??" in expression
+                or _unprintable_names(rest, names)):
+            return None
+        call = _call(index, mode, expression, names)
+        if mode is Mode.LAST:
+            indent = code[start:end][: len(code[start:end]) - len(code[start:end].lstrip())]
+            call = f"{indent}{{ {call} }}"
+        else:
+            call = f"do {{ {call} }} while (0)"
+        source += [code[at:start], call]
+        at = end
+    source += [code[at:], "\n", PRINTER]
+    return Program("".join(source), tuple(Site(mode, stringised(expression))
+                                          for _, _, mode, expression in sites))
+
+
+def _call(index: int, mode: Mode, expression: str, names: list[str]) -> str:
+    """The statements that print one value (in a block of their own)."""
     kind = _KIND.format(e=expression)
-    printable = kind
+    # A name the compiler sees as a constant: an enumerator (gdb prints its name, and types it
+    # as its enum) or a macro's constant. A variable is none, whatever its value.
+    printable = "".join(f"!__builtin_constant_p({name}) && " for name in names) + kind
     if len(names) != 1 or not _BARE_NAME.fullmatch(expression):
         # gdb: "Invalid operation on booleans." for arithmetic on a _Bool (b + b).
         printable += "".join(f" && !_Generic(({name}), _Bool: 1, default: 0)" for name in names)
@@ -278,18 +361,19 @@ def program(code: str) -> Program | None:
                      f"{name}, 0)) {{ default: break; }} " for name in dict.fromkeys(names))
     # What it does not print (an array, a struct, a sum of _Bools) stops the compile, which
     # then ends sooner than the run would have.
-    call = (f"{line.group(1)}{{ extern void __pbotvm_last_value(const char *, int, int, ...); "
-            f"typedef char __pbotvm_printable[{printable} ? 1 : -1]; "
-            f"{probes}__pbotvm_last_value(__pbotvm_xs({expression}), {kind}, "
-            f"{constant}, ({expression})); }}")
-    return Program(code[: line.start()] + call + code[line.end():] + "\n" + PRINTER,
-                   stringised(expression))
+    return (f"extern void __pbotvm_value(int, int, const char *, int, ...); "
+            f"typedef char __pbotvm_printable[({printable}) ? 1 : -1]; "
+            f"{probes}__pbotvm_value({index}, {int(mode)}, __pbotvm_xs({expression}), {kind}, "
+            f"({expression}));")
 
 
 @dataclass(frozen=True)
 class Value:
-    """What the printer wrote: its stdout's size and identity then, and the value."""
+    """What the printer wrote for one place: its stdout's size and identity then, and the
+    value."""
 
+    site: int
+    mode: Mode
     size: int
     device: tuple[int, int]
     inode: int
@@ -297,25 +381,36 @@ class Value:
     expanded: str
 
 
-def read_value(data: bytes) -> Value | None:
-    """The printer's record; None when there is none (it declined) or it is not one."""
+def read_values(data: bytes) -> list[Value] | None:
+    """The printer's records, in order; None when one is not one, or says the printer
+    declined (gdb has to answer)."""
+    values = []
     try:
-        head, value, expanded, rest = data.decode("ascii").split("\n")
-        size, major, minor, inode = (int(field) for field in head.split(" "))
+        for line in data.decode("ascii").splitlines():
+            head, value, expanded = line.split("\t")
+            site, mode, size, major, minor, inode = (int(field) for field in head.split(" "))
+            values.append(Value(site, Mode(mode), size, (major, minor), inode, value, expanded))
     except ValueError:
         return None
-    if rest:
-        return None
-    return Value(size, (major, minor), inode, value, expanded)
+    return values
 
 
-def line_for(found: Value, expression: str) -> str | None:
-    """guest-gdb's line for the value, when gdb would have shown one (the output was empty),
-    with the value as gdb's console line came out of guest-gdb's GDB/MI round trip (``97
-    'a'`` stays, ``27 '\\033'`` became ``27 '\\x1B'``); "" when it would not have; None
-    when the record cannot be trusted to say so: the statement was a macro's expansion."""
-    if stringised(found.expanded) != expression:
-        return None
-    if found.size:
-        return ""
-    return f"no output: {expression} = {guest_gdb.mi_text(found.value)}"
+def shown(program: Program, values: list[Value]) -> list[tuple[int, str]] | None:
+    """What guest-gdb's driver would have put into the output, and where (after how many of
+    the program's bytes), for these records; None when they cannot be trusted to say it: a
+    record of another place, or a statement that came out of a macro. The values are as gdb's
+    console lines came out of guest-gdb's GDB/MI round trip (``97 'a'`` stays, ``27 '\\033'``
+    became ``27 '\\x1B'``)."""
+    lines: list[tuple[int, str]] = []
+    for found in values:
+        if found.site >= len(program.sites):
+            return None
+        site = program.sites[found.site]
+        if site.mode is not found.mode or stringised(found.expanded) != site.expression:
+            return None
+        value = guest_gdb.mi_text(found.value)
+        if site.mode is Mode.PRINT:
+            lines.append((found.size, f"{site.expression} = {value}"))
+        elif not lines and found.size == 0:  # guest-gdb: nothing in the output yet
+            lines.append((0, f"no output: {site.expression} = {value}"))
+    return lines

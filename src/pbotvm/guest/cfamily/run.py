@@ -125,9 +125,12 @@ class _Job:
     # -- compiling ---------------------------------------------------------------------------
 
     def compile(self, code: str) -> _Ran:
-        """One compile, or two when the code has wrappers: the first, without them, gives the
-        diagnostics and the status; the second, with them, only the program."""
-        if not last_statement.has_wrapper(code):
+        """One compile, or two when the code has wrappers or values the program prints
+        itself: the first, without them, gives the diagnostics and the status; the second,
+        with them, only the program."""
+        # C only (C++ has no _Generic).
+        printed = last_value.program(code) if self.request.sourcefile.endswith(".c") else None
+        if not last_statement.has_wrapper(code) and printed is None:
             return self.compile_quickly_or_plainly(
                 code, evaluated=gdb_choice.needs_gdb(code),
                 debug=gdb_choice.likely_under_gdb(code))
@@ -135,7 +138,7 @@ class _Job:
         # Its program is never run: it needs no debugging information.
         first = self.compile_quickly_or_plainly(unwrapped, evaluated=False, debug=False)
         if first.status == 0 and first.killed is None:
-            self.value_program = self.build_value_printer(code)
+            self.value_program = printed if printed and self.built(printed) else None
             if self.value_program is None:
                 self.build_for_gdb(code)
         return first
@@ -143,15 +146,11 @@ class _Job:
     def build_for_gdb(self, code: str) -> None:
         self.compile_quickly_or_plainly(code, evaluated=True, debug=True)
 
-    def build_value_printer(self, code: str) -> last_value.Program | None:
-        """The program that prints its last statement's value itself, built; None when the
-        code is not one it answers for, or it did not build: C only (C++ has no
-        ``_Generic``), with the language's own command line (``quick_compile``)."""
-        program = last_value.program(code) if self.request.sourcefile.endswith(".c") else None
-        if program is None or self.quick_compile(program.source, evaluated=False, debug=False,
-                                                 extra=last_value.OPTIONS) is None:
-            return None
-        return program
+    def built(self, program: last_value.Program) -> bool:
+        """Whether the program that prints its values itself built, with the language's own
+        command line (``quick_compile``)."""
+        return self.quick_compile(program.source, evaluated=False, debug=False,
+                                  extra=last_value.OPTIONS) is not None
 
     def compile_quickly_or_plainly(self, code: str, *, evaluated: bool, debug: bool) -> _Ran:
         return (self.quick_compile(code, evaluated=evaluated, debug=debug)
@@ -267,25 +266,24 @@ class _Job:
         """The direct run of ``value_program``, answered as gdb would have answered it; None
         when gdb has to run the request after all (see ``last_value``)."""
         ran = self.run_directly(args, [(last_value.VALUE_FD,)])
-        stderr, record = ran.captures
-        stdout = self.program_output()
-        if ran.killed == WALL_LIMIT:
+        stderr, records = ran.captures
+        values = last_value.read_values(records.data)
+        output = os.fstat(self.output_fd)
+        lines = (None if values is None or any(
+            found.device != (os.major(output.st_dev), os.minor(output.st_dev))
+            or found.inode != output.st_ino for found in values)
+            else last_value.shown(program, values))
+        if lines is None:
+            return None  # a value declined (NaN), or records not to be trusted
+        printed = self.program_output()
+        stdout = channel.splice(printed, [(at, guest_gdb.emitted(line)) for at, line in lines])
+        if ran.killed == WALL_LIMIT or ran.signal == signal.SIGKILL:  # as ``directly`` has it
             return self.timed_out(stderr, stdout, ran.killed)
         if ran.killed == MEMORY_LIMIT:
             return self.memory_killed(stderr, stdout)
-        if ran.signal == signal.SIGKILL:
-            return self.timed_out(stderr, stdout, ran.killed)  # as ``directly`` has it
-        found = last_value.read_value(record.data)
-        output = os.fstat(self.output_fd)
-        if (ran.signal is not None or ran.status == last_value.HALT_STATUS or found is None
-                or found.device != (os.major(output.st_dev), os.minor(output.st_dev))
-                or found.inode != output.st_ino):
-            return None
-        line = last_value.line_for(found, program.expression)
-        if line is None:
-            return None
-        if line:
-            stdout = channel.splice(stdout, [(found.size, guest_gdb.emitted(line))])
+        if ran.signal is not None or ran.status == last_value.HALT_STATUS or not (
+                lines or printed):
+            return None  # a crash's report, the sanitizer's, or main's locals: gdb's
         return _Ran(self.combined(stderr, self.capture(stdout)), ran.status)
 
     def directly(self, code: str, args: list[str]) -> _Ran:

@@ -1,7 +1,10 @@
 """Latency of the whole pipeline on the local PTY stack, measured as PBot sees it: one
 `vm-client` process per request; and what entering a request's box costs the guest.
 
-    sudo .venv/bin/python -m bench.stack [--n 50]
+    sudo .venv/bin/python -m bench.stack [--n 50] [--gap SECONDS]
+
+--gap puts that much time between the C requests, as a channel's come: the guest is idle
+then, and gdb started ahead of a request (``gdb_ahead``) is ready when it comes.
 """
 
 from __future__ import annotations
@@ -101,6 +104,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=50)
+    parser.add_argument("--gap", type=float, default=0.0,
+                        help="seconds between the C requests (default: back to back)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, LocalStack(
             Path(tmp), env={"PBOTVM_STDIN_COMMAND": ""}) as stack:
@@ -110,9 +115,13 @@ def main() -> None:
                 ("C hello (sequential)", C_HELLO, "hello"),
                 ("C snippet (sequential)", C_SNIPPET, "hello"), *C_GDB):
             timed(stack, code.replace("{n}", "-1"), expect)  # warm-up
+            gap = args.gap if name.startswith("C") else 0.0
             start = time.perf_counter()
-            samples = [timed(stack, code.replace("{n}", str(n)), expect) for n in range(args.n)]
-            report(name, samples, time.perf_counter() - start)
+            samples = []
+            for n in range(args.n):
+                time.sleep(gap)
+                samples.append(timed(stack, code.replace("{n}", str(n)), expect))
+            report(name, samples, time.perf_counter() - start - gap * args.n)
         start = time.perf_counter()
         samples = [timed_raw(stack, SH) for _ in range(args.n)]
         report("sh echo (no vm-client)", samples, time.perf_counter() - start)

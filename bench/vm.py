@@ -1,7 +1,7 @@
 """The real guest under QEMU: boot time, serial round trip, loadvm revert, sh echo, C hello
 and C through gdb; or, with --languages, each language of the full image.
 
-    sudo .venv/bin/python -m bench.vm [--n 30] [--boots 2]
+    sudo .venv/bin/python -m bench.vm [--n 30] [--boots 2] [--gap SECONDS]
     sudo .venv/bin/python -m bench.vm --languages 3 [LANG...]
 
 Builds the image if needed; boots on free ports in a temporary state dir.
@@ -108,14 +108,16 @@ def channel_request(lang: str, code: str) -> Request:
                         language.preprocess(parsed.code, parsed.custom), stdin="")
 
 
-async def bench(paths: qemu.VmPaths, machine: Machine, n: int) -> None:
+async def bench(paths: qemu.VmPaths, machine: Machine, n: int, gap: float) -> None:
     await serial_rtts(machine, n)
     report("loadvm", await repeat(n, lambda: loadvm(paths.qmp)))
-    await bench_programs(machine, n)
+    await bench_programs(machine, n, gap)
 
 
-async def bench_programs(machine: Machine, n: int) -> None:
-    """sh echo, C hello and C through gdb straight to guest-server (no vm-server)."""
+async def bench_programs(machine: Machine, n: int, gap: float = 0.0) -> None:
+    """sh echo, C hello and C through gdb straight to guest-server (no vm-server); ``gap``
+    seconds between the last statement's and gdb's requests, as a channel's come (the guest
+    idle, gdb started ahead of the request ready)."""
     def sh_echo() -> Awaitable[None]:
         return run_program(machine, "sh", "prog.sh", "sh prog.sh", "echo hello")
 
@@ -140,7 +142,7 @@ async def bench_programs(machine: Machine, n: int) -> None:
                                ("C crash (gdb)", "int *p = 0; *p = 1;",
                                 "Program received signal SIGSEGV")):
         run = functools.partial(run_request, machine, channel_request("c2x", code), expect)
-        report(name, await repeat(max(3, n // 3), run))
+        report(name, await repeat(max(3, n // 3), run, gap=gap))
 
 
 # The toolchain's own command on a whole program, the yardstick of a language whose snippets
@@ -185,6 +187,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=30)
     parser.add_argument("--boots", type=int, default=2)
+    parser.add_argument("--gap", type=float, default=0.0,
+                        help="seconds between the C value and gdb requests")
     parser.add_argument("--languages", type=int, metavar="ROUNDS",
                         help="time each language of the full image instead")
     parser.add_argument("names", nargs="*", help="with --languages: these languages only")
@@ -215,7 +219,7 @@ def main() -> None:
                   f"warm-up {info.warmup_seconds} s, savevm {info.savevm_seconds} s", flush=True)
             try:
                 if boot == args.boots - 1:
-                    asyncio.run(bench(paths, machine, args.n))
+                    asyncio.run(bench(paths, machine, args.n, args.gap))
             finally:
                 qemu.down(paths)
     report("boot to heartbeat", boots)

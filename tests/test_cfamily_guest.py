@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from pbotvm.guest import supervisor
-from pbotvm.guest.cfamily import pch
-from pbotvm.guest.cfamily import run as c_family
+from pbotvm.guest.cfamily import gdb_ahead, pch
 from pbotvm.guest.limits import Limits
 from pbotvm.guest.runner import RunSettings
 from pbotvm.protocol import Request, Result
@@ -148,8 +147,8 @@ def test_a_gdb_that_cannot_load_its_driver_is_an_error_answer(
     with tempfile.TemporaryDirectory(dir=pch.PCH_DIR.parent) as closed:
         os.chmod(closed, 0o700)
         driver = Path(closed, "gdb_driver.py")
-        driver.write_text(c_family.DRIVER.read_text())
-        monkeypatch.setattr(c_family, "GDB_ARGV", (*c_family.GDB_ARGV[:-1], str(driver)))
+        driver.write_text(gdb_ahead.DRIVER.read_text())
+        monkeypatch.setattr(gdb_ahead, "GDB_ARGV", (*gdb_ahead.GDB_ARGV[:-1], str(driver)))
         text = run(_case("declarations_only")).text
     assert re.fullmatch(rf"\[gdb failed: .*{re.escape(str(driver))}: Permission denied\.?\]\n",
                         text), text

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from pbotvm.guest import runner
-from pbotvm.guest.cfamily import last_value, pch
-from pbotvm.guest.cfamily import run as c_family
+from pbotvm.guest.cfamily import gdb_ahead, last_value, pch
 from pbotvm.host.request import options
 from pbotvm.host.request.languages import find_language
 from pbotvm.host.request.vmexec import make_request
@@ -97,7 +96,7 @@ def test_the_program_answers_as_gdb_would(pch_dir: None, monkeypatch: pytest.Mon
     program does not print the value (or gdb's failure, for the rows gdb answers)."""
     request = _request(code)
     with monkeypatch.context() as broken:
-        broken.setattr(c_family, "GDB_ARGV", ("false",))
+        broken.setattr(gdb_ahead, "GDB_ARGV", ("false",))
         without_gdb = runner.run_request(request, runner.RunSettings()).text
     if name in BY_GDB:
         assert "[gdb failed: exit status 1]" in without_gdb

@@ -422,7 +422,7 @@ def test_closing_lets_an_idle_spare_go() -> None:
 def test_a_supervisor_that_fails_says_why(monkeypatch: pytest.MonkeyPatch,
                                           caplog: pytest.LogCaptureFixture,
                                           tmp_path: Path) -> None:
-    def fail(req: Request, settings: RunSettings) -> Result:
+    def fail(req: Request, settings: RunSettings, gdb: object) -> Result:
         raise RuntimeError("no room\nat all")
 
     monkeypatch.setattr(runner, "run_request", fail)  # in the supervisor, a fork of ours

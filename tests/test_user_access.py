@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from pbotvm.guest import user_access
-from pbotvm.guest.cfamily import pch
-from pbotvm.guest.cfamily import run as c_family
+from pbotvm.guest.cfamily import gdb_ahead, pch
 from pbotvm.guest.user_access import ENTER, READ, RUN, Need
 from pbotvm.provision.payload import PACKAGE
 from tests.support.stack import free_port
@@ -35,7 +34,7 @@ def test_the_package_modules_a_source_imports() -> None:
 
 def test_the_code_gdbs_driver_imports_is_found_in_its_files() -> None:
     package = PACKAGE / "guest" / "cfamily"
-    assert user_access.driver_imports(c_family.DRIVER) == sorted([
+    assert user_access.driver_imports(gdb_ahead.DRIVER) == sorted([
         PACKAGE / "__init__.py", PACKAGE / "guest" / "__init__.py", package / "__init__.py",
         package / "channel.py", package / "guest_gdb.py", package / "symbols.py"])
 
@@ -43,10 +42,10 @@ def test_the_code_gdbs_driver_imports_is_found_in_its_files() -> None:
 def test_the_c_family_brings_gdb_and_its_driver() -> None:
     programs = {"gcc": "/usr/bin/gcc", "gdb": "/usr/bin/gdb", "python3": "/usr/bin/python3"}
     wanted = user_access.needs(programs.get)
-    assert wanted[0] == Need(c_family.DRIVER, "gdb's driver", READ)
+    assert wanted[0] == Need(gdb_ahead.DRIVER, "gdb's driver", READ)
     assert {need.path for need in wanted} >= {
         *pch.OUR_HEADERS, pch.PCH_DIR, Path("/usr/bin/gdb"), Path("/usr/bin/gcc"),
-        Path("/usr/bin/python3"), *user_access.driver_imports(c_family.DRIVER)}
+        Path("/usr/bin/python3"), *user_access.driver_imports(gdb_ahead.DRIVER)}
     assert Need(pch.PCH_DIR, "the precompiled preludes", ENTER) in wanted
     assert Need(Path("/usr/bin/python3"), "python3, for python3", RUN) in wanted
     assert len([need for need in wanted if need.path == Path("/usr/bin/gcc")]) == 1
@@ -101,7 +100,7 @@ def _driver(closed: Path) -> Path:
 def test_the_check_names_what_vm_cannot_read_and_why(closed_copy: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     driver = _driver(closed_copy)
-    monkeypatch.setattr(c_family, "DRIVER", driver)
+    monkeypatch.setattr(gdb_ahead, "DRIVER", driver)
     assert user_access.problem("vm") == (
         f"user vm cannot read {driver} (gdb's driver): {closed_copy} is drwx------ root:root")
     closed_copy.chmod(0o755)
@@ -111,7 +110,7 @@ def test_the_check_names_what_vm_cannot_read_and_why(closed_copy: Path,
     driver.chmod(0o644)
     assert user_access.problem("vm") is None
     missing = closed_copy / "nothing.py"
-    monkeypatch.setattr(c_family, "DRIVER", missing)
+    monkeypatch.setattr(gdb_ahead, "DRIVER", missing)
     assert user_access.problem("vm") == f"{missing} (gdb's driver) does not exist"
 
 

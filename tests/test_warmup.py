@@ -14,8 +14,7 @@ import pytest
 
 from pbotvm.config import Machine
 from pbotvm.guest import supervisor
-from pbotvm.guest.cfamily import pch
-from pbotvm.guest.cfamily import run as c_family
+from pbotvm.guest.cfamily import gdb_ahead, pch
 from pbotvm.guest.runner import RunSettings
 from pbotvm.host import warmup
 from pbotvm.host.machines.guest import WarmUpFailed
@@ -115,8 +114,8 @@ def test_a_gdb_that_cannot_load_its_driver_stops_the_warm_up(
     with tempfile.TemporaryDirectory(dir=pch.PCH_DIR.parent) as closed:
         os.chmod(closed, 0o700)
         driver = Path(closed, "gdb_driver.py")
-        driver.write_text(c_family.DRIVER.read_text())
-        monkeypatch.setattr(c_family, "GDB_ARGV", (*c_family.GDB_ARGV[:-1], str(driver)))
+        driver.write_text(gdb_ahead.DRIVER.read_text())
+        monkeypatch.setattr(gdb_ahead, "GDB_ARGV", (*gdb_ahead.GDB_ARGV[:-1], str(driver)))
         problem = warmup.warmup_problem(GDB, answer(GDB).text)
     assert problem is not None
     assert problem.startswith("warm-up c2x `gdb(\"print 6 * 7\");` answered '[gdb failed: ")

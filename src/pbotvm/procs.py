@@ -81,7 +81,8 @@ def _parents() -> dict[int, int]:
     return {pid: int(fields[1]) for pid, fields in stat_table().items() if fields[0] != b"Z"}
 
 
-def descendants(root: int) -> list[int]:
+def descendants(root: int, spare: int | None = None) -> list[int]:
+    """Every live process below ``root``, but ``spare`` and the processes below it."""
     parents = _parents()
     children: dict[int, list[int]] = {}
     for pid, ppid in parents.items():
@@ -89,6 +90,8 @@ def descendants(root: int) -> list[int]:
     found, todo = [], list(children.get(root, []))
     while todo:
         pid = todo.pop()
+        if pid == spare:
+            continue
         found.append(pid)
         todo.extend(children.get(pid, []))
     return found
@@ -113,8 +116,9 @@ def reap() -> None:
             pass
 
 
-def kill_descendants(root: int | None = None) -> int:
-    """SIGKILL every process below ``root`` (default: this process) until none is left.
+def kill_descendants(root: int | None = None, spare: int | None = None) -> int:
+    """SIGKILL every process below ``root`` (default: this process) until none is left, but
+    ``spare`` and the processes below it.
 
     Stopping them first keeps a fork loop from outrunning the kills. Returns how many were
     killed. Only a subreaper sees the orphans of its descendants.
@@ -122,7 +126,7 @@ def kill_descendants(root: int | None = None) -> int:
     root = os.getpid() if root is None else root
     killed: set[int] = set()
     for _ in range(100):
-        pids = [p for p in descendants(root) if p not in killed]
+        pids = [p for p in descendants(root, spare) if p not in killed]
         if not pids:
             break
         for sig in (signal.SIGSTOP, signal.SIGKILL):

@@ -17,7 +17,7 @@ import pbotvm
 from pbotvm import langspec
 from pbotvm.config import DEFAULT_OUTPUT_LIMIT
 from pbotvm.guest import java, sandbox, shell_shim, workdir
-from pbotvm.guest.cfamily import pch
+from pbotvm.guest.cfamily import gdb_ahead, pch
 from pbotvm.guest.cfamily import run as c_family
 from pbotvm.guest.limits import BoxLimits, Limits, compile_limits
 from pbotvm.guest.plain_command import plain_argv
@@ -158,8 +158,15 @@ def with_speedups(cmdline: str, speedups: str) -> str:
     return " ".join(word for word in (program, speedups, rest) if word)
 
 
-def run_request(request: Request, settings: RunSettings) -> Result:
-    """Blocking; runs as root inside the request's supervisor process."""
+def run_request(request: Request, settings: RunSettings,
+                gdb: gdb_ahead.Gdb | None = None) -> Result:
+    """Blocking; runs as root inside the request's supervisor process. ``gdb``, started ahead
+    (``c_family.start_gdb``), is for a C request; any other goes without it, at once."""
+    spec = langspec.find(request.lang)
+    run_mode = spec.run if spec is not None else langspec.RunMode.SCRIPT
+    if gdb is not None and run_mode is not langspec.RunMode.CFAMILY:
+        gdb_ahead.discard(gdb)
+        gdb = None
     try:
         user = pwd.getpwnam(settings.user)
     except KeyError:
@@ -170,10 +177,8 @@ def run_request(request: Request, settings: RunSettings) -> Result:
     bad = workdir.bad_name([request.sourcefile], request.persist_key)
     if bad is not None:
         return Result(text=f"[Fatal error: bad file name {bad!r}]\n", id=request.id)
-    spec = langspec.find(request.lang)
     if spec is not None and (missing := missing_toolchain(spec)) is not None:
         return Result(text=missing, id=request.id, exit=127)
-    run_mode = spec.run if spec is not None else langspec.RunMode.SCRIPT
     sourcefile, cmdline = request.sourcefile, request.cmdline
     own = spec is not None and pch.default_command_line(spec, cmdline)
     if run_mode is langspec.RunMode.JAVA:
@@ -184,7 +189,8 @@ def run_request(request: Request, settings: RunSettings) -> Result:
     with workdir.work_directory(user, files, request.persist_key,
                                 settings.persist_root) as cwd:
         if run_mode is langspec.RunMode.CFAMILY:
-            return c_family.run_request(request, user, cwd, user_environment(user), settings)
+            return c_family.run_request(request, user, cwd, user_environment(user), settings,
+                                        gdb)
 
         def run(cmdline: str, args: list[str], stdin: bytes,
                 limits: Limits = settings.limits) -> Outcome:

@@ -124,12 +124,33 @@ class Plumbed:
 def run_plumbed(argv: list[str], *, user: pwd.struct_passwd, cwd: Path,
                 env: Mapping[str, str], limits: Limits, files: Mapping[int, int],
                 pipes: Sequence[Sequence[int]], keep: int,
-                or_else: list[str] | None = None) -> Plumbed:
+                or_else: list[str] | None = None, spare: int | None = None) -> Plumbed:
     """Exec ``argv`` (found on the environment's PATH), no shell, with the descriptors given:
     ``files`` maps a descriptor of the program to one of ours, and each group in ``pipes``
     shares one new pipe whose output is collected (``keep`` bytes of it). ``or_else`` is exec'd
     instead when ``argv`` cannot be: a shell line that does the same, to say why in its
-    words (or to run a script without ``#!``)."""
+    words (or to run a script without ``#!``). ``spare`` is a process started ahead for a
+    later run (``start_plumbed``), which the sweep afterwards leaves alone."""
+    started = start_plumbed(argv, user=user, cwd=cwd, env=env, limits=limits, files=files,
+                            pipes=pipes, or_else=or_else)
+    return finish_plumbed(started, limits=limits, keep=keep, spare=spare)
+
+
+@dataclass(frozen=True)
+class Started:
+    """A process of ``start_plumbed``, not yet waited for."""
+
+    pid: int
+    pidfd: int  # names this process even once it is reaped, unlike its pid
+    read_ends: list[int]  # of its pipes, in the order asked
+
+
+def start_plumbed(argv: list[str], *, user: pwd.struct_passwd, cwd: Path,
+                  env: Mapping[str, str], limits: Limits, files: Mapping[int, int],
+                  pipes: Sequence[Sequence[int]], or_else: list[str] | None = None,
+                  idle: bool = False) -> Started:
+    """``run_plumbed``'s process, started; ``finish_plumbed`` collects it. An ``idle`` one
+    runs only on CPU time nobody else wants (SCHED_IDLE), until ``wake`` is called."""
 
     def exec_program() -> None:
         path = shutil.which(argv[0], path=env.get("PATH", ""))
@@ -143,33 +164,45 @@ def run_plumbed(argv: list[str], *, user: pwd.struct_passwd, cwd: Path,
             os._exit(127)
         os.execve(path, argv, env)
 
-    return _run(exec_program, user=user, cwd=cwd, limits=limits, files=files, pipes=pipes,
-                keep=keep)
+    return _start(exec_program, user=user, cwd=cwd, limits=limits, files=files, pipes=pipes,
+                  idle=idle)
 
 
-def _run(exec_program: Callable[[], None], *, user: pwd.struct_passwd, cwd: Path,
-         limits: Limits, files: Mapping[int, int], pipes: Sequence[Sequence[int]],
-         keep: int) -> Plumbed:
-    procs.become_subreaper()
+def wake(started: Started) -> None:
+    """An ``idle`` process (each of its threads) back to the usual scheduling."""
+    normal = os.sched_param(0)
+    for task in os.listdir(f"/proc/{started.pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setscheduler(int(task), os.SCHED_OTHER, normal)
+
+
+def discard(started: Started) -> None:
+    """Kill a started process that is not needed after all, and what it started (gdb runs
+    ``iconv -l`` as it starts), and reap them: call it between runs."""
+    with contextlib.suppress(ProcessLookupError):
+        signal.pidfd_send_signal(started.pidfd, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(started.pid, 0)
+    if _children_left(None):
+        procs.kill_descendants()
+        _reap_all(None)
+    for fd in (started.pidfd, *started.read_ends):
+        os.close(fd)
+
+
+def finish_plumbed(started: Started, *, limits: Limits, keep: int,
+                   spare: int | None = None) -> Plumbed:
+    """Collect a started process: its pipes until they close and its exit, within the wall
+    limit (counted from now); then kill and reap what it left, but ``spare``."""
     memory_kills = cgroup.memory_kills()
-    ends = [os.pipe() for _ in pipes]
-    fds = dict(files)
-    for group, (_, write_end) in zip(pipes, ends, strict=True):
-        fds.update(dict.fromkeys(group, write_end))
-    pid = os.fork()
-    if pid == 0:
-        _exec_as_user(exec_program, user, cwd, limits, fds)
-    for _, write_end in ends:
-        os.close(write_end)
-    read_ends = [read_end for read_end, _ in ends]
     try:
-        wait_status, captures = _collect(pid, read_ends, limits.wall_seconds, keep)
+        wait_status, captures = _collect(started, limits.wall_seconds, keep)
     finally:
-        if _children_left():
-            procs.kill_descendants()
-            _reap_all()
-        for read_end in read_ends:
-            os.close(read_end)
+        if _children_left(spare):
+            procs.kill_descendants(spare=spare)
+            _reap_all(spare)
+        for fd in (started.pidfd, *started.read_ends):
+            os.close(fd)
     timed_out = wait_status is None
     status = 128 + signal.SIGKILL if wait_status is None else shell_status(wait_status)
     ended_by = (os.WTERMSIG(wait_status)
@@ -179,6 +212,30 @@ def _run(exec_program: Callable[[], None], *, user: pwd.struct_passwd, cwd: Path
     killed = limit_hit(status, usage.ru_utime + usage.ru_stime, limits, timed_out,
                        memory_killed)
     return Plumbed(captures, status, ended_by, killed)
+
+
+def _run(exec_program: Callable[[], None], *, user: pwd.struct_passwd, cwd: Path,
+         limits: Limits, files: Mapping[int, int], pipes: Sequence[Sequence[int]],
+         keep: int) -> Plumbed:
+    started = _start(exec_program, user=user, cwd=cwd, limits=limits, files=files,
+                     pipes=pipes)
+    return finish_plumbed(started, limits=limits, keep=keep)
+
+
+def _start(exec_program: Callable[[], None], *, user: pwd.struct_passwd, cwd: Path,
+           limits: Limits, files: Mapping[int, int], pipes: Sequence[Sequence[int]],
+           idle: bool = False) -> Started:
+    procs.become_subreaper()
+    ends = [os.pipe() for _ in pipes]
+    fds = dict(files)
+    for group, (_, write_end) in zip(pipes, ends, strict=True):
+        fds.update(dict.fromkeys(group, write_end))
+    pid = os.fork()
+    if pid == 0:
+        _exec_as_user(exec_program, user, cwd, limits, fds, idle)
+    for _, write_end in ends:
+        os.close(write_end)
+    return Started(pid, os.pidfd_open(pid), [read_end for read_end, _ in ends])
 
 
 def _exec_as_bash_would(argv: list[str], env: Mapping[str, str]) -> None:
@@ -195,7 +252,7 @@ def _exec_as_bash_would(argv: list[str], env: Mapping[str, str]) -> None:
 
 
 def _exec_as_user(exec_program: Callable[[], None], user: pwd.struct_passwd, cwd: Path,
-                  limits: Limits, fds: Mapping[int, int]) -> NoReturn:
+                  limits: Limits, fds: Mapping[int, int], idle: bool) -> NoReturn:
     """In the forked child: drop to the user, apply the limits, exec. Never returns."""
     try:
         # Out of the way first, so that no target number overwrites a source still needed.
@@ -204,6 +261,8 @@ def _exec_as_user(exec_program: Callable[[], None], user: pwd.struct_passwd, cwd
         for target, source in moved.items():
             os.dup2(source, target)
         os.chdir(cwd)
+        if idle:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         cgroup.unprotect()
         os.setgroups([user.pw_gid])
         os.setgid(user.pw_gid)
@@ -229,18 +288,17 @@ def _exec_as_user(exec_program: Callable[[], None], user: pwd.struct_passwd, cwd
         os._exit(127)
 
 
-def _collect(pid: int, fds: Sequence[int], wall: float,
-             keep: int) -> tuple[int | None, list[Capture]]:
+def _collect(started: Started, wall: float, keep: int) -> tuple[int | None, list[Capture]]:
     """Read the pipes until they close and the process has exited, or the wall limit.
 
     Returns the wait status (None on time-out) and the captures. Output of background jobs
     counts until they close the pipes, as with the original.
     """
     deadline = time.monotonic() + wall
+    pidfd, fds = started.pidfd, started.read_ends
     kept = {fd: bytearray() for fd in fds}
     sizes = dict.fromkeys(fds, 0)
     wait_status: int | None = None
-    pidfd = os.pidfd_open(pid)
     with selectors.DefaultSelector() as selector:
         for fd in (pidfd, *fds):
             selector.register(fd, selectors.EVENT_READ)
@@ -251,7 +309,7 @@ def _collect(pid: int, fds: Sequence[int], wall: float,
             for key, _ in selector.select(remaining):
                 if key.fd == pidfd:
                     selector.unregister(pidfd)
-                    wait_status = os.waitpid(pid, 0)[1]
+                    wait_status = os.waitpid(started.pid, 0)[1]
                     continue
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
@@ -261,33 +319,36 @@ def _collect(pid: int, fds: Sequence[int], wall: float,
                 buffer = kept[key.fd]
                 buffer += chunk[: max(keep - len(buffer), 0)]
         timed_out = bool(selector.get_map())
-    os.close(pidfd)
     if timed_out:
         wait_status = None
     return wait_status, [Capture(bytes(kept[fd]), sizes[fd]) for fd in fds]
 
 
-def _children_left() -> bool:
-    """Reap the children that have exited; True while any child is still there.
+def _children_left(spare: int | None) -> bool:
+    """Reap the children that have exited; True while any process is still there, but
+    ``spare`` (and what is below it).
 
     False means nothing of the program is left: as a subreaper we adopt every orphan below
     us, so with no child we have no descendant. The usual run thus skips the scan of all
-    of /proc that killing needs (1-2 ms).
+    of /proc that killing needs (1-2 ms); with a spare, the scan tells (in a box, its /proc
+    holds the request's processes alone).
     """
     try:
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
             pass
     except ChildProcessError:
         return False
-    return True
+    return spare is None or bool(procs.descendants(os.getpid(), spare))
 
 
-def _reap_all() -> None:
-    """Reap every child, so the rusage of the whole request is counted."""
+def _reap_all(spare: int | None) -> None:
+    """Reap every child but ``spare``, so the rusage of the whole request is counted."""
     deadline = time.monotonic() + _REAP_GRACE
     while time.monotonic() < deadline:
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                if spare is not None and not procs.descendants(os.getpid(), spare):
+                    return
                 time.sleep(0.01)
         except ChildProcessError:
             return

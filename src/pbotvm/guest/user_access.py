@@ -23,8 +23,7 @@ from pathlib import Path
 
 from pbotvm import langspec
 from pbotvm.guest import runner
-from pbotvm.guest.cfamily import pch
-from pbotvm.guest.cfamily import run as c_family
+from pbotvm.guest.cfamily import gdb_ahead, pch
 
 PACKAGE = "pbotvm"
 # What the user does with each: the access(2) mode it needs.
@@ -99,9 +98,9 @@ def needs(which: Callable[[str], str | None]) -> list[Need]:
             gdb_family |= spec.gdb
     wanted = []
     if gdb_family:
-        wanted += [Need(c_family.DRIVER, "gdb's driver", READ),
+        wanted += [Need(gdb_ahead.DRIVER, "gdb's driver", READ),
                    *(Need(path, "code gdb's driver imports", READ)
-                     for path in driver_imports(c_family.DRIVER)),
+                     for path in driver_imports(gdb_ahead.DRIVER)),
                    *(Need(header, "a header of the C family", READ)
                      for header in pch.OUR_HEADERS),
                    Need(pch.PCH_DIR, "the precompiled preludes", ENTER)]

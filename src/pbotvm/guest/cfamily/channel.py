@@ -10,14 +10,47 @@ Records are JSON, one per line.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # Descriptors of the gdb process, as the runner sets them up (the program gets none of them).
 PROGRAM_STDERR_FD = 3
-OUTPUT_FD = 4  # the program's stdout file, opened for appending
+OUTPUT_FD = 4  # the program's stdout file, opened for appending; it comes with the order
 RECORDS_FD = 5
-ARGUMENTS_VARIABLE = "PBOTVM_GDB_ARGUMENTS"  # the program's arguments, a JSON list
+ORDER_FD = 6  # a unix socket: the order, which gdb may be started well before (``gdb_ahead``)
+_ORDER_LIMIT = 1 << 20  # bytes; a request's arguments are far shorter
+
+
+@dataclass(frozen=True)
+class Order:
+    """What gdb is to run: the program, in its work directory, with its arguments."""
+
+    directory: str
+    program: str
+    arguments: list[str]
+
+
+def send_order(sock: socket.socket, order: Order, output_fd: int) -> None:
+    """The order, with the program's stdout file, then end of file."""
+    data = json.dumps(order.__dict__).encode()
+    sent = socket.send_fds(sock, [data], [output_fd])
+    sock.sendall(data[sent:])
+    sock.shutdown(socket.SHUT_WR)
+
+
+def receive_order(fd: int) -> tuple[Order, int]:
+    """The order and the program's stdout file, from ``send_order``; blocks until they come."""
+    with socket.socket(fileno=fd) as sock:
+        data, fds, _, _ = socket.recv_fds(sock, _ORDER_LIMIT, 1)
+        while data and (chunk := sock.recv(_ORDER_LIMIT)):
+            data += chunk
+    if len(fds) != 1:
+        for received in fds:
+            os.close(received)
+        raise ValueError(f"an order comes with one descriptor, not {len(fds)}")
+    return Order(**json.loads(data)), fds[0]
 
 _EXITED = "exited"
 _STALLED = "stalled"

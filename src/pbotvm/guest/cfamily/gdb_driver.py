@@ -1,4 +1,5 @@
-"""The gdb side of a C program's run: ``gdb -nx -batch -x gdb_driver.py ./prog``.
+"""The gdb side of a C program's run: ``gdb -nx -batch -x gdb_driver.py``, which waits for its
+order (``channel.Order``: the program, its directory and arguments) and then runs it.
 
 It does what the original's guest-gdb did over GDB/MI, from inside gdb through its Python API:
 breakpoints at main's first and last lines and at prelude.h's gdb(); the commands the program
@@ -16,7 +17,6 @@ The runner provides the descriptors of ``channel``; the records go to ``RECORDS_
 
 from __future__ import annotations
 
-import json
 import mmap
 import os
 import sys
@@ -133,8 +133,6 @@ class Driver:
             self.console(f"break {'' if line is None else line}")
         self.console("break gdb")
         self.console("set print null-stop on")
-        # Not for the program: it gets exactly the environment it would have without us.
-        self.console(f"unset environment {channel.ARGUMENTS_VARIABLE}")
 
     def run_command(self) -> str:
         quoted = "".join("'" + arg.replace("'", "'\"'\"'") + "' " for arg in self.arguments)
@@ -288,9 +286,22 @@ def watched_value(expression: str) -> str:
         return rules.mi_text(str(e))
 
 
+def load(order: channel.Order) -> None:
+    """Into the program's directory (the program starts in gdb's), and the program loaded,
+    as ``gdb PROGRAM`` would have; an error is gdb's to print, as it would have then."""
+    for command in (f"cd {order.directory}", f"file {rules.file_argument(order.program)}"):
+        try:
+            gdb.execute(command, to_string=True)
+        except gdb.error as e:
+            print(e, file=sys.stderr)
+
+
 def main() -> None:
-    arguments = json.loads(os.environ.get(channel.ARGUMENTS_VARIABLE, "[]"))
-    ending = Driver(arguments).run()
+    order, output = channel.receive_order(channel.ORDER_FD)
+    os.dup2(output, channel.OUTPUT_FD)
+    os.close(output)
+    load(order)
+    ending = Driver(order.arguments).run()
     os.write(channel.RECORDS_FD, ending)
 
 

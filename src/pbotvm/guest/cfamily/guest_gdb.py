@@ -42,6 +42,8 @@ _OCTAL = re.compile(rb"\\+(\d{3})")
 _CONTROL = re.compile(r"[\x10-\x1f]")
 _MI_NAMED_ESCAPES = {0x08, 0x09, 0x0A, 0x0C, 0x0D}  # \b \t \n \f \r: JSON decodes them back
 _OCTAL_DIGITS = re.compile(r"[0-7]*")
+# What gdb's `file` command splits or unquotes at (libiberty's buildargv).
+_ARGV_SPECIAL = re.compile(r"""[\s'"\\]""")
 
 # The commands of prelude.h's macros that guest-gdb handled itself; any other text from gdb()
 # is run as a gdb command and its output shown as is.
@@ -50,6 +52,11 @@ LAST_STATEMENT = "print_last_statement"
 EMIT_PREFIX = "\n"
 EMIT_SUFFIX = "\n\n"
 TIME_OUT = "[gdb time-out]\n"
+
+
+def file_argument(path: str) -> str:
+    """``path`` as one argument of gdb's ``file`` command."""
+    return _ARGV_SPECIAL.sub(lambda match: "\\" + match.group(), path)
 
 
 def records(text: str) -> list[str]:

@@ -19,8 +19,7 @@ the original; its stderr comes first in the answer.
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import contextlib
 import logging
 import os
 import pwd
@@ -36,6 +35,7 @@ from pbotvm.guest import runner, sandbox
 from pbotvm.guest.cfamily import (
     channel,
     command_line,
+    gdb_ahead,
     gdb_choice,
     guest_gdb,
     last_statement,
@@ -58,9 +58,6 @@ log = logging.getLogger("pbotvm.guest")
 
 INPUT_FILE = ".input"
 OUTPUT_FILE = ".output"
-DRIVER = Path(__file__).with_name("gdb_driver.py")
-GDB_ARGV = ("gdb", "-nx", "-q", "-batch", "-x", str(DRIVER))
-TIME_LIMIT = 8.0  # seconds: guest-gdb's alarm
 # guest-gdb started gdb with these, so its programs had them too.
 PROGRAM_VARIABLES = {"LIBC_FATAL_STDERR": "1", "MALLOC_CHECK_": "1"}
 # gdb gives the programs it runs a terminal size. A direct run gets the same, and is exec'd as
@@ -82,13 +79,31 @@ class _Ran:
 
 
 def run_request(request: Request, user: pwd.struct_passwd, cwd: Path, env: Mapping[str, str],
-                settings: RunSettings) -> Result:
-    """Blocking; as root, in a work directory made with ``work_files``."""
+                settings: RunSettings, gdb: gdb_ahead.Gdb | None = None) -> Result:
+    """Blocking; as root, in a work directory made with ``work_files``; ``gdb`` is one started
+    ahead (``start_gdb``), which it runs the program under if it needs gdb."""
     output_fd = os.open(cwd / OUTPUT_FILE, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
     try:
-        return _Job(request, user, cwd, env, settings, output_fd).run()
+        return _Job(request, user, cwd, env, settings, output_fd, gdb).run()
     finally:
         os.close(output_fd)
+
+
+def start_gdb(settings: RunSettings) -> gdb_ahead.Gdb | None:
+    """What a spare supervisor starts while it waits: gdb, for a C request that needs it
+    (``gdb_ahead``); None where none could run (logged if it could and did not start)."""
+    try:
+        user = pwd.getpwnam(settings.user)
+    except KeyError:
+        return None
+    env = {**runner.user_environment(user), **PROGRAM_VARIABLES}
+    if user.pw_uid == 0 or shutil.which(gdb_ahead.GDB_ARGV[0], path=env["PATH"]) is None:
+        return None
+    try:
+        return gdb_ahead.start(user, env, settings.limits, idle=True)
+    except OSError as e:
+        log.warning("cannot start gdb ahead of its request: %s", e)
+        return None
 
 
 @dataclass
@@ -99,6 +114,7 @@ class _Job:
     env: Mapping[str, str]
     settings: RunSettings
     output_fd: int
+    gdb: gdb_ahead.Gdb | None  # started ahead, until used or discarded
     debug_info: bool = True  # whether the program was built with it, for gdb
     # Built to print its last statement's value itself (see ``last_value``).
     value_program: last_value.Program | None = None
@@ -212,7 +228,7 @@ class _Job:
             ran = sandbox.run_plumbed(argv, user=self.user, cwd=self.cwd, env=self.env,
                                       limits=compile_limits(self.settings.limits),
                                       files={0: devnull.fileno()}, pipes=[(1,), (2,)],
-                                      keep=self.settings.output_limit)
+                                      keep=self.settings.output_limit, spare=self.spare())
         stdout, stderr = ran.captures
         return _Ran(self.combined(stderr, stdout), ran.status, ran.killed)
 
@@ -221,6 +237,7 @@ class _Job:
     def execute(self, code: str) -> _Ran:
         args = runner.split_arguments(self.request.arguments)
         if command_line.uses_address_sanitizer(self.request.cmdline):
+            self.discard_gdb()  # never under gdb
             return self.run_plainly(args)
         if self.value_program is not None:
             answered = self.with_value(self.value_program, args)
@@ -249,8 +266,7 @@ class _Job:
     def run_directly(self, args: list[str], pipes: list[tuple[int, ...]]) -> sandbox.Plumbed:
         """The program run as gdb would run it, with its stderr and ``pipes`` collected."""
         os.ftruncate(self.output_fd, 0)
-        limits = dataclasses.replace(self.settings.limits, wall_seconds=TIME_LIMIT,
-                                     cpu_seconds=self.settings.limits.cpu_seconds + 1)
+        limits = gdb_ahead.limits(self.settings.limits)
         exec_line = " ".join(["exec", runner.quote(self.program()), *map(runner.quote, args)])
         # As that shell line would exec it, one process sooner: with the PWD the shell adds.
         env = self.program_environment({**TERMINAL_VARIABLES,
@@ -260,7 +276,7 @@ class _Job:
                                        env=env, limits=limits,
                                        files={0: stdin.fileno(), 1: self.output_fd},
                                        pipes=[(2,), *pipes], keep=self.settings.output_limit,
-                                       or_else=[SHELL, "-c", exec_line])
+                                       or_else=[SHELL, "-c", exec_line], spare=self.spare())
 
     def with_value(self, program: last_value.Program, args: list[str]) -> _Ran | None:
         """The direct run of ``value_program``, answered as gdb would have answered it; None
@@ -306,17 +322,9 @@ class _Job:
 
     def under_gdb(self, args: list[str]) -> _Ran:
         os.ftruncate(self.output_fd, 0)
-        limits = dataclasses.replace(self.settings.limits, wall_seconds=TIME_LIMIT,
-                                     cpu_seconds=self.settings.limits.cpu_seconds + 1)
-        env = self.program_environment({channel.ARGUMENTS_VARIABLE: json.dumps(args)})
-        with open(os.devnull, "rb") as devnull:
-            ran = sandbox.run_plumbed([*GDB_ARGV, self.program()], user=self.user, cwd=self.cwd,
-                                      env=env, limits=limits,
-                                      files={0: devnull.fileno(),
-                                             channel.OUTPUT_FD: self.output_fd},
-                                      pipes=[(1, 2), (channel.PROGRAM_STDERR_FD,),
-                                             (channel.RECORDS_FD,)],
-                                      keep=self.settings.output_limit)
+        order = channel.Order(os.path.realpath(self.cwd), self.program(), args)
+        gdb = self.ordered_gdb(order)
+        ran = gdb_ahead.finish(gdb, self.settings.limits, self.settings.output_limit)
         gdb_says, stderr, records = ran.captures
         transcript = channel.read_records(records.data)
         stdout = channel.splice(self.program_output(),
@@ -346,6 +354,34 @@ class _Job:
         text = self.combined(stderr, self.capture(stdout))
         return _Ran(runner.result_text(text, 0, MEMORY_LIMIT, False).rstrip("\n"), 0,
                     MEMORY_LIMIT)
+
+    # -- gdb started ahead -------------------------------------------------------------------
+
+    def ordered_gdb(self, order: channel.Order) -> gdb_ahead.Gdb:
+        """gdb with its order: the one started ahead if it is still there, else a new one."""
+        ahead, self.gdb = self.gdb, None
+        if ahead is not None and gdb_ahead.waiting(ahead):
+            try:
+                gdb_ahead.give_order(ahead, order, self.output_fd)
+                return ahead
+            except OSError as e:
+                log.warning("gdb started ahead could not take its order: %s", e)
+        if ahead is not None:
+            gdb_ahead.discard(ahead)
+        gdb = gdb_ahead.start(self.user, self.program_environment({}), self.settings.limits,
+                              idle=False)
+        with contextlib.suppress(OSError):  # it died first: its run says how
+            gdb_ahead.give_order(gdb, order, self.output_fd)
+        return gdb
+
+    def spare(self) -> int | None:
+        """What the sweep after each run is to leave: gdb started ahead."""
+        return self.gdb.pid if self.gdb is not None else None
+
+    def discard_gdb(self) -> None:
+        if self.gdb is not None:
+            gdb_ahead.discard(self.gdb)
+            self.gdb = None
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -3,9 +3,10 @@
 gdb's own start (its Python, its data directory) takes 0.6 s of a 0.8 s gdb run in a TCG
 guest, and the spare supervisor waits idle for its request anyway. So, once it has waited
 half a second (``supervisor.GDB_AHEAD_AFTER``), it starts gdb with the driver, which waits
-for its order (``channel.Order``) before it loads anything of the request. Until then gdb runs only on CPU time nobody else wants (SCHED_IDLE): a request that
-comes while it starts is not slowed by it. A request that turns out not to need it discards
-it; one that comes while gdb has not started yet still saves what was done.
+for its order (``channel.Order``) before it loads anything of the request. Until then gdb
+runs only on CPU time nobody else wants (SCHED_IDLE): a request that comes while it starts
+is not slowed by it. A request that turns out not to need it discards it; one that comes
+while gdb has not started yet still saves what was done.
 
 gdb runs as the user, in the request's box, with the limits of ``limits``; the wall-clock
 limit counts from the order. Its own CPU time counts from its start (only root could move

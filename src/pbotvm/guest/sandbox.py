@@ -183,9 +183,7 @@ def discard(started: Started) -> None:
         signal.pidfd_send_signal(started.pidfd, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(started.pid, 0)
-    if _children_left(None):
-        procs.kill_descendants()
-        _reap_all(None)
+    _sweep(None)
     for fd in (started.pidfd, *started.read_ends):
         os.close(fd)
 
@@ -198,9 +196,7 @@ def finish_plumbed(started: Started, *, limits: Limits, keep: int,
     try:
         wait_status, captures = _collect(started, limits.wall_seconds, keep)
     finally:
-        if _children_left(spare):
-            procs.kill_descendants(spare=spare)
-            _reap_all(spare)
+        _sweep(spare)
         for fd in (started.pidfd, *started.read_ends):
             os.close(fd)
     timed_out = wait_status is None
@@ -322,6 +318,13 @@ def _collect(started: Started, wall: float, keep: int) -> tuple[int | None, list
     if timed_out:
         wait_status = None
     return wait_status, [Capture(bytes(kept[fd]), sizes[fd]) for fd in fds]
+
+
+def _sweep(spare: int | None) -> None:
+    """Kill and reap every process below us but ``spare`` (and what is below it)."""
+    if _children_left(spare):
+        procs.kill_descendants(spare=spare)
+        _reap_all(spare)
 
 
 def _children_left(spare: int | None) -> bool:

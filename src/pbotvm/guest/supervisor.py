@@ -40,8 +40,9 @@ log = logging.getLogger("pbotvm.guest")
 
 HANDOVER_STALL = 30.0  # seconds a supervisor may take nothing of its request
 # Seconds a spare waits for its request before it starts gdb for it (``gdb_ahead``). Requests
-# that come back to back then never pay for a gdb they do not need: under TCG its start,
-# idle as it is, slowed such requests by a sixth.
+# that come back to back then never pay for a gdb they could not use in time (starting it and
+# killing it again); whether its idle start slows them under TCG was lost in the drift of
+# this machine's speed.
 GDB_AHEAD_AFTER = 0.5
 
 

@@ -22,10 +22,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pbotvm.config import GuestSettings
 from pbotvm.guest import box, cgroup, supervisor
-from pbotvm.guest.runner import RunSettings
 from pbotvm.guest.server import run_settings
+from pbotvm.guest.settings import GuestSettings
 from tests.support.stack import LocalStack
 
 SH = "-lang=sh echo hello"
@@ -70,8 +69,7 @@ def timed_raw(stack: LocalStack, code: str) -> float:
 def box_setup(n: int) -> list[float]:
     """What each supervisor spends entering its request's box, in a spare before its request
     comes (so on a request's path only when requests come faster than spares are made)."""
-    user = RunSettings().user
-    settings = run_settings(user, GuestSettings.from_env())  # logs what the box has here
+    settings = run_settings(GuestSettings.from_env())  # logs what the box has here
     samples = []
     for _ in range(n):
         read_end, write_end = os.pipe()

@@ -29,10 +29,10 @@ from pbotvm.host.machines.transport import open_serial, send, wait_heartbeat
 from pbotvm.host.request import options
 from pbotvm.host.request.languages import find_language
 from pbotvm.host.request.vmexec import make_request
-from pbotvm.image import profiles
 from pbotvm.image.build import build
-from pbotvm.image.profiles import FULL, MINIMAL
 from pbotvm.protocol import Request
+from pbotvm.provision import profiles
+from pbotvm.provision.profiles import FULL, MINIMAL
 from tests.support.stack import free_port
 
 # Not a valid request (no cmdline): guest-server answers it without forking, so the time is

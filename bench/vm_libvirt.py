@@ -20,7 +20,7 @@ from pbotvm.config import HostSettings
 from pbotvm.host import warmup
 from pbotvm.host.machines import libvirt_domain as ld
 from pbotvm.image.build import build
-from pbotvm.image.profiles import MINIMAL
+from pbotvm.provision.profiles import MINIMAL
 from tests.support.private_libvirtd import PrivateLibvirtd
 
 

@@ -10,7 +10,7 @@ from typing import TypeVar
 import pytest
 
 from pbotvm import langspec, procs
-from pbotvm.guest import runner, user_access
+from pbotvm.guest import runner, running, user_access
 from pbotvm.guest.cfamily import command_line, pch
 from tests.support.stack import LocalStack
 
@@ -124,7 +124,7 @@ def _preludes_built() -> None:
     for spec in langspec.LANGUAGES:
         if spec.run is langspec.RunMode.CFAMILY:
             argv = command_line.compiler_argv(spec.command_line("", paste=False))
-            pch.built(argv, spec.sourcefile, spec.prelude, {"PATH": runner.PATH})
+            pch.built(argv, spec.sourcefile, spec.prelude, {"PATH": running.PATH})
 
 
 def make_stack(tmp: Path, **env: str) -> LocalStack:

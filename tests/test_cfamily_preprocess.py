@@ -3,9 +3,10 @@
 tests/data/cfamily_preprocess.json was observed from the original (620ebe0e, run as
 /work/tools/orig) by tests/data/record_cfamily_preprocess.py: per row the user's text, the
 code as the original's preprocessing received it (``tokenized``), the code it sent after
-astyle (``expected``) and its final reply. Rows with ``fix`` differ on purpose (spec
-original.md §10 items 23 and 25a); their code is in cfamily_preprocess_fixed.json, which is
-inferred (our output, checked by hand against the spec), not observed.
+astyle (``expected``) and its final reply. Rows with ``fix`` differ on purpose ("23": the
+original dropped the code after the last function; "25a": it wrapped a trailing ``whatis``,
+which then hung until gdb's time-out); their code is in cfamily_preprocess_fixed.json, which
+is inferred (our output, checked by hand against the original's rules), not observed.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import pytest
 
 from pbotvm.host.request import java
 from pbotvm.host.request.cfamily.astyle import pretty
-from pbotvm.host.request.cfamily.custom_options import (
+from pbotvm.host.request.cfamily.preprocess import Dialect, preprocess
+from pbotvm.host.request.options import take_cmdline_options
+from pbotvm.host.request.statements.custom_options import (
     CustomOptions,
     take_custom_options,
     take_java_options,
 )
-from pbotvm.host.request.cfamily.functions import UnmatchedBrackets
-from pbotvm.host.request.cfamily.preprocess import Dialect, preprocess
-from pbotvm.host.request.options import take_cmdline_options
+from pbotvm.host.request.statements.functions import UnmatchedBrackets
 from pbotvm.langspec import RunMode, find
 
 DATA = Path(__file__).parent / "data"
@@ -46,7 +47,7 @@ needs_astyle = pytest.mark.skipif(shutil.which("astyle") is None,
 def _dialect(name: str) -> Dialect:
     spec = find(name)
     assert spec is not None and spec.run is RunMode.CFAMILY
-    return Dialect(spec.prelude, spec.gdb, c89=name == "c89")
+    return Dialect(spec.prelude, spec.gdb, spec.block_comments_first)
 
 
 def _custom(row: dict[str, Any]) -> CustomOptions:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pbotvm.guest import runner
+from pbotvm.guest import runner, running
 from pbotvm.guest.cfamily import command_line, gdb_choice, last_statement, pch
 from pbotvm.guest.cfamily.run import _Job
 from pbotvm.host.request import options
@@ -304,7 +304,7 @@ def test_a_program_that_replaced_its_source_still_gets_its_crash_report() -> Non
 def test_an_upgrade_replaces_the_old_build(pch_dir: Path, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     argv = command_line.compiler_argv(C2X.command_line("", paste=False))
-    env = {"PATH": runner.PATH}
+    env = {"PATH": running.PATH}
     old = pch.built(argv, C2X.sourcefile, C2X.prelude, env)
     abandoned = pch_dir / "tmpkilled"
     abandoned.mkdir()

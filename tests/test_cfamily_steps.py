@@ -10,40 +10,40 @@ from __future__ import annotations
 import pytest
 
 from pbotvm.host.request import java
-from pbotvm.host.request.cfamily.analysis import (
-    analysis_copy,
-    blank_literals,
-    strip_block_comments,
-    strip_line_comments,
-)
-from pbotvm.host.request.cfamily.custom_options import (
-    CustomOptions,
-    take_custom_options,
-    take_java_options,
-)
-from pbotvm.host.request.cfamily.functions import (
-    C_SYNTAX,
-    JAVA_SYNTAX,
-    UnmatchedBrackets,
-    extract_functions,
-    take_braced,
-)
 from pbotvm.host.request.cfamily.preprocess import (
     Dialect,
     clean_up,
     has_unterminated_directive,
     insert_newlines,
     is_printable_statement,
-    main_body,
     preprocess,
     split_header,
     wrap_last_statement,
 )
+from pbotvm.host.request.statements.analysis import (
+    analysis_copy,
+    blank_literals,
+    strip_block_comments,
+    strip_line_comments,
+)
+from pbotvm.host.request.statements.custom_options import (
+    CustomOptions,
+    take_custom_options,
+    take_java_options,
+)
+from pbotvm.host.request.statements.functions import (
+    C_SYNTAX,
+    JAVA_SYNTAX,
+    UnmatchedBrackets,
+    extract_functions,
+    take_braced,
+)
+from pbotvm.host.request.statements.program import main_body
 
 PLAIN = Dialect("#include <stdio.h>\n\n")
 
 
-# --- §5.2 step 1: custom options -----------------------------------------------------------
+# --- custom options (-nomain -noheaders -include) -------------------------------------------
 
 @pytest.mark.parametrize(("code", "rest", "options"), [
     ("-nomain int x;", "int x;", CustomOptions(nomain=True)),
@@ -64,7 +64,7 @@ def test_java_knows_no_include_option() -> None:
                                                           CustomOptions(nomain=True))
 
 
-# --- §5.2 step 4: newline insertion ----------------------------------------------------------
+# --- newline insertion after ; and #include -------------------------------------------------
 
 @pytest.mark.parametrize(("code", "expected"), [
     ("a; b; c", "a;\n b;\n c"),
@@ -97,7 +97,7 @@ def test_java_insert_newlines(code: str, expected: str) -> None:
     assert java.insert_newlines(code) == expected
 
 
-# --- §5.2 steps 5-7: literals, header, unterminated directive ------------------------------
+# --- literals, header, unterminated directive -----------------------------------------------
 
 def test_blank_literals_keeps_lengths() -> None:
     assert blank_literals('a = "x\\"y"; c = \'z\';') == 'a = "----"; c = \'-\';'
@@ -122,7 +122,7 @@ def test_unterminated_directive(precode: str, flag: bool) -> None:
     assert has_unterminated_directive(precode) is flag
 
 
-# --- §5.2 step 9: comments and function extraction -----------------------------------------
+# --- comments and function extraction -------------------------------------------------------
 
 @pytest.mark.parametrize(("code", "expected"), [
     ("a // b\nc", "a c"),
@@ -216,7 +216,7 @@ def test_java_methods() -> None:
     assert found.rest == "\nfor (;;) {\n}\n"
 
 
-# --- §5.4: the last statement ----------------------------------------------------------------
+# --- the last statement (print_last_statement) ----------------------------------------------
 
 @pytest.mark.parametrize(("statement", "printable"), [
     ("1 + 1", True),
@@ -231,7 +231,7 @@ def test_java_methods() -> None:
     ("sscanf(s, \"%d\", &n)", False),
     ("execvp(a, b)", False),
     ("return 3", False),
-    ("whatis(x)", False),  # deliberate fix, spec §10 item 25a
+    ("whatis(x)", False),  # deliberate fix: the original wrapped it, then hung in gdb
     ("x /* c */", False),
     ("1 ??! 2", False),
     ("a[0]{", False),
@@ -280,7 +280,7 @@ def test_statements_become_main() -> None:
     assert not result.unterminated_directive
 
 
-def test_code_after_main_is_kept() -> None:  # deliberate fix, spec §10 item 23
+def test_code_after_main_is_kept() -> None:  # deliberate fix: the original dropped it
     result = preprocess("int main(void) { return 0; } int y;", PLAIN, CustomOptions())
     assert result.code.endswith("int main(void) { return 0;\n }\n\nint y;")
 

@@ -56,11 +56,14 @@ def test_without_a_machines_file_only_the_default_machine_is_known(tmp_path: Pat
 
 
 @pytest.mark.parametrize("var, value, message", [
-    ("PBOTVM_SERVER", "abc", "PBOTVM_SERVER='abc' is not a number"),
-    ("PBOTVM_SERIAL", "70000", "PBOTVM_SERIAL=70000 is out of range"),
-    ("PBOTVM_TIMEOUT", "-1", "PBOTVM_TIMEOUT must be positive"),
+    ("PBOTVM_SERVER", "abc", "PBOTVM_SERVER='abc': expected a whole number from 1 to 65535"),
+    ("PBOTVM_SERIAL", "70000", "PBOTVM_SERIAL='70000': out of range 1..65535"),
+    ("PBOTVM_TIMEOUT", "-1", "PBOTVM_TIMEOUT='-1': expected a number above 0"),
+    ("PBOTVM_TIMEOUT", "nan", "PBOTVM_TIMEOUT='nan': expected a number above 0"),
     ("PBOTVM_MACHINES", "/nonexistent/x.json", "does not exist"),
-    ("PBOTVM_FRAMING", "2024", "PBOTVM_FRAMING must be"),
+    ("PBOTVM_FRAMING", "2024", "PBOTVM_FRAMING='2024': use 2023 or head"),
+    ("PBOTVM_PASTE_URL", "ftp://x", "PBOTVM_PASTE_URL='ftp://x': expected an http(s) URL"),
+    ("PBOTVM_REVERT_COMMAND", "a 'b", "PBOTVM_REVERT_COMMAND=\"a 'b\": No closing quotation"),
     ("PBOTVM_METRICS", "on", "PBOTVM_METRICS='on': expected PORT or ADDR:PORT"),
     ("PBOTVM_METRICS", "70000", "PBOTVM_METRICS='70000': expected PORT or ADDR:PORT"),
     ("PBOTVM_METRICS", "0", "PBOTVM_METRICS='0': expected"),

@@ -1,5 +1,6 @@
 """The history store and the edit session: bounds, paging, processes at once, a broken store,
-and the "Same output." rule (original.md §3.10, observed thresholds in edit_sequences.json)."""
+and the "Same output." rule (the original's show_output, observed thresholds in
+edit_sequences.json)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pbotvm.guest.runner import PATH
+from pbotvm.guest.running import PATH
 from pbotvm.langspec import LANGUAGES, LangSpec
 from tests.conftest import make_stack
 from tests.support.stack import LocalStack

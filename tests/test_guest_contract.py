@@ -19,8 +19,8 @@ from pbotvm.host.machines.guest import Guest, GuestError, timed_revert
 from pbotvm.host.machines.qemu import VmPaths, with_sockets
 from pbotvm.host.machines.transport import send, wait_heartbeat
 from pbotvm.image.build import Image, build, missing_tools
-from pbotvm.image.profiles import MINIMAL
 from pbotvm.protocol import Request
+from pbotvm.provision.profiles import MINIMAL
 from tests.support.private_libvirtd import PrivateLibvirtd
 from tests.support.stack import free_port
 

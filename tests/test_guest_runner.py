@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from pbotvm.guest import clock, runner, sandbox, supervisor
+from pbotvm.guest import clock, compiled, runner, sandbox, supervisor
 from pbotvm.guest.limits import Limits
-from pbotvm.guest.runner import (
+from pbotvm.guest.runner import RunSettings
+from pbotvm.guest.running import (
     CPU_KILLED,
-    RunSettings,
+    PATH,
     command_line,
     output_text,
     result_text,
@@ -226,7 +227,7 @@ def test_a_compiler_gets_the_compile_limits_and_its_program_the_programs() -> No
     """javac and ghc took more than a program's 8 s of CPU in a TCG guest: a compiler of
     any language gets the C family's 60 s (and 64 MiB files); what it built, the usual 8 s
     (and 2000 KiB)."""
-    if shutil.which("ghc", path=runner.PATH) is None:
+    if shutil.which("ghc", path=PATH) is None:
         pytest.skip("ghc is not installed here")
     limits = 'echo "$(ulimit -t) $(ulimit -f)"'
     # The command line stands in for ghc: it writes the program that runs next.
@@ -236,10 +237,10 @@ def test_a_compiler_gets_the_compile_limits_and_its_program_the_programs() -> No
 
 
 def test_a_languages_speed_ups_follow_its_compilers_name() -> None:
-    assert runner.with_speedups("javac prog.java", "-J-Xa -J-Xb") == (
+    assert compiled.with_speedups("javac prog.java", "-J-Xa -J-Xb") == (
         "javac -J-Xa -J-Xb prog.java")
-    assert runner.with_speedups("javac", "-J-Xa") == "javac -J-Xa"
-    assert runner.with_speedups("ghc -v0 prog.hs", "") == "ghc -v0 prog.hs"
+    assert compiled.with_speedups("javac", "-J-Xa") == "javac -J-Xa"
+    assert compiled.with_speedups("ghc -v0 prog.hs", "") == "ghc -v0 prog.hs"
 
 
 def test_exit_137_without_using_the_cpu_is_not_a_limit() -> None:

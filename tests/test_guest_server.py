@@ -226,9 +226,9 @@ def test_serial_hang_up_does_not_stop_the_heart(tmp_path: Path) -> None:
 
 @pytest.mark.root
 def test_vsock_connection_gets_one_answer() -> None:
-    config = server.ServerConfig(serial="/nonexistent", heart="/nonexistent", vport=1,
-                                 vsock=False, set_clock=False, run=RunSettings())
-    guest = server.GuestServer(config)
+    lines = server.Lines(serial="/nonexistent", heart="/nonexistent", vport=None,
+                         set_clock=False)
+    guest = server.GuestServer(lines, RunSettings())
 
     async def scenario() -> bytes:
         ours, theirs = socket.socketpair()

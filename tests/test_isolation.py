@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from pbotvm.config import ConfigError, GuestSettings
 from pbotvm.guest import box
 from pbotvm.guest.limits import MIB, BoxLimits, Limits
-from pbotvm.guest.runner import MEMORY_KILLED, result_text
+from pbotvm.guest.running import MEMORY_KILLED, result_text
 from pbotvm.guest.sandbox import MEMORY_LIMIT
+from pbotvm.guest.settings import GuestSettings
 from pbotvm.procs import running
+from pbotvm.settings import ConfigError
 from tests.conftest import DAEMON, DAEMON_SECONDS, make_stack, processes_running, until
 from tests.support.stack import LocalStack
 
@@ -65,9 +66,10 @@ def test_limits_come_from_the_environment_with_the_originals_defaults() -> None:
 
 
 @pytest.mark.parametrize(("env", "message"), [
-    ({"PBOTVM_GUEST_MEMORY_MIB": "lots"}, "PBOTVM_GUEST_MEMORY_MIB='lots' is not a number"),
-    ({"PBOTVM_GUEST_MEMORY_MIB": "8"}, "PBOTVM_GUEST_MEMORY_MIB=8 is out of range"),
-    ({"PBOTVM_GUEST_CPU_WEIGHT": "0"}, "PBOTVM_GUEST_CPU_WEIGHT=0 is out of range 1..10000"),
+    ({"PBOTVM_GUEST_MEMORY_MIB": "lots"},
+     "PBOTVM_GUEST_MEMORY_MIB='lots': expected a whole number from 16 to 2147483648"),
+    ({"PBOTVM_GUEST_MEMORY_MIB": "8"}, "PBOTVM_GUEST_MEMORY_MIB='8': out of range 16..2147483648"),
+    ({"PBOTVM_GUEST_CPU_WEIGHT": "0"}, "PBOTVM_GUEST_CPU_WEIGHT='0': out of range 1..10000"),
 ])
 def test_a_bad_limit_is_one_clear_line(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -2,7 +2,6 @@ import dataclasses
 
 import pytest
 
-from pbotvm.host.request.cfamily.custom_options import CustomOptions
 from pbotvm.host.request.languages import (
     Language,
     Shown,
@@ -10,6 +9,7 @@ from pbotvm.host.request.languages import (
     find_language,
     unsupported_message,
 )
+from pbotvm.host.request.statements.custom_options import CustomOptions
 from pbotvm.langspec import LANGUAGES, LangSpec, RunMode, find, supported_names
 from pbotvm.langspec.markers import DEFAULT as DEFAULT_MARKERS
 from pbotvm.langspec.markers import SHELL as SHELL_MARKERS

@@ -80,7 +80,7 @@ def test_every_daemon_refuses_a_log_format_it_does_not_know(daemon: str,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
                           check=False)
     assert (done.returncode, done.stdout, done.stderr) == (
-        1, "", f"{daemon}: PBOTVM_LOG_FORMAT='xml': use text or json\n")
+        1, "", f"{daemon}: PBOTVM_LOG_FORMAT='xml': use one of text, json\n")
 
 
 @pytest.mark.root

@@ -3,11 +3,11 @@ import time
 import pytest
 
 from pbotvm.host.request.languages import Language, find_language
+from pbotvm.host.request.newlines import newlines_outside_quotes
 from pbotvm.host.request.options import (
     USAGE,
     ParsedOptions,
     fortune_to_stdin,
-    newlines_outside_quotes,
     parse_standard_options,
     strip_exec_options,
     take_cmdline_options,
@@ -22,7 +22,7 @@ def parse(code: str) -> ParsedOptions:
     return parse_standard_options(code)
 
 
-# --- §3.1 step 3: vm-exec options ----------------------------------------------------------
+# --- vm-exec's own options, from the start of the code (-lang= -vm= ...) --------------------
 
 def test_exec_options_are_taken_from_the_start_and_lower_cased() -> None:
     code, found = strip_exec_options("-lang=C2X -vm=Test -vm-cid=7  -vm-serial=5555 "
@@ -47,7 +47,7 @@ def test_later_exec_option_wins() -> None:
     assert strip_exec_options("-lang=sh -lang=BASH x") == ("x", {"lang": "bash"})
 
 
-# --- §3.5 standard options -----------------------------------------------------------------
+# --- standard options (-info -args -paste) --------------------------------------------------
 
 @pytest.mark.parametrize("code", [
     "echo hi",
@@ -159,7 +159,7 @@ def test_options_before_stdin_still_count() -> None:
     assert parse("cat -paste -stdin x") == ParsedOptions("cat", paste=True, stdin="x")
 
 
-# --- §3.6 compiler/interpreter options -------------------------------------------------------
+# --- compiler/interpreter options (leading -words) ------------------------------------------
 
 def test_leading_dash_words_are_cmdline_options() -> None:
     assert parse("-Wall -O2 int x;") == ParsedOptions("int x;", cmdline_options="-Wall -O2")
@@ -192,7 +192,7 @@ def test_spec_example_c89_options_replace_the_defaults() -> None:
         "gcc -gdwarf-2 -g3 prog.c -Wall -std=c89 -fno-diagnostics-show-caret -o prog")
 
 
-# --- §3.7 \n outside quotes -----------------------------------------------------------------
+# --- \n outside quotes becomes a newline (the original's preprocess_code) -------------------
 
 @pytest.mark.parametrize(("code", "expected"), [
     ("echo a\\nb", "echo a\nb"),
@@ -210,7 +210,7 @@ def test_newlines_outside_quotes(code: str, expected: str) -> None:
     assert newlines_outside_quotes(code) == expected
 
 
-# --- §3.8 stdin ------------------------------------------------------------------------------
+# --- stdin escapes --------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("raw", "expected"), [
     ("a\\nb\\rc\\td\\be", "a\nb\rc\td\be"),
@@ -231,7 +231,7 @@ def test_fortune_text_becomes_one_line() -> None:
     assert fortune_to_stdin(text) == "Q - Why? A - Because."
 
 
-# --- §3.8 command line, §3.5 -info ---------------------------------------------------------
+# --- the command line sent to the guest, -info ----------------------------------------------
 
 def lang(name: str) -> Language:
     language = find_language(name)

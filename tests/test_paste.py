@@ -550,5 +550,6 @@ def test_paste_url_must_be_http(tmp_path: Path) -> None:
 
     settings = HostSettings.from_env({"HOME": str(tmp_path)})
     assert settings.paste_url == "https://0x0.st"
-    with pytest.raises(ConfigError, match="PBOTVM_PASTE_URL='file:///etc/passwd' is not an"):
+    with pytest.raises(ConfigError,
+                       match=r"PBOTVM_PASTE_URL=.file:///etc/passwd.: expected an http"):
         HostSettings.from_env({"HOME": str(tmp_path), "PBOTVM_PASTE_URL": "file:///etc/passwd"})

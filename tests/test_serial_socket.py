@@ -22,8 +22,8 @@ from pbotvm.config import HostSettings, Machine
 from pbotvm.host.machines import qemu
 from pbotvm.host.machines.heartbeat import HeartbeatMonitor
 from pbotvm.host.machines.transport import exchange
-from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX
 from pbotvm.protocol import Request, RequestDecoder, Result, ResultDecoder, encode_result
+from pbotvm.provision.layout import HEART_INDEX, SERIAL_INDEX
 from tests.support.stack import free_port
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
-from pbotvm.image.profiles import FULL, MINIMAL
 from pbotvm.provision import distro, units
 from pbotvm.provision import payload as guest_install
 from pbotvm.provision import setup_guest as setup
 from pbotvm.provision.distro import Distro, Family
+from pbotvm.provision.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
+from pbotvm.provision.profiles import FULL, MINIMAL
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "guest" / "setup-guest"

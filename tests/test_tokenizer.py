@@ -6,7 +6,7 @@ from pbotvm.tokenizer import split_line, token_spans
 
 MB = 1 << 20
 
-# edit.md §7, every row of the examples table (observed with the original Perl).
+# The 2023 SplitLine.pm: every row of its examples table (observed with the original Perl).
 SECTION_7 = [
     ('printf("%d\\n", 1+1);', {}, ['printf("%d\\n"', ",", "1+1);"]),
     ('puts("a")', {}, ['puts("a"', ")"]),

@@ -16,10 +16,11 @@ from pbotvm.host import warmup
 from pbotvm.host.machines import libvirt_domain, qemu
 from pbotvm.host.machines.backends import guest_for, with_recorded_guests
 from pbotvm.host.machines.qmp import QMP, QMPError, loadvm
-from pbotvm.image import build, initramfs, profiles
-from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
-from pbotvm.image.profiles import FULL, MINIMAL
+from pbotvm.image import build, initramfs
 from pbotvm.langspec import LANGUAGES
+from pbotvm.provision import profiles
+from pbotvm.provision.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
+from pbotvm.provision.profiles import FULL, MINIMAL
 from tests.conftest import until
 
 

@@ -18,10 +18,10 @@ import pytest
 from pbotvm.config import Machine
 from pbotvm.host import warmup
 from pbotvm.host.machines import qemu
-from pbotvm.image import profiles
 from pbotvm.image.build import build, missing_tools
-from pbotvm.image.profiles import FULL
 from pbotvm.langspec import LangSpec
+from pbotvm.provision import profiles
+from pbotvm.provision.profiles import FULL
 from tests.conftest import AttachedStack
 from tests.support.stack import free_port
 

@@ -24,7 +24,7 @@ from pbotvm.host.machines import libvirt_domain as ld
 from pbotvm.host.machines.devices import connect
 from pbotvm.host.machines.qemu import choose_accel
 from pbotvm.image.build import build
-from pbotvm.image.profiles import MINIMAL
+from pbotvm.provision.profiles import MINIMAL
 from tests.conftest import AttachedStack
 from tests.support.private_libvirtd import PrivateLibvirtd
 from tests.support.stack import BIN, free_port

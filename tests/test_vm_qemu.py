@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 
 from pbotvm.config import Machine
-from pbotvm.guest.runner import CPU_KILLED, MEMORY_KILLED
+from pbotvm.guest.running import CPU_KILLED, MEMORY_KILLED
 from pbotvm.host import warmup
 from pbotvm.host.machines import qemu
 from pbotvm.host.machines.qmp import loadvm
 from pbotvm.host.machines.transport import send, wait_heartbeat
 from pbotvm.image.build import build, missing_tools
-from pbotvm.image.profiles import MINIMAL
 from pbotvm.protocol import Request
+from pbotvm.provision.profiles import MINIMAL
 from tests.conftest import DAEMON, AttachedStack
 from tests.support.stack import free_port
 from tests.test_isolation import INJECT, INT_80, KEYRINGS, REACH, VSOCK

@@ -18,10 +18,10 @@ from pbotvm.guest.cfamily import gdb_ahead, pch
 from pbotvm.guest.runner import RunSettings
 from pbotvm.host import warmup
 from pbotvm.host.machines.guest import WarmUpFailed
-from pbotvm.image import profiles
 from pbotvm.image.build import Image
-from pbotvm.image.profiles import FULL
 from pbotvm.protocol import Request, Result
+from pbotvm.provision import profiles
+from pbotvm.provision.profiles import FULL
 
 REQUESTS = warmup.warmup_requests()
 GDB = REQUESTS[-1]

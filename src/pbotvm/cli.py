@@ -75,16 +75,17 @@ def pty_run(addr: str, serial_port: int, heart_port: int, control: Path | None,
 def _guest_refusal(guest_args: list[str]) -> str | None:
     """What guest-server would refuse to start for (``guest.user_access``), said before the
     PTY VM starts it: the PTY VM would otherwise serve its lines with no guest behind."""
-    from pbotvm.config import ConfigError, GuestSettings
     from pbotvm.guest import runner, server, user_access
+    from pbotvm.guest.settings import GuestSettings
+    from pbotvm.settings import ConfigError
 
     if os.geteuid() != 0:
         return None  # guest-server says that it needs root
-    given = server.main.make_context("guest-server", guest_args,
-                                     resilient_parsing=True).params.get("user")
     try:
-        user = given or GuestSettings.from_env().user
-    except ConfigError as e:
+        given = server.main.make_context("guest-server", guest_args,
+                                         resilient_parsing=True).params
+        user = GuestSettings.from_env(given=given).user
+    except (ConfigError, click.ClickException) as e:
         return str(e)
     runner.make_roots_places(runner.RunSettings(user=user))  # as guest-server does first
     return user_access.problem(user)
@@ -179,7 +180,7 @@ def image() -> None:
 def image_build(profile: str, force: bool) -> None:
     """Build the guest image unless an up-to-date one is cached; print its directory."""
     from pbotvm.image.build import BuildError, build
-    from pbotvm.image.profiles import PROFILES
+    from pbotvm.provision.profiles import PROFILES
 
     with _one_line(BuildError):
         click.echo(build(PROFILES[profile], force=force).directory)
@@ -232,7 +233,7 @@ def _up(guests: Sequence[Guest], profile: str, say: Callable[[str], None]) -> li
     from pbotvm.host import warmup
     from pbotvm.host.machines.guest import GuestError
     from pbotvm.image.build import BuildError, build
-    from pbotvm.image.profiles import PROFILES
+    from pbotvm.provision.profiles import PROFILES
 
     with _one_line(BuildError):
         image = build(PROFILES[profile])

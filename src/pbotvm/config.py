@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pbotvm.guest.limits import MIB, BoxLimits, Limits
+from pbotvm import logs
 from pbotvm.protocol import Framing
+from pbotvm.settings import (
+    ConfigError,
+    Setting,
+    argv,
+    at_least,
+    choice,
+    http_url,
+    on_off,
+    positive,
+    read,
+    text,
+    whole,
+)
+from pbotvm.text import DEFAULT_OUTPUT_LIMIT
 
 DEFAULT_ADDR = "127.0.0.1"
 DEFAULT_SERVER_PORT = 9000
@@ -27,8 +39,9 @@ DEFAULT_HEART = 5556
 DEFAULT_CID = 7
 DEFAULT_VPORT = 5555
 DEFAULT_TIMEOUT = 10.0
+# Two missed heartbeats (one every 5 s) and 2 s: the original's 5 s flagged live guests.
+DEFAULT_STALE_AFTER = 12.0
 DEFAULT_DOMAIN = "pbot-vm"
-DEFAULT_OUTPUT_LIMIT = 1024 * 1024
 DEFAULT_STDIN_COMMAND = "fortune -u -s"
 # The original's paste service (multipart field "file", answers the URL); any 0x0 instance works.
 DEFAULT_PASTE_URL = "https://0x0.st"
@@ -46,55 +59,10 @@ BUILTIN_MACHINES: dict[str, Any] = {
 }
 
 
-class ConfigError(ValueError):
-    """Bad configuration; the message names the variable or file and what is wrong."""
-
-
 class UnknownMachine(LookupError):
     def __init__(self, name: str, available: list[str]) -> None:
         names = ", ".join(available)
         super().__init__(f"Unknown machine '{name}'; available machines are: {names}")
-
-
-def flag(value: str | None) -> bool:
-    """An on/off variable: set, non-empty and not "0" means on (as the original's Perl truth)."""
-    return bool(value) and value != "0"
-
-
-def _int(env: Mapping[str, str], name: str, default: int, lo: int = 0, hi: int = 65535) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name}={value} is out of range {lo}..{hi}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive")
-    return value
-
-
-def _argv(env: Mapping[str, str], name: str, default: str | None) -> list[str] | None:
-    raw = env.get(name, default)
-    if raw is None or not raw.strip():
-        return None
-    try:
-        return shlex.split(raw)
-    except ValueError as e:
-        raise ConfigError(f"{name}: {e}") from None
 
 
 # Debian and Fedora put fortune here, outside the PATH of root and of system services.
@@ -240,23 +208,10 @@ def pool_of(machine: Machine, entry: dict[str, object], where: str) -> Machine:
 
 
 def _apply_env(machine: Machine, env: Mapping[str, str]) -> Machine:
-    changes: dict[str, object] = {"domain": env.get("PBOTVM_DOMAIN") or DEFAULT_DOMAIN}
-    for key, var in (("serial", "PBOTVM_SERIAL"), ("heart", "PBOTVM_HEART"),
-                     ("vport", "PBOTVM_VPORT")):
-        if env.get(var, "").strip():
-            changes[key] = _int(env, var, 0, 1)
-    for key, var in (("serial_socket", "PBOTVM_SERIAL_SOCKET"),
-                     ("heart_socket", "PBOTVM_HEART_SOCKET")):
-        if env.get(var, "").strip():
-            changes[key] = env[var].strip()
-    if env.get("PBOTVM_CID", "").strip():
-        changes["cid"] = _int(env, "PBOTVM_CID", 0, 0, 2**32 - 1)
-    if env.get("PBOTVM_FRAMING", "").strip():
-        try:
-            changes["framing"] = Framing(env["PBOTVM_FRAMING"].strip())
-        except ValueError:
-            raise ConfigError("PBOTVM_FRAMING must be '2023' or 'head'") from None
-    return replace(machine, **changes)  # type: ignore[arg-type]
+    """The default machine as the environment says (its domain always: unset, the default)."""
+    changes = {row.field: row.read(env) for row in DEFAULT_MACHINE
+               if row.field == "domain" or env.get(row.variable, "").strip()}
+    return replace(machine, **changes)
 
 
 def builtin_machines() -> dict[str, Any]:
@@ -271,15 +226,15 @@ def builtin_machines() -> dict[str, Any]:
 
 
 def machines_path(env: Mapping[str, str]) -> Path:
-    if env.get("PBOTVM_MACHINES"):
-        return Path(env["PBOTVM_MACHINES"])
+    if env.get(MACHINES_FILE.variable):
+        return Path(env[MACHINES_FILE.variable])
     base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "pbotvm" / "vm-exec.json"
 
 
 def load_machines(env: Mapping[str, str]) -> Machines:
     path = machines_path(env)
-    explicit = bool(env.get("PBOTVM_MACHINES"))
+    explicit = bool(env.get(MACHINES_FILE.variable))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -293,133 +248,156 @@ def load_machines(env: Mapping[str, str]) -> Machines:
     return Machines.parse(data, str(path), env)
 
 
-def _paste_url(env: Mapping[str, str]) -> str:
-    url = env.get("PBOTVM_PASTE_URL", "").strip() or DEFAULT_PASTE_URL
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"PBOTVM_PASTE_URL={url!r} is not an http(s) URL")
-    return url
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    """``PBOTVM_STATE_DIR``, else ``$XDG_STATE_HOME/pbotvm`` (``~/.local/state/pbotvm``)."""
+    return Path(env.get(STATE_DIR.variable) or Path(
+        env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pbotvm")
 
 
-REVERT_POLICIES = ("on-failure", "after-every-run")
+def _framing(raw: str) -> Framing:
+    try:
+        return Framing(raw)
+    except ValueError:
+        raise ValueError("use 2023 or head") from None
 
 
-def _revert_policy(env: Mapping[str, str]) -> bool:
-    """Whether ``PBOTVM_REVERT`` asks for a revert after every request (else only after a
+def _after_every_run(raw: str) -> bool:
+    """Whether the revert policy is a revert after every request (else only after a
     time-out or a program the guest had to kill)."""
-    policy = env.get("PBOTVM_REVERT", "").strip() or REVERT_POLICIES[0]
-    if policy not in REVERT_POLICIES:
-        raise ConfigError(f"PBOTVM_REVERT={policy!r}: use one of {', '.join(REVERT_POLICIES)}")
-    return policy == "after-every-run"
+    return choice("on-failure", "after-every-run")(raw) == "after-every-run"
 
 
-def _metrics(env: Mapping[str, str]) -> tuple[str, int] | None:
-    """``PBOTVM_METRICS``: ``PORT`` (on 127.0.0.1), ``ADDR:PORT`` or ``[IPV6]:PORT``; unset or
-    empty, no metrics endpoint."""
-    raw = env.get("PBOTVM_METRICS", "").strip()
-    if not raw:
-        return None
+def _metrics_address(raw: str) -> tuple[str, int]:
     addr, colon, port = raw.rpartition(":")
     addr = addr.removeprefix("[").removesuffix("]") if colon else DEFAULT_ADDR
     if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535 or (
             colon and not addr):
-        raise ConfigError(f"PBOTVM_METRICS={raw!r}: expected PORT or ADDR:PORT, "
-                          "e.g. 9100 or 127.0.0.1:9100")
+        raise ValueError("expected PORT or ADDR:PORT, e.g. 9100 or 127.0.0.1:9100")
     return addr, int(port)
 
 
-def state_dir(env: Mapping[str, str]) -> Path:
-    """``PBOTVM_STATE_DIR``, else ``$XDG_STATE_HOME/pbotvm`` (``~/.local/state/pbotvm``)."""
-    return Path(env.get("PBOTVM_STATE_DIR") or Path(
-        env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pbotvm")
+# The host's settings, in the README's order. Each row's field is HostSettings' (``SERVER``),
+# the default machine's (``DEFAULT_MACHINE``), or what one program reads on its own.
+_PORT = whole(1, 65535)
+SERVER = (
+    Setting("PBOTVM_ADDR", "address vm-server binds and vm-client connects to (the original "
+            "bound all interfaces)", text, DEFAULT_ADDR, DEFAULT_ADDR, field="addr"),
+    Setting("PBOTVM_SERVER", "vm-server port", _PORT, DEFAULT_SERVER_PORT,
+            str(DEFAULT_SERVER_PORT), field="port"),
+    Setting("PBOTVM_TIMEOUT", "seconds for one request (and, separately, for waiting its "
+            "turn)", positive, DEFAULT_TIMEOUT, f"{DEFAULT_TIMEOUT:g}", field="timeout"),
+    Setting("PBOTVM_HEART_STALE", "seconds without a heartbeat before the guest counts as down "
+            "(beats come every 5 s)", positive, DEFAULT_STALE_AFTER, f"{DEFAULT_STALE_AFTER:g}",
+            field="stale_after",
+            option="--stale-after"),
+    Setting("PBOTVM_LIBVIRT_URI", "libvirt connection for reverts", text, "qemu:///system",
+            "qemu:///system", field="libvirt_uri"),
+    Setting("PBOTVM_SNAPSHOT", "snapshot to revert to", text, "1", "1", field="snapshot"),
+    Setting("PBOTVM_REVERT_COMMAND", "if set, reverts run this command (split like a shell "
+            "would, never run by one) with `PBOTVM_DOMAIN`, `PBOTVM_SNAPSHOT`, `PBOTVM_MACHINE` "
+            "(name) and `PBOTVM_MACHINE_SERIAL` (serial port) of the machine to revert set; "
+            "`pbotvm vm revert` and `pbotvm pty ctl revert` refuse when their VM serves another "
+            "serial port. Unset: the guest's own backend (see "
+            "[A real guest VM](#a-real-guest-vm-qemu))", argv, field="revert_command"),
+    Setting("PBOTVM_NOREVERT", "set (not `0`) to never revert", on_off, False,
+            field="norevert"),
+    Setting("PBOTVM_REVERT", "`after-every-run`: revert each guest after every request (see "
+            "[Several guests](#several-guests))", _after_every_run, False, "on-failure",
+            field="revert_after_every_run"),
+    Setting("PBOTVM_OUTPUT_LIMIT", "bytes of output kept; the rest is replaced by "
+            "`[... output truncated: N more bytes]`", whole(1024, 2**31), DEFAULT_OUTPUT_LIMIT,
+            str(DEFAULT_OUTPUT_LIMIT), field="output_limit"),
+    Setting("PBOTVM_STDIN_COMMAND", "default program input; empty for none", argv,
+            argv(DEFAULT_STDIN_COMMAND), DEFAULT_STDIN_COMMAND, field="stdin_command",
+            empty=None),
+    Setting("PBOTVM_ALLOW_OVERRIDES", "allow `-vm-serial=`, `-vm-cid=`, `-vm-vport=` in code "
+            "(off: a chat user must not aim vm-exec at arbitrary ports)", on_off, False,
+            field="allow_overrides"),
+    Setting("PBOTVM_PASTE_URL", "where `-paste` posts (multipart field `file`, the answer is "
+            "the URL): the original's service; any 0x0 instance, or a service speaking the "
+            "same form, works. vm-server connects to it directly (no `https_proxy`)", http_url,
+            DEFAULT_PASTE_URL, DEFAULT_PASTE_URL, field="paste_url"),
+    Setting("PBOTVM_METRICS", "`PORT` (on 127.0.0.1), `ADDR:PORT` or `[ADDR]:PORT`: where "
+            "vm-server serves Prometheus metrics, at `/metrics` (see "
+            "[Metrics and status](#metrics-and-status)); unset: none", _metrics_address,
+            field="metrics"),
+)
+DEFAULT_MACHINE = (
+    Setting("PBOTVM_SERIAL", "serial TCP port of the default machine", _PORT, DEFAULT_SERIAL,
+            str(DEFAULT_SERIAL), field="serial"),
+    Setting("PBOTVM_HEART", "heartbeat TCP port of the default machine", _PORT, DEFAULT_HEART,
+            str(DEFAULT_HEART), field="heart"),
+    Setting("PBOTVM_SERIAL_SOCKET", "Unix socket serving the default machine's serial line, "
+            "used instead of the TCP port. When neither the sockets, `PBOTVM_SERIAL`, "
+            "`PBOTVM_HEART` nor a machines file is set, the lines of the guest `pbotvm vm up` "
+            "started in the state directory, if any", text, field="serial_socket"),
+    Setting("PBOTVM_HEART_SOCKET", "Unix socket serving the default machine's heartbeat line, "
+            "as `PBOTVM_SERIAL_SOCKET`", text, field="heart_socket"),
+    Setting("PBOTVM_CID", "vsock CID (`0`: serial only). Whether vsock answers is probed in "
+            "the background once per guest boot (and after each revert); until then, and when "
+            "it does not, requests take the serial line, and the log says once why. On a host "
+            "without `/dev/vhost-vsock`, where no guest has a vsock device, vsock is never "
+            "tried", whole(0, 2**32 - 1), DEFAULT_CID, str(DEFAULT_CID), field="cid"),
+    Setting("PBOTVM_VPORT", "vsock port", whole(1, 2**32 - 1), DEFAULT_VPORT,
+            str(DEFAULT_VPORT), field="vport"),
+    Setting("PBOTVM_FRAMING", "request framing for the default machine: `2023` (JSON + "
+            "`:end:`) or `head` (upstream's 4000-byte lines)", _framing, Framing.V2023,
+            Framing.V2023.value, field="framing"),
+    Setting("PBOTVM_DOMAIN", "libvirt domain of the default machine", text, DEFAULT_DOMAIN,
+            DEFAULT_DOMAIN, field="domain"),
+)
+MACHINES_FILE = Setting(
+    "PBOTVM_MACHINES", "machines file; without one, only the default machine `pbot-vm` (alias "
+    "`fedora-amd64`) exists", text, shown="~/.config/pbotvm/vm-exec.json")
+STATE_DIR = Setting(
+    "PBOTVM_STATE_DIR", "runtime state: each machine's status and lock file (`machines/`), the "
+    "history store, the QEMU and PTY VMs' pid files. vm-server's, vm-watchdog's and the PTY "
+    "VM's files there are 0600 and the directories they make 0700, whatever the umask (a "
+    "directory that exists keeps its mode)", text, shown="~/.local/state/pbotvm")
+DEFAULT_THRESHOLD = 25.0
+WATCHDOG = (
+    Setting("PBOTVM_WATCHDOG_INTERVAL", "vm-watchdog's seconds between samples", at_least(0.1),
+            15.0, "15", field="interval", option="--interval"),
+    Setting("PBOTVM_WATCHDOG_THRESHOLD", "CPU percent (of one CPU) that two of vm-watchdog's "
+            "samples in a row must reach", positive, DEFAULT_THRESHOLD, f"{DEFAULT_THRESHOLD:g}",
+            field="threshold", option="--threshold"),
+)
+ACCEL = Setting(
+    "PBOTVM_ACCEL", "`kvm` or `tcg`: how `pbotvm vm up` runs QEMU; unset: KVM when it really "
+    "runs a kernel here", choice("kvm", "tcg"))
+SETTINGS = (*SERVER, *DEFAULT_MACHINE, MACHINES_FILE, STATE_DIR, *WATCHDOG, ACCEL,
+            logs.LOG_FORMAT, logs.DEBUG)
 
 
 @dataclass(frozen=True)
 class HostSettings:
-    """Everything vm-server and vm-exec read from their environment."""
+    """Everything vm-server and vm-exec read from their environment (``SERVER``, the machines,
+    the state directory)."""
 
     addr: str
     port: int
     timeout: float
-    norevert: bool
-    revert_after_every_run: bool  # PBOTVM_REVERT=after-every-run: a fresh guest per request
+    stale_after: float
     libvirt_uri: str
     snapshot: str
     revert_command: list[str] | None
+    norevert: bool
+    revert_after_every_run: bool  # PBOTVM_REVERT=after-every-run: a fresh guest per request
     output_limit: int
     stdin_command: list[str] | None
     allow_overrides: bool
-    state_dir: Path
-    machines: Machines
     paste_url: str
     metrics: tuple[str, int] | None  # where vm-server serves /metrics (``host.metrics``)
+    state_dir: Path
+    machines: Machines
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> HostSettings:
+    def from_env(cls, env: Mapping[str, str] | None = None,
+                 given: Mapping[str, Any] | None = None) -> HostSettings:
+        """From ``env`` (os.environ), where ``given`` (command-line values) does not say.
+        Raises ``ConfigError``."""
         env = os.environ if env is None else env
-        return cls(
-            addr=env.get("PBOTVM_ADDR", "").strip() or DEFAULT_ADDR,
-            port=_int(env, "PBOTVM_SERVER", DEFAULT_SERVER_PORT, 1),
-            timeout=_float(env, "PBOTVM_TIMEOUT", DEFAULT_TIMEOUT),
-            norevert=flag(env.get("PBOTVM_NOREVERT")),
-            revert_after_every_run=_revert_policy(env),
-            libvirt_uri=env.get("PBOTVM_LIBVIRT_URI", "").strip() or "qemu:///system",
-            snapshot=env.get("PBOTVM_SNAPSHOT", "").strip() or "1",
-            revert_command=_argv(env, "PBOTVM_REVERT_COMMAND", None),
-            output_limit=_int(env, "PBOTVM_OUTPUT_LIMIT", DEFAULT_OUTPUT_LIMIT, 1024, 2**31),
-            stdin_command=with_games_dir(
-                _argv(env, "PBOTVM_STDIN_COMMAND", DEFAULT_STDIN_COMMAND)),
-            allow_overrides=flag(env.get("PBOTVM_ALLOW_OVERRIDES")),
-            state_dir=state_dir(env),
-            machines=load_machines(env),
-            paste_url=_paste_url(env),
-            metrics=_metrics(env),
-        )
-
-
-@dataclass(frozen=True)
-class GuestSettings:
-    serial: str
-    heart: str
-    user: str
-    vport: int
-    output_limit: int
-    limits: Limits
-    box_limits: BoxLimits
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> GuestSettings:
-        env = os.environ if env is None else env
-        return cls(
-            serial=env.get("PBOTVM_GUEST_SERIAL", "").strip() or "/dev/ttyS2",
-            heart=env.get("PBOTVM_GUEST_HEART", "").strip() or "/dev/ttyS3",
-            user=env.get("PBOTVM_GUEST_USER", "").strip() or "vm",
-            vport=_int(env, "PBOTVM_VPORT", DEFAULT_VPORT, 1),
-            output_limit=_int(env, "PBOTVM_OUTPUT_LIMIT", DEFAULT_OUTPUT_LIMIT, 1024, 2**31),
-            limits=_guest_limits(env),
-            box_limits=_box_limits(env),
-        )
-
-
-def _guest_limits(env: Mapping[str, str]) -> Limits:
-    """Each command's limits (the original's ulimits; the file size in its 1 KiB blocks)."""
-    default = Limits()
-    return Limits(
-        cpu_seconds=_int(env, "PBOTVM_GUEST_CPU_SECONDS", default.cpu_seconds, 1, 86400),
-        file_bytes=1024 * _int(env, "PBOTVM_GUEST_FILE_KIB", default.file_bytes // 1024, 1,
-                               2**31),
-        processes=_int(env, "PBOTVM_GUEST_PROCESSES", default.processes, 1),
-        wall_seconds=_float(env, "PBOTVM_GUEST_TIMEOUT", default.wall_seconds),
-    )
-
-
-def _box_limits(env: Mapping[str, str]) -> BoxLimits:
-    """The whole request's limits."""
-    default = BoxLimits()
-    return BoxLimits(
-        memory_bytes=MIB * _int(env, "PBOTVM_GUEST_MEMORY_MIB", default.memory_bytes // MIB, 16,
-                                2**31),
-        tmpfs_bytes=MIB * _int(env, "PBOTVM_GUEST_TMPFS_MIB", default.tmpfs_bytes // MIB, 1,
-                               2**31),
-        cpu_weight=_int(env, "PBOTVM_GUEST_CPU_WEIGHT", default.cpu_weight, 1, 10000),
-    )
+        value = read(SERVER, env, given)
+        return cls(**{**value, "stdin_command": with_games_dir(value["stdin_command"])},
+                   state_dir=state_dir(env), machines=load_machines(env))

@@ -14,9 +14,17 @@ import logging
 import os
 import re
 
+from pbotvm.settings import ConfigError, Setting, choice, on_off
+
 # C0, DEL and C1: the C1 range holds a one-byte CSI (0x9B) some terminals obey.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 FORMATS = ("text", "json")
+# Read by every daemon, host's and guest's: both sides' tables list them.
+LOG_FORMAT = Setting("PBOTVM_LOG_FORMAT",
+                     "`json`: every daemon logs one JSON object per line, for log shippers "
+                     "(see [Metrics and status](#metrics-and-status))",
+                     choice(*FORMATS), default="text", shown="text")
+DEBUG = Setting("PBOTVM_DEBUG", "set (not `0`): log debug lines too", on_off, default=False)
 
 
 def escape_controls(text: str) -> str:
@@ -65,11 +73,11 @@ def formatter(name: str, log_format: str) -> logging.Formatter:
 def setup(name: str) -> None:
     """Log as daemon ``name``; a ``PBOTVM_LOG_FORMAT`` that is neither ``text`` nor ``json``
     stops it with one line (before a log shipper gets lines it cannot read)."""
-    raw = os.environ.get("PBOTVM_LOG_FORMAT", "")
-    log_format = raw.strip().lower() or "text"
-    if log_format not in FORMATS:
-        raise SystemExit(f"{name}: PBOTVM_LOG_FORMAT={raw!r}: use text or json")
-    level = logging.DEBUG if os.environ.get("PBOTVM_DEBUG") else logging.INFO
+    try:
+        log_format = LOG_FORMAT.read(os.environ)
+        level = logging.DEBUG if DEBUG.read(os.environ) else logging.INFO
+    except ConfigError as e:
+        raise SystemExit(f"{name}: {e}") from None
     handler = logging.StreamHandler()
     handler.setFormatter(formatter(name, log_format))
     logging.basicConfig(level=level, handlers=[handler])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+# Bytes of a program's output kept, by the guest and again by the host (both configurable).
+DEFAULT_OUTPUT_LIMIT = 1024 * 1024
 _SURROGATE = re.compile(r"[\udc80-\udcff]")
 
 

@@ -3,7 +3,7 @@
 Two scanners share the quoting rules of the Perl original (a backslash escapes the next
 character everywhere, inside quotes too; an unbalanced quote is an ordinary character):
 
-* ``split_line``: the 2023 tokenizer, the documented original (spec edit.md §7). A quote opens
+* ``split_line``: the 2023 tokenizer, the original's host/lib/SplitLine.pm. A quote opens
   only after whitespace or one of ``: { ( [ . + =`` and closes only before the end,
   whitespace or one of ``, : ; } ) [ ] . + =``; the closing quote ends the token. Only the
   space character separates tokens.
@@ -79,7 +79,7 @@ def split_line(
     line: str, *, strip_quotes: bool = False, keep_spaces: bool = False,
     preserve_escapes: bool = True,
 ) -> list[str]:
-    """The 2023 SplitLine (edit.md §7); empty tokens are dropped, except an empty quote."""
+    """The 2023 SplitLine.pm; empty tokens are dropped, except an empty quote."""
     n = len(line)
 
     def closes(pos: int) -> bool:

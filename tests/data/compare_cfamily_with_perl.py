@@ -5,9 +5,10 @@
 Random inputs made of C-ish fragments go through the original's own host modules
 (``Languages::<lang>``: custom options, compiler options, ``preprocess_code``, no astyle),
 run by a small Perl driver, and through ours; every difference is printed. Our deliberate
-fixes (spec original.md §10 item 23; 25a by leaving out ``whatis``) are undone for the
-comparison. Needs perl with JSON::XS and the original's sources (HOST_LIB defaults to the
-copy the helpers use).
+fixes are undone for the comparison: 23 (the original dropped the code after the last
+function) by patching ``given_program``, 25a (it wrapped a trailing ``whatis``) by leaving out
+``whatis``. Needs perl with JSON::XS and the original's sources (HOST_LIB defaults to the copy
+the helpers use).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 
 from pbotvm.host.request import java
 from pbotvm.host.request.cfamily import preprocess as c_preprocess
-from pbotvm.host.request.cfamily.custom_options import take_custom_options, take_java_options
-from pbotvm.host.request.cfamily.functions import UnmatchedBrackets
 from pbotvm.host.request.options import take_cmdline_options
+from pbotvm.host.request.statements.custom_options import take_custom_options, take_java_options
+from pbotvm.host.request.statements.functions import UnmatchedBrackets
 from pbotvm.langspec import RunMode, find
 
 HOST_LIB = "/tmp/pbotvm-original-0/src/applets/pbot-vm/host/lib"
@@ -71,7 +72,8 @@ def _ours(lang: str, code: str) -> dict[str, Any]:
         assert language is not None and language.run is RunMode.CFAMILY
         code, custom = take_custom_options(code)
         code, _ = take_cmdline_options(code)
-        dialect = c_preprocess.Dialect(language.prelude, language.gdb, lang == "c89")
+        dialect = c_preprocess.Dialect(language.prelude, language.gdb,
+                                       language.block_comments_first)
         result = c_preprocess.preprocess(code, dialect, custom)
         return {"code": result.code, "warn": int(result.unterminated_directive)}
     except UnmatchedBrackets as error:

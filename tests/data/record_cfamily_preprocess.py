@@ -10,7 +10,8 @@ answer (``portable`` is false when it names the instance's own paths). ``tokeniz
 code as the original's preprocessing received it: its option parsing (2023) collapsed
 whitespace and split words after a closing quote. ``expected`` is None when nothing was sent
 (``error: unmatched brackets``).
-``fix`` names the spec original.md §10 item by which our output deliberately differs.
+``fix`` names the original's defect by which our output deliberately differs: "23" (it dropped
+the code after the last function), "25a" (it wrapped a trailing ``whatis``).
 """
 
 from __future__ import annotations

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import re
 
+from pbotvm.guest.compiled import Compiled
+from pbotvm.guest.modes import registers
+from pbotvm.langspec import RunMode
+from pbotvm.protocol import Request
+
 _PUBLIC_CLASS = re.compile(r"^\s*public\s+(?:(?:final|abstract|strictfp)\s+)*class\s+(\w+)",
                            re.MULTILINE)
 _CLASS = re.compile(r"\b(?:class|enum|record|interface)\s+(\w+)")
@@ -42,3 +47,14 @@ def main_class(code: str) -> str:
 
 def run_command(code: str) -> str:
     return f"java -cp . {main_class(code)}"
+
+
+@registers(RunMode.JAVA)
+class Java(Compiled):
+    """javac compiles the file its public class needs; java runs the class that has main."""
+
+    def source(self, request: Request) -> tuple[str, str]:
+        return source_file(request.code, request.sourcefile, request.cmdline)
+
+    def program(self, request: Request) -> str:
+        return run_command(request.code)

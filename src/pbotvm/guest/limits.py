@@ -1,6 +1,6 @@
 """What a request may use, as data: the original's limits on each command it runs, and the
 limits its box puts on all its processes together. guest-server reads them from its
-environment (``config.GuestSettings``)."""
+environment (``guest.settings``)."""
 
 from __future__ import annotations
 

@@ -18,40 +18,43 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
-from pbotvm import logs
-from pbotvm.config import ConfigError, GuestSettings
+from pbotvm import logs, settings
 from pbotvm.guest import box, cgroup, clock, runner, serial_line, supervisor, user_access, vsock
 from pbotvm.guest.runner import RunSettings
+from pbotvm.guest.settings import SETTINGS, GuestSettings
 from pbotvm.protocol import ProtocolError, Request, Result
+from pbotvm.settings import ConfigError
 
 log = logging.getLogger("pbotvm.guest")
 
 
 @dataclass(frozen=True)
-class ServerConfig:
+class Lines:
+    """Where requests come from: the serial devices, and vsock unless it is off."""
+
     serial: str
     heart: str
-    vport: int
-    vsock: bool
+    vport: int | None  # None: no vsock
     set_clock: bool
-    run: RunSettings
 
 
 class GuestServer:
-    def __init__(self, config: ServerConfig) -> None:
-        self.config = config
-        self.supervisors = supervisor.Supervisors(config.run)
+    def __init__(self, lines: Lines, run: RunSettings) -> None:
+        self.lines = lines
+        self.supervisors = supervisor.Supervisors(run)
 
     async def serve(self) -> None:
-        line = serial_line.SerialLine(self.config.serial)
+        line = serial_line.SerialLine(self.lines.serial)
         # Raw mode and a flushed input before the first beat: the host sends requests only
         # once it hears us, and the tty must not echo or replay any of them.
         line.open()
-        tasks = [serial_line.heartbeat(self.config.heart), line.run(self.answer)]
-        if self.config.vsock and (sock := vsock.listen(self.config.vport)) is not None:
+        tasks = [serial_line.heartbeat(self.lines.heart), line.run(self.answer)]
+        if self.lines.vport is not None and (
+                sock := vsock.listen(self.lines.vport)) is not None:
             tasks.append(vsock.serve(sock, self.answer))
         self.supervisors.prepare()
         await asyncio.gather(*tasks)
@@ -62,7 +65,7 @@ class GuestServer:
             return Result(text=f"Failed to decode request: {item}\n")
         log.info("%s: request %s lang=%s started", via, item.id, item.lang)
         start = time.monotonic()
-        if self.config.set_clock:
+        if self.lines.set_clock:
             self._sync_clock(item.date)
         try:
             result = await self.supervisors.run(item)
@@ -85,9 +88,10 @@ class GuestServer:
             log.info("clock: set from %.0f to %d", old, date)
 
 
-def run_settings(user: str, env: GuestSettings) -> RunSettings:
+def run_settings(env: GuestSettings) -> RunSettings:
     """The settings every request runs with, and what this guest has of the box (each says
     in one log line what it lacks)."""
+    user = env.user
     settings = RunSettings(user=user, output_limit=env.output_limit, limits=env.limits,
                            box_limits=env.box_limits)
     runner.make_roots_places(settings)  # before the box is tried
@@ -114,46 +118,33 @@ def _after_reply(callback: Callable[..., object], *args: object) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--serial", metavar="PATH",
-              help="Serial device for requests  [env PBOTVM_GUEST_SERIAL; /dev/ttyS2]")
-@click.option("--heart", metavar="PATH",
-              help="Serial device for the heartbeat  [env PBOTVM_GUEST_HEART; /dev/ttyS3]")
-@click.option("--user", metavar="NAME",
-              help="Unprivileged user that runs the programs  [env PBOTVM_GUEST_USER; vm]")
-@click.option("--vport", type=click.IntRange(1, 2**32 - 1), metavar="N",
-              help="vsock port  [env PBOTVM_VPORT; 5555]")
+@settings.options(SETTINGS)
 @click.option("--vsock/--no-vsock", default=True, show_default=True,
               help="Also accept requests on vsock (skipped, with a log line, if unavailable).")
 @click.option("--set-clock/--no-set-clock", default=True, show_default=True,
               help="Set the clock from a request's date when it is more than 60 s off "
                    "(off when the guest shares the host's clock).")
-def main(serial: str | None, heart: str | None, user: str | None, vport: int | None,
-         vsock: bool, set_clock: bool) -> None:
+def main(vsock: bool, set_clock: bool, **given: Any) -> None:
     """PBot VM guest server: runs requests from the host as an unprivileged user."""
     logs.setup("guest-server")
     try:
-        env = GuestSettings.from_env()
+        env = GuestSettings.from_env(given=given)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     if os.geteuid() != 0:
         raise click.ClickException("guest-server must run as root (it drops each program "
                                    "to the unprivileged user)")
-    log.info("starting: serial %s, heartbeat %s, user %s, vsock %s", serial or env.serial,
-             heart or env.heart, user or env.user, vport or env.vport if vsock else "off")
-    config = ServerConfig(
-        serial=serial or env.serial,
-        heart=heart or env.heart,
-        vport=vport or env.vport,
-        vsock=vsock,
-        set_clock=set_clock,
-        run=run_settings(user or env.user, env),
-    )
-    if (refusal := user_access.problem(config.run.user)) is not None:
+    log.info("starting: serial %s, heartbeat %s, user %s, vsock %s", env.serial, env.heart,
+             env.user, env.vport if vsock else "off")
+    lines = Lines(serial=env.serial, heart=env.heart, vport=env.vport if vsock else None,
+                  set_clock=set_clock)
+    run = run_settings(env)
+    if (refusal := user_access.problem(run.user)) is not None:
         raise click.ClickException(refusal)  # rather than answer wrongly (user_access)
     # Every request's supervisor is a fork of this process: find the temporary directory
     # here, once, instead of in each of them (tempfile probes it by writing a file).
     tempfile.gettempdir()
     try:
-        asyncio.run(GuestServer(config).serve())
+        asyncio.run(GuestServer(lines, run).serve())
     except KeyboardInterrupt:
         log.info("interrupted; exiting")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pbotvm import langspec
-from pbotvm.guest import runner
+from pbotvm.guest import running
 from pbotvm.guest.cfamily import gdb_ahead, pch
 
 PACKAGE = "pbotvm"
@@ -139,7 +139,7 @@ def problem(user: str) -> str | None:
         account = pwd.getpwnam(user)
     except KeyError:
         return None
-    wanted = needs(lambda program: shutil.which(program, path=runner.PATH))
+    wanted = needs(lambda program: shutil.which(program, path=running.PATH))
     for need in wanted:
         if not need.path.exists():
             return f"{need.path} ({need.what}) does not exist"

@@ -9,13 +9,16 @@ import _socket
 import os
 import sys
 
-HELP = """\
+# The host settings table's defaults (a test checks): importing the table would slow the start.
+ADDR = "127.0.0.1"
+PORT = "9000"
+HELP = f"""\
 Usage: vm-client CODE...
 
   Send CODE (all arguments joined by single spaces; usually one JSON object
-  {"nick":…,"channel":…,"code":…}) to vm-server and print its reply.
+  {{"nick":…,"channel":…,"code":…}}) to vm-server and print its reply.
 
-  Environment: PBOTVM_ADDR (default 127.0.0.1), PBOTVM_SERVER (port, default 9000).
+  Environment: PBOTVM_ADDR (default {ADDR}), PBOTVM_SERVER (port, default {PORT}).
 """
 
 
@@ -41,8 +44,8 @@ def run(args: list[str]) -> int:
     if args in (["--help"], ["-h"]):
         sys.stdout.write(HELP)
         return 0
-    addr = os.environ.get("PBOTVM_ADDR") or "127.0.0.1"
-    port_text = os.environ.get("PBOTVM_SERVER") or "9000"
+    addr = os.environ.get("PBOTVM_ADDR") or ADDR
+    port_text = os.environ.get("PBOTVM_SERVER") or PORT
     if not port_text.isdigit():
         sys.stdout.write(f"Fatal error: PBOTVM_SERVER={port_text!r} is not a port number\n")
         return 2

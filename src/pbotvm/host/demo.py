@@ -92,7 +92,7 @@ def _guests(settings: HostSettings, pty: bool, count: int) -> list[Guest]:
 async def _up(guests: list[Guest], pty: bool, say: Say) -> list[str]:
     from pbotvm.host import warmup
     from pbotvm.image.build import build
-    from pbotvm.image.profiles import MINIMAL
+    from pbotvm.provision.profiles import MINIMAL
 
     async def nothing(_: Machine) -> None:
         pass  # the PTY VM runs this host's toolchains, warm already

@@ -21,16 +21,18 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 import click
 
 from pbotvm import logs
-from pbotvm.config import ConfigError, HostSettings, Machine
+from pbotvm import settings as settings_table
+from pbotvm.config import SERVER, ConfigError, HostSettings, Machine
 from pbotvm.host import intake, metrics
 from pbotvm.host.intake import Allowance, Intake, Refused
 from pbotvm.host.machines.backends import guest_for, with_recorded_guests
 from pbotvm.host.machines.guest import GuestError, timed_revert
-from pbotvm.host.machines.heartbeat import BEAT_INTERVAL, DEFAULT_STALE_AFTER, HeartbeatMonitor
+from pbotvm.host.machines.heartbeat import BEAT_INTERVAL, HeartbeatMonitor
 from pbotvm.host.machines.machine_state import MachineState
 from pbotvm.host.machines.pool import Pool
 from pbotvm.host.request.vmexec import OFFLINE, Answer, Execution, PrefetchedStdin, Prepared, Reply
@@ -58,9 +60,9 @@ HEALER = "(healing)"  # who holds a pool's guest while vm-server heals it
 
 
 class VmServer:
-    def __init__(self, settings: HostSettings, stale_after: float = DEFAULT_STALE_AFTER) -> None:
+    def __init__(self, settings: HostSettings) -> None:
         self.settings = settings
-        self.stale_after = stale_after
+        self.stale_after = settings.stale_after
         # Keyed by port (or socket), not by machine name: two names (or an override) for one
         # guest must share its serial line and its heartbeat connection (QEMU serves one
         # client).
@@ -382,19 +384,17 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more]"
 
 
-async def _main(settings: HostSettings, stale_after: float) -> None:
+async def _main(settings: HostSettings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await VmServer(settings, stale_after).serve(stop)
+    await VmServer(settings).serve(stop)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--stale-after", type=float, default=None, envvar="PBOTVM_HEART_STALE",
-              help=f"Seconds without a heartbeat before the guest counts as down "
-                   f"(default {DEFAULT_STALE_AFTER:.0f}; env PBOTVM_HEART_STALE).")
-def main(stale_after: float | None) -> None:
+@settings_table.options(SERVER)
+def main(**given: Any) -> None:
     """Serve vm-client requests on PBOTVM_ADDR:PBOTVM_SERVER (default 127.0.0.1:9000).
 
     Runs each request through the vm-exec pipeline with the PBOTVM_TIMEOUT limit, watches the
@@ -405,7 +405,7 @@ def main(stale_after: float | None) -> None:
     """
     logs.setup("vm-server")
     try:
-        settings, found = with_recorded_guests(HostSettings.from_env(), os.environ)
+        settings, found = with_recorded_guests(HostSettings.from_env(given=given), os.environ)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     if found is not None:
@@ -414,7 +414,7 @@ def main(stale_after: float | None) -> None:
         log.warning("listening on %s: anyone who can reach it can run code and force reverts",
                     settings.addr)
     try:
-        asyncio.run(_main(settings, stale_after or DEFAULT_STALE_AFTER))
+        asyncio.run(_main(settings))
     except OSError as e:
         log.error("cannot listen on %s:%d: %s", settings.addr, settings.port, e.strerror or e)
         sys.exit(1)

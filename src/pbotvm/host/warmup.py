@@ -19,9 +19,9 @@ from pbotvm.host.machines.transport import TransportChoice, send
 from pbotvm.host.request import options
 from pbotvm.host.request.languages import find_language
 from pbotvm.host.request.vmexec import make_request
-from pbotvm.image import profiles
 from pbotvm.image.build import Image
 from pbotvm.protocol import Request
+from pbotvm.provision import profiles
 
 # A warm-up request may precompile a prelude first: prelude.hpp takes g++ 3 s natively, and
 # TCG is ten times slower or more.

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from pbotvm.image import initramfs
-from pbotvm.image.layout import CONSOLE, GUEST_USER, HEART_INDEX, SERIAL_INDEX, guest_tty
-from pbotvm.image.profiles import Profile
 from pbotvm.provision import payload
+from pbotvm.provision.layout import CONSOLE, GUEST_USER, HEART_INDEX, SERIAL_INDEX, guest_tty
+from pbotvm.provision.profiles import Profile
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"

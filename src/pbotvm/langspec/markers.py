@@ -1,4 +1,4 @@
-"""The paste comment markers of each language family (spec languages.md §4.1-§4.2)."""
+"""The paste comment markers of each language family, as the original's host modules set them."""
 
 from __future__ import annotations
 

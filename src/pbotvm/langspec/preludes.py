@@ -1,4 +1,4 @@
-"""The text put before C-family code that has no ``#include`` (spec languages.md §5.1), and
+"""The text put before C-family code that has no ``#include`` (the original's _c_base.pm), and
 Java's imports. Each prelude ends with an empty line."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ CLANG11 = _XOPEN_ONLY + _includes(
     "inttypes.h", "float.h", "errno.h", "time.h", "assert.h", "complex.h", "setjmp.h",
     "wchar.h", "wctype.h", "tgmath.h", "fenv.h", "locale.h", "iso646.h", "signal.h", "uchar.h",
     "prelude.h") + "\n"
-# Everything but prelude.hpp is disabled; the original never shipped prelude.hpp (spec §10.22),
+# Everything but prelude.hpp is disabled; the original never shipped prelude.hpp (a known defect),
 # the guest does.
 CPP = "#if 0\n" + _XOPEN + "\n" + _includes(
     "algorithm", "fstream", "list", "regex", "tuple", "array", "functional", "locale",

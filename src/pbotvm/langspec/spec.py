@@ -20,6 +20,25 @@ class RunMode(StrEnum):
     JAVA = "java"  # javac compiles; then java runs the class that has main
 
 
+class Behaviour(StrEnum):
+    """What the host does with a language's code and output beyond the base steps: the key
+    of its behaviour in ``host.request.language.BEHAVIOURS``."""
+
+    BASE = "base"  # \n outside quotes becomes a newline; the output as it is
+    BC = "bc"  # the code as written, then quit
+    PERL = "perl"  # perl's notes after a syntax error are dropped
+    LISP = "lisp"  # one leading newline of the output is dropped
+    CFAMILY = "cfamily"  # bare statements to a program, astyle, the C output filters
+    JAVA = "java"  # bare statements to class prog's main
+
+
+class Diagnostics(StrEnum):
+    """Whose messages a C-family language's output filter tidies."""
+
+    GCC = "gcc"  # gcc's and clang's
+    TENDRA = "tendra"  # TenDRA's tcc: the C filters, then its own (a notice in a channel)
+
+
 @dataclass(frozen=True)
 class PasteMarkers:
     """The comments around the command line and the output in a pasted program."""
@@ -57,6 +76,11 @@ class LangSpec:
     toolchain: Toolchain
     hello: str  # a program printing "hello", as a user would write it in a channel
     gdb: bool = False  # C family: prelude.h's helpers and the last-statement value
+    behaviour: Behaviour = Behaviour.BASE
+    # C family: the preprocessing's analysis strips /* */ comments before // ones (c89, which
+    # has no // comments), not after.
+    block_comments_first: bool = False
+    diagnostics: Diagnostics = Diagnostics.GCC  # C family: which output filter
     # Added after the compiler's name when the command line is the language's own: the same
     # answer, sooner (-info still shows the command line).
     compile_speedups: str = ""
@@ -66,8 +90,9 @@ class LangSpec:
             object.__setattr__(self, "display", self.name)
 
     def command_line(self, options: str, paste: bool) -> str:
-        """§3.8: the command line sent to the guest for the user's compiler or interpreter
-        ``options`` (empty: the defaults), with the paste or no-paste extras."""
+        """The command line sent to the guest (as vm-exec's execute built it) for the user's
+        compiler or interpreter ``options`` (empty: the defaults), with the paste or no-paste
+        extras."""
         options = options or self.default_options
         extra = self.options_paste if paste else self.options_nopaste
         if extra:

@@ -1,4 +1,5 @@
-"""The language table: one entry per original host module, in file order (spec §4.2, §5.1).
+"""The language table: one entry per original host module, in file order (the order of the
+"Supported languages" list).
 
 Values are those of 2023, except where HEAD or we fixed a plain bug: scheme's
 ``--no-auto-compile`` and Java's prelude (HEAD); clang++ runs ``clang++`` (the original named
@@ -9,7 +10,7 @@ the Brainfuck interpreter Debian packages (the original's ``bf`` and HEAD's ``bf
 from __future__ import annotations
 
 from pbotvm.langspec import markers, preludes
-from pbotvm.langspec.spec import LangSpec, PasteMarkers, RunMode, Toolchain
+from pbotvm.langspec.spec import Behaviour, Diagnostics, LangSpec, PasteMarkers, RunMode, Toolchain
 
 _GCC = "gcc -gdwarf-2 -g3 $sourcefile $options -o $execfile"
 _CLANG = "clang -gdwarf-2 -g3 $sourcefile $options -o $execfile"
@@ -39,20 +40,23 @@ _CPP_HELLO = 'std::cout << "hello" << std::endl;'
 
 def _c(name: str, cmdline: str, options: str, caret: tuple[str, str], prelude: str,
        toolchain: Toolchain, *, display: str = "", sourcefile: str = "prog.c",
-       hello: str = _C_HELLO) -> LangSpec:
+       hello: str = _C_HELLO, block_comments_first: bool = False) -> LangSpec:
     return LangSpec(name=name, display=display, sourcefile=sourcefile, execfile="prog",
                     cmdline=cmdline, default_options=options, options_paste=caret[0],
                     options_nopaste=caret[1], markers=markers.DEFAULT, prelude=prelude,
-                    run=RunMode.CFAMILY, toolchain=toolchain, hello=hello, gdb=True)
+                    run=RunMode.CFAMILY, toolchain=toolchain, hello=hello, gdb=True,
+                    behaviour=Behaviour.CFAMILY, block_comments_first=block_comments_first)
 
 
 def _script(name: str, extension: str, program: str, package: str | None, hello: str,
-            paste: PasteMarkers = markers.DEFAULT, default_options: str = "") -> LangSpec:
+            paste: PasteMarkers = markers.DEFAULT, default_options: str = "", *,
+            behaviour: Behaviour = Behaviour.BASE) -> LangSpec:
     """An interpreter that runs its source file: ``<program> $options $sourcefile``."""
     source = f"prog.{extension}"
     return LangSpec(name=name, sourcefile=source, execfile=source,
                     cmdline=f"{program} $options $sourcefile", default_options=default_options,
-                    markers=paste, toolchain=Toolchain(program, package), hello=hello)
+                    markers=paste, toolchain=Toolchain(program, package), hello=hello,
+                    behaviour=behaviour)
 
 
 LANGUAGES: tuple[LangSpec, ...] = (
@@ -60,12 +64,13 @@ LANGUAGES: tuple[LangSpec, ...] = (
     LangSpec(name="bc", sourcefile="prog.bc", execfile="prog.bc",
              cmdline="sh -c 'BC_LINE_LENGTH=2000000000 bc -q $options $sourcefile'",
              default_options="-l", markers=markers.DEFAULT, toolchain=Toolchain("bc", "bc"),
-             hello='print "hello\\n"'),
+             hello='print "hello\\n"', behaviour=Behaviour.BC),
     _script("bf", "bf", "beef", "beef",
             "++++++++[>+++++++++++++<-]>.---.+++++++..+++.>++++++++++."),
     _c("c11", _GCC, _C11_OPTIONS, _GCC_CARET, preludes.C11, _GCC_TOOLS),
     _c("c2x", _GCC, _C11_OPTIONS.replace("c11", "c2x"), _GCC_CARET, preludes.C2X, _GCC_TOOLS),
-    _c("c89", _GCC, _C89_OPTIONS, _GCC_CARET, preludes.C89, _GCC_TOOLS),
+    _c("c89", _GCC, _C89_OPTIONS, _GCC_CARET, preludes.C89, _GCC_TOOLS,
+       block_comments_first=True),
     _c("c99", _GCC, _C89_OPTIONS.replace("c89", "c99"), _GCC_CARET, preludes.C99, _GCC_TOOLS),
     _c("clang", _CLANG, _CLANG2X_OPTIONS, _CLANG_CARET, preludes.C2X, _CLANG_TOOLS),
     _c("clang11", _CLANG, _CLANG11_OPTIONS, _CLANG_CARET, preludes.CLANG11, _CLANG_TOOLS),
@@ -78,7 +83,8 @@ LANGUAGES: tuple[LangSpec, ...] = (
        sourcefile="prog.cpp", hello=_CPP_HELLO),
     LangSpec(name="clisp", sourcefile="prog.lisp", execfile="prog.lisp",
              cmdline="clisp $options $sourcefile", markers=markers.LISP,
-             toolchain=Toolchain("clisp", "clisp"), hello='(format t "hello~%")'),
+             toolchain=Toolchain("clisp", "clisp"), hello='(format t "hello~%")',
+             behaviour=Behaviour.LISP),
     _c("cpp", "g++ -ggdb -g3 $sourcefile $options -o $execfile", _CPP_OPTIONS, _GCC_CARET,
        preludes.CPP, Toolchain("g++", "g++"), display="c++", sourcefile="prog.cpp",
        hello=_CPP_HELLO),
@@ -98,7 +104,7 @@ LANGUAGES: tuple[LangSpec, ...] = (
              cmdline="javac $options $sourcefile",
              markers=markers.DEFAULT, prelude=preludes.JAVA, run=RunMode.JAVA,
              toolchain=Toolchain("javac", "default-jdk-headless"),
-             hello='System.out.println("hello");',
+             hello='System.out.println("hello");', behaviour=Behaviour.JAVA,
              # javac's JVM: its C2 compiler and parallel GC cost a one-core TCG guest more
              # than they save (a hello's javac: over 8 s of CPU against 6.3 s).
              compile_speedups="-J-XX:TieredStopAtLevel=1 -J-XX:+UseSerialGC"),
@@ -107,7 +113,8 @@ LANGUAGES: tuple[LangSpec, ...] = (
              markers=markers.DEFAULT, toolchain=Toolchain("node", "nodejs"), hello='"hello"'),
     _script("ksh", "ksh", "ksh", "ksh", "echo hello", markers.SHELL),
     _script("lua", "lua", "lua", "lua5.4", 'print("hello")', markers.LUA),
-    _script("perl", "pl", "perl", "perl", 'print "hello\\n";', markers.PERL, "-w"),
+    _script("perl", "pl", "perl", "perl", 'print "hello\\n";', markers.PERL, "-w",
+            behaviour=Behaviour.PERL),
     _script("php", "php", "php", "php-cli", '<?php echo "hello\\n";'),
     _script("python", "py", "python", "python-is-python3", 'print("hello")', markers.PYTHON),
     _script("python3", "py3", "python3", "python3", 'print("hello")', markers.PYTHON),
@@ -118,14 +125,16 @@ LANGUAGES: tuple[LangSpec, ...] = (
     LangSpec(name="scheme", sourcefile="prog.scm", execfile="prog.scm",
              cmdline="guile $options $sourcefile", default_options="--no-auto-compile",
              markers=markers.LISP, toolchain=Toolchain("guile", "guile-3.0"),
-             hello='(display "hello") (newline)'),
+             hello='(display "hello") (newline)', behaviour=Behaviour.LISP),
     _script("sh", "sh", "sh", "bash", "echo hello", markers.SHELL),
     _script("tcl", "tcl", "tclsh", "tcl", "puts hello", markers.TCL),
-    # TenDRA's tcc (not the Tiny C Compiler of the same name): C, without gdb (spec §4.4).
+    # TenDRA's tcc (not the Tiny C Compiler of the same name): C, without gdb (the original's
+    # tendra.pm sets no_gdb_extensions).
     LangSpec(name="tendra", sourcefile="prog.c", execfile="prog",
              cmdline="tcc $sourcefile $options -o $execfile", default_options="-Xp -Yansi",
              markers=markers.DEFAULT, prelude=preludes.TENDRA, run=RunMode.CFAMILY,
-             toolchain=Toolchain("tcc", None), hello=_C_HELLO),
+             toolchain=Toolchain("tcc", None), hello=_C_HELLO, behaviour=Behaviour.CFAMILY,
+             diagnostics=Diagnostics.TENDRA),
     _script("zsh", "zsh", "zsh", "zsh", "echo hello", markers.SHELL),
 )
 

@@ -1,6 +1,6 @@
 """Which distribution a guest runs (from /etc/os-release) and its names for our packages.
 
-The profiles (``image/profiles.py``) name Debian packages; the other families translate each
+The profiles (``provision/profiles.py``) name Debian packages; the other families translate each
 Debian name here, so a profile is written once.
 """
 

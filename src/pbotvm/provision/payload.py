@@ -21,7 +21,7 @@ LIBDIR = "/usr/local/lib/pbotvm"
 LAUNCHER = "/usr/local/bin/guest-server"
 # Relative to the package. Nothing else of it reaches the guest: not the host's daemons,
 # the operator's commands, nor the image builder.
-GUEST_FILES = ("__init__.py", "config.py", "logs.py", "procs.py", "protocol.py", "text.py",
+GUEST_FILES = ("__init__.py", "settings.py", "logs.py", "procs.py", "protocol.py", "text.py",
                "tokenizer.py", "langspec/*.py", "guest/*.py", "guest/cfamily/*.py",
                "guest/cfamily/include/*")
 # The C family's headers go where its compilers find them, as on the original's guests.

@@ -18,8 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pbotvm.image.layout import GUEST_USER, HEART_INDEX, SERIAL_INDEX, guest_tty
-from pbotvm.image.profiles import BASE, PROFILES, Profile
 from pbotvm.provision import payload as guest_install
 from pbotvm.provision import units
 from pbotvm.provision.distro import (
@@ -30,6 +28,8 @@ from pbotvm.provision.distro import (
     native_packages,
     parse_os_release,
 )
+from pbotvm.provision.layout import GUEST_USER, HEART_INDEX, SERIAL_INDEX, guest_tty
+from pbotvm.provision.profiles import BASE, PROFILES, Profile
 
 GUEST_SHELL = "/bin/bash"
 # guest-server's own needs: a new enough Python with its two dependencies.

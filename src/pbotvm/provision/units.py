@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
+from pbotvm.provision.layout import HEART_INDEX, SERIAL_INDEX, guest_tty
 from pbotvm.provision.payload import LAUNCHER
 
 UNIT_DIR = "/etc/systemd/system"

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from pbotvm import langspec
-from pbotvm.guest import runner, sandbox
+from pbotvm.guest import running, sandbox
 from pbotvm.guest.cfamily import (
     channel,
     command_line,
@@ -45,14 +45,13 @@ from pbotvm.guest.cfamily import (
 from pbotvm.guest.cfamily.answer import answer, diagnostics_prefix, gdb_failed, gdb_failure
 from pbotvm.guest.cfamily.gdb_choice import AfterDirectRun
 from pbotvm.guest.limits import compile_limits
+from pbotvm.guest.modes import Job, Mode, Settings, registers
 from pbotvm.guest.plain_command import plain_argv
 from pbotvm.guest.sandbox import CPU_LIMIT, MEMORY_LIMIT, WALL_LIMIT, Capture
 from pbotvm.protocol import Request, Result
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-    from pbotvm.guest.runner import RunSettings
 
 log = logging.getLogger("pbotvm.guest")
 
@@ -68,7 +67,7 @@ SHELL = "/bin/sh"  # what gdb starts programs with when SHELL is not set
 
 def work_files(request: Request) -> dict[str, bytes]:
     """The files the work directory needs besides the source: stdin and stdout."""
-    return {INPUT_FILE: runner.utf8((request.input or "") + "\n"), OUTPUT_FILE: b""}
+    return {INPUT_FILE: running.utf8((request.input or "") + "\n"), OUTPUT_FILE: b""}
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class _Ran:
 
 
 def run_request(request: Request, user: pwd.struct_passwd, cwd: Path, env: Mapping[str, str],
-                settings: RunSettings, gdb: gdb_ahead.Gdb | None = None) -> Result:
+                settings: Settings, gdb: gdb_ahead.Gdb | None = None) -> Result:
     """Blocking; as root, in a work directory made with ``work_files``; ``gdb`` is one started
     ahead (``start_gdb``), which it runs the program under if it needs gdb."""
     output_fd = os.open(cwd / OUTPUT_FILE, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
@@ -89,14 +88,14 @@ def run_request(request: Request, user: pwd.struct_passwd, cwd: Path, env: Mappi
         os.close(output_fd)
 
 
-def start_gdb(settings: RunSettings) -> gdb_ahead.Gdb | None:
+def start_gdb(settings: Settings) -> gdb_ahead.Gdb | None:
     """What a spare supervisor starts while it waits: gdb, for a C request that needs it
     (``gdb_ahead``); None where none could run (logged if it could and did not start)."""
     try:
         user = pwd.getpwnam(settings.user)
     except KeyError:
         return None
-    env = {**runner.user_environment(user), **PROGRAM_VARIABLES}
+    env = {**running.user_environment(user), **PROGRAM_VARIABLES}
     if user.pw_uid == 0 or shutil.which(gdb_ahead.GDB_ARGV[0], path=env["PATH"]) is None:
         return None
     try:
@@ -112,7 +111,7 @@ class _Job:
     user: pwd.struct_passwd
     cwd: Path
     env: Mapping[str, str]
-    settings: RunSettings
+    settings: Settings
     output_fd: int
     gdb: gdb_ahead.Gdb | None  # started ahead, until used or discarded
     debug_info: bool = True  # whether the program was built with it, for gdb
@@ -128,7 +127,7 @@ class _Job:
             compiled = self.compile(code)
             if compiled.status or compiled.killed or command_line.compile_only(request.cmdline):
                 # As the original: the compiler's words alone, never with [Exit N].
-                text = (runner.result_text(compiled.text, 0, compiled.killed, factoid)
+                text = (running.result_text(compiled.text, 0, compiled.killed, factoid)
                         if compiled.killed else answer("", compiled.text, 0, factoid))
                 return Result(text, request.id, exit=compiled.status, killed=compiled.killed)
             ran = self.execute(code)
@@ -220,7 +219,7 @@ class _Job:
             path.unlink(missing_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "wb") as f:
-            f.write(runner.utf8(code + "\n"))
+            f.write(running.utf8(code + "\n"))
             os.fchown(f.fileno(), self.user.pw_uid, self.user.pw_gid)
 
     def compile_once(self, argv: list[str]) -> _Ran:
@@ -235,7 +234,7 @@ class _Job:
     # -- running -----------------------------------------------------------------------------
 
     def execute(self, code: str) -> _Ran:
-        args = runner.split_arguments(self.request.arguments)
+        args = running.split_arguments(self.request.arguments)
         if command_line.uses_address_sanitizer(self.request.cmdline):
             self.discard_gdb()  # never under gdb
             return self.run_plainly(args)
@@ -253,13 +252,13 @@ class _Job:
         """``./prog args`` as the original ran AddressSanitizer programs (with their stdin,
         which the original forgot)."""
         program = f"./{self.request.execfile}"
-        outcome = sandbox.run(runner.utf8(runner.command_line(program, args)),
+        outcome = sandbox.run(running.utf8(running.command_line(program, args)),
                               argv=plain_argv(program, args), user=self.user, cwd=self.cwd,
                               env=self.env, stdin=self.read_input(), limits=self.settings.limits,
                               keep=self.settings.output_limit)
         text = self.combined(outcome.stderr, outcome.stdout)
         if outcome.killed:
-            return _Ran(runner.result_text(text, 0, outcome.killed, False).rstrip("\n"),
+            return _Ran(running.result_text(text, 0, outcome.killed, False).rstrip("\n"),
                         outcome.status, outcome.killed)
         return _Ran(text, outcome.status)
 
@@ -267,7 +266,7 @@ class _Job:
         """The program run as gdb would run it, with its stderr and ``pipes`` collected."""
         os.ftruncate(self.output_fd, 0)
         limits = gdb_ahead.limits(self.settings.limits)
-        exec_line = " ".join(["exec", runner.quote(self.program()), *map(runner.quote, args)])
+        exec_line = " ".join(["exec", running.quote(self.program()), *map(running.quote, args)])
         # As that shell line would exec it, one process sooner: with the PWD the shell adds.
         env = self.program_environment({**TERMINAL_VARIABLES,
                                          "PWD": os.path.realpath(self.cwd)})
@@ -352,7 +351,7 @@ class _Job:
         """The output so far and the line saying so (after it, as the CPU kill's), status 0
         as after a time-out: no ``[Exit 137]`` besides."""
         text = self.combined(stderr, self.capture(stdout))
-        return _Ran(runner.result_text(text, 0, MEMORY_LIMIT, False).rstrip("\n"), 0,
+        return _Ran(running.result_text(text, 0, MEMORY_LIMIT, False).rstrip("\n"), 0,
                     MEMORY_LIMIT)
 
     # -- gdb started ahead -------------------------------------------------------------------
@@ -420,4 +419,19 @@ class _Job:
         return Capture(data[: self.settings.output_limit], len(data))
 
     def combined(self, stderr: Capture, stdout: Capture) -> str:
-        return runner.output_text(stderr, stdout, self.settings.output_limit)
+        return running.output_text(stderr, stdout, self.settings.output_limit)
+
+
+@registers(langspec.RunMode.CFAMILY)
+class CFamily(Mode):
+    """The C family's mode: its files (stdin, stdout), and gdb when a spare started it."""
+
+    takes_gdb = True
+
+    def work_files(self, request: Request) -> dict[str, bytes]:
+        return work_files(request)
+
+    def run(self, job: Job) -> Result:
+        gdb = job.gdb if isinstance(job.gdb, gdb_ahead.Gdb) else None
+        return run_request(job.request, job.user, job.cwd, running.user_environment(job.user),
+                           job.settings, gdb)

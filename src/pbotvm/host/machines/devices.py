@@ -22,7 +22,7 @@ from xml.sax.saxutils import quoteattr
 from pbotvm.config import Machine
 from pbotvm.host.machines.guest import GuestError
 from pbotvm.host.machines.transport import VHOST_VSOCK, vsock_guests_here
-from pbotvm.image.layout import HEART_INDEX, SERIAL_INDEX
+from pbotvm.provision.layout import HEART_INDEX, SERIAL_INDEX
 
 if TYPE_CHECKING:
     import libvirt

@@ -20,11 +20,12 @@ import logging
 import time
 from collections.abc import Callable
 
+from pbotvm.config import DEFAULT_STALE_AFTER
+
 log = logging.getLogger("pbotvm.heartbeat")
 
 RETRY_DELAY = 2.0
 BEAT_INTERVAL = 5.0
-DEFAULT_STALE_AFTER = 2 * BEAT_INTERVAL + 2.0
 
 
 class HeartbeatMonitor:

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from pbotvm import procs
-from pbotvm.config import Machine
+from pbotvm.config import DEFAULT_STALE_AFTER, Machine
 from pbotvm.host import state_files
-from pbotvm.host.machines.heartbeat import DEFAULT_STALE_AFTER, HeartbeatMonitor
+from pbotvm.host.machines.heartbeat import HeartbeatMonitor
 from pbotvm.host.machines.latencies import Latencies
 from pbotvm.host.machines.transport import TransportChoice
 

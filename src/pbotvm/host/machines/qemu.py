@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pbotvm import procs
-from pbotvm.config import HostSettings, Machine, machines_path
+from pbotvm.config import ACCEL, DEFAULT_MACHINE, ConfigError, HostSettings, Machine, machines_path
 from pbotvm.host import state_files
 from pbotvm.host.machines.guest import (
     Guest,
@@ -38,7 +38,7 @@ from pbotvm.host.machines.guest import (
 from pbotvm.host.machines.qmp import QMP, QMPError, loadvm, snapshot
 from pbotvm.host.machines.transport import wait_heartbeat
 from pbotvm.image.build import Image
-from pbotvm.image.layout import CONSOLE, HEART_INDEX, SERIAL_INDEX
+from pbotvm.provision.layout import CONSOLE, HEART_INDEX, SERIAL_INDEX
 
 QEMU = "qemu-system-x86_64"
 SNAPSHOT = "1"
@@ -211,11 +211,12 @@ def kvm_unusable(kernel: Path, timeout: float = KVM_PROBE_TIMEOUT) -> str | None
 def choose_accel(kernel: Path, env: Mapping[str, str]) -> tuple[str, str | None]:
     """``PBOTVM_ACCEL`` (kvm or tcg) if set, else KVM when it really runs a kernel; and, when
     the probe found KVM unusable, the operator's line saying why."""
-    wanted = env.get("PBOTVM_ACCEL", "").strip()
-    if wanted in ("kvm", "tcg"):
-        return wanted, None
+    try:
+        wanted = ACCEL.read(env)
+    except ConfigError as e:
+        raise QemuError(str(e)) from None
     if wanted:
-        raise QemuError(f"PBOTVM_ACCEL={wanted!r}: expected kvm or tcg")
+        return wanted, None
     why = kvm_unusable(kernel)
     if why is None:
         return "kvm", None
@@ -249,7 +250,8 @@ def read_info(paths: VmPaths) -> VmInfo | None:
 
 # The operator's word on where the default machine's lines are, which wins over what
 # `vm up` recorded.
-LINE_SETTINGS = ("PBOTVM_SERIAL", "PBOTVM_HEART", "PBOTVM_SERIAL_SOCKET", "PBOTVM_HEART_SOCKET")
+LINE_SETTINGS = tuple(row.variable for row in DEFAULT_MACHINE
+                      if row.field in ("serial", "heart", "serial_socket", "heart_socket"))
 
 
 def lines_configured(env: Mapping[str, str]) -> bool:

@@ -1,6 +1,6 @@
 """vm-watchdog: reverts a machine whose guest keeps burning CPU while nobody uses it.
 
-The original's rule (spec original.md §9): a sample every 15 s; revert after two consecutive
+The original's rule (host/bin/vm-watchdog): a sample every 15 s; revert after two consecutive
 samples of at least 25 % CPU, the second no lower than the first. A sample is the CPU time the
 VM used over the interval, as its backend reads it (``Guest.cpu_seconds``: libvirt's domain
 statistics, or /proc/PID/stat of QEMU's process or of the PTY VM's process tree); never
@@ -21,11 +21,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
 from pbotvm import logs
-from pbotvm.config import ConfigError, HostSettings
+from pbotvm import settings as settings_table
+from pbotvm.config import DEFAULT_THRESHOLD, WATCHDOG, ConfigError, HostSettings
 from pbotvm.host.machines.backends import KINDS, guest_for
 from pbotvm.host.machines.guest import Guest, GuestError, timed_revert
 from pbotvm.host.machines.machine_state import (
@@ -38,8 +40,6 @@ from pbotvm.host.machines.machine_state import (
 
 log = logging.getLogger("pbotvm.watchdog")
 
-DEFAULT_INTERVAL = 15.0
-DEFAULT_THRESHOLD = 25.0
 
 
 @dataclass(frozen=True)
@@ -171,13 +171,7 @@ class Watchdog:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--interval", type=click.FloatRange(min=0.1), default=DEFAULT_INTERVAL,
-              show_default=True, envvar="PBOTVM_WATCHDOG_INTERVAL",
-              help="Seconds between samples (env PBOTVM_WATCHDOG_INTERVAL).")
-@click.option("--threshold", type=click.FloatRange(min=0, min_open=True),
-              default=DEFAULT_THRESHOLD, show_default=True, envvar="PBOTVM_WATCHDOG_THRESHOLD",
-              help="CPU percent (of one CPU) that two samples in a row must reach "
-                   "(env PBOTVM_WATCHDOG_THRESHOLD).")
+@settings_table.options(WATCHDOG)
 @click.option("--machine", "machine_name", default=None,
               help="Machine to watch (default: the default machine).")
 @click.option("--source", type=click.Choice(["auto", *KINDS]), default="auto",
@@ -185,7 +179,7 @@ class Watchdog:
               help="The machine's backend, where the CPU time comes from; auto: the one "
                    "vm-server finds (the VM that pbotvm vm up or pbotvm pty run recorded for "
                    "the machine's lines, else the libvirt domain).")
-def main(interval: float, threshold: float, machine_name: str | None, source: str) -> None:
+def main(machine_name: str | None, source: str, **given: Any) -> None:
     """Revert a machine whose guest keeps using CPU while vm-server leaves it alone.
 
     Reverts as vm-server does (PBOTVM_REVERT_COMMAND, else libvirt snapshot PBOTVM_SNAPSHOT),
@@ -198,12 +192,13 @@ def main(interval: float, threshold: float, machine_name: str | None, source: st
         # As vm-server does: the same machine, its status file and its revert.
         settings, found = with_recorded_guests(HostSettings.from_env(), os.environ)
         machine = settings.machines.resolve(machine_name)
+        watching = settings_table.read(WATCHDOG, os.environ, given)
     except (ConfigError, LookupError) as e:
         raise click.ClickException(str(e)) from None
     if found is not None:
         log.info("%s", found)
-    watchdog = Watchdog(settings, guest_for(settings, machine, source), threshold)
+    watchdog = Watchdog(settings, guest_for(settings, machine, source), watching["threshold"])
     try:
-        watchdog.run(interval)
+        watchdog.run(watching["interval"])
     except KeyboardInterrupt:
         sys.exit(0)

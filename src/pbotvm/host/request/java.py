@@ -1,21 +1,23 @@
-"""From the user's Java statements to a whole ``prog.java`` (spec languages.md §4.3).
+"""From the user's Java statements to a whole ``prog.java``, as the original's java.pm did.
 
 The same idea as the C family's (``cfamily.preprocess``): imports form the header, methods
 are lifted out with the shared extractor, and the rest becomes ``main``, all inside
 ``class prog``. Java is sent as it comes out of here: the original's astyle call for Java
 always failed (its options went as one argument).
 As for C, the code after the last method is kept when there is a ``main`` or ``-nomain``
-(spec original.md §10 item 23, the same defect in java.pm).
+(the original's java.pm dropped it, the same defect as its C extractor's).
 """
 
 from __future__ import annotations
 
 import re
 
-from pbotvm.host.request.cfamily.analysis import WS, analysis_copy, blank_literals
-from pbotvm.host.request.cfamily.custom_options import CustomOptions
-from pbotvm.host.request.cfamily.functions import JAVA_SYNTAX, extract_functions
-from pbotvm.host.request.cfamily.preprocess import (
+from pbotvm.host.request.language import Language, Source, registers
+from pbotvm.host.request.newlines import newlines_outside_quotes
+from pbotvm.host.request.statements.analysis import WS, analysis_copy, blank_literals
+from pbotvm.host.request.statements.custom_options import CustomOptions, take_java_options
+from pbotvm.host.request.statements.functions import JAVA_SYNTAX, extract_functions
+from pbotvm.host.request.statements.program import (
     BLANK_LINES,
     DOUBLED_SEMICOLON,
     SEMICOLON_AFTER_BRACE,
@@ -23,7 +25,7 @@ from pbotvm.host.request.cfamily.preprocess import (
     main_body,
     split_leading_lines,
 )
-from pbotvm.host.request.options import newlines_outside_quotes
+from pbotvm.langspec import Behaviour
 from pbotvm.tokenizer import PERL_SPACE
 
 _IMPORT = re.compile(r"\bimport" + WS)
@@ -102,3 +104,15 @@ def preprocess(code: str, prelude: str, custom: CustomOptions) -> str:
         program = (f"{header}\nclass prog {{\n{functions}{closing}\n"
                    f"public static void main(String[] args) {{\n{body}\n;\n}}\n}}\n")
     return clean_up(program)
+
+
+@registers(Behaviour.JAVA)
+class Java(Language):
+    """Bare statements go into ``class prog``'s main (as java.pm did); sent as written (the
+    original's astyle call for Java always failed)."""
+
+    def take_custom_options(self, code: str) -> tuple[str, CustomOptions]:
+        return take_java_options(code)
+
+    def preprocess(self, code: str, custom: CustomOptions) -> Source:
+        return Source(preprocess(code, self.spec.prelude, custom))

@@ -1,12 +1,14 @@
 """The options a user writes around the code, and the command line they produce.
 
-Pure functions for vm-exec (spec original.md §3.1 step 3, §3.5-§3.8). The order of use is
-``strip_exec_options`` -> ``parse_standard_options`` -> ``Language.preprocess_code`` ->
-``Language.cmdline`` (and ``unescape_stdin`` on the stdin text).
+Pure functions for vm-exec (the original's vm-exec options, standard and command-line options,
+``\\n`` handling and stdin). The order of use is ``strip_exec_options`` ->
+``parse_standard_options`` -> ``Language.preprocess_code`` -> ``Language.cmdline`` (and
+``unescape_stdin`` on the stdin text).
 
 Rules. Words are cut the sh way (``tokenizer.token_spans``): quotes group, a backslash
 escapes, an unbalanced quote is an ordinary character. Where these differ from the original
-they do so on purpose (spec §10 items 19-20):
+they do so on purpose (the original's whitespace collapse, quote splitting and options
+recognised anywhere, even inside words, altered code):
 
 1. ``-lang= -vm= -vm-serial= -vm-cid= -vm-vport=``: only at the very start of the code, one
    after another; the value runs to the next whitespace and is lower-cased.
@@ -31,7 +33,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pbotvm.host.request.cfamily.custom_options import CustomOptions
+from pbotvm.host.request.statements.custom_options import CustomOptions
 from pbotvm.tokenizer import PERL_SPACE, token_spans
 
 USAGE = (
@@ -45,7 +47,6 @@ _EXEC_OPTION = re.compile(rf"-(lang|vm-cid|vm-vport|vm-serial|vm)=([^{_WS}]+)[{_
 _STDIN = re.compile(rf"(?<![^{_WS}])-stdin(?![^={_WS}])")
 _FORTUNE_BREAKS = re.compile(r"[\n\r\t]")
 _SPACE_RUN = re.compile(rf"[{_WS}]+")
-_NEWLINE_SCAN = re.compile(r"[\\\"']")
 
 _FLAGS = {
     "info": ("info", True), "noinfo": ("info", False), "no-info": ("info", False),
@@ -197,34 +198,6 @@ def take_cmdline_options(code: str) -> tuple[str, str]:
     return rest, " ".join(options)
 
 
-def newlines_outside_quotes(code: str) -> str:
-    """§3.7: ``\\n`` outside quotes becomes a newline; other escapes stay as written.
-
-    A quote opens at any unescaped ``'`` or ``"`` (so ``don't`` stops later conversions, as
-    in the original). Unlike the original, a lone backslash at the end is kept.
-    """
-    out: list[str] = []
-    quote: str | None = None
-    pos = 0
-    while match := _NEWLINE_SCAN.search(code, pos):
-        at = match.start()
-        out.append(code[pos:at])
-        ch = code[at]
-        if ch == "\\":
-            escaped = code[at + 1 : at + 2]
-            out.append("\n" if escaped == "n" and quote is None else "\\" + escaped)
-            pos = at + 2
-            continue
-        if quote is None:
-            quote = ch
-        elif quote == ch:
-            quote = None
-        out.append(ch)
-        pos = at + 1
-    out.append(code[pos:])
-    return "".join(out)
-
-
 def _code_point(base: int) -> Callable[[re.Match[str]], str]:
     def convert(match: re.Match[str]) -> str:
         value = int(match[1], base)
@@ -247,8 +220,9 @@ _STDIN_ESCAPES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str
 
 
 def unescape_stdin(text: str) -> str:
-    """§3.8: ``\\n \\r \\t \\b \\xHH.. \\ooo``, one kind after another, each only where
-    the backslash is not itself preceded by a backslash (so ``\\\\n`` stays)."""
+    """The original's stdin escapes: ``\\n \\r \\t \\b \\xHH.. \\ooo``, one kind after another,
+    each only where the backslash is not itself preceded by a backslash (so ``\\\\n``
+    stays)."""
     if "\\" not in text:
         return text
     for pattern, replace in _STDIN_ESCAPES:

@@ -1,12 +1,12 @@
 """The user's answer made from the guest's text: the one place output is finished (and
 capped: ``cap``).
 
-``finish`` runs the base post-processing (spec original.md §3.9), then the language's own
-filter, then caps the reply. The base post-processing, in order: one trailing newline goes;
-backspaces move a cursor back over what was written; each BEL becomes a random noise word;
-ESC and FF become ``<esc>`` and ``<ff>``; any other control character below 0x20 becomes
-``\\xNN``, except newline, carriage return, tab and the IRC formatting codes, which IRC
-clients render (HEAD's set: bold, colour, reset, monospace, italic, strikethrough,
+``finish`` runs the base post-processing (the original's postprocess_output), then the
+language's own filter, then caps the reply. The base post-processing, in order: one trailing
+newline goes; backspaces move a cursor back over what was written; each BEL becomes a random
+noise word; ESC and FF become ``<esc>`` and ``<ff>``; any other control character below
+0x20 becomes ``\\xNN``, except newline, carriage return, tab and the IRC formatting codes,
+which IRC clients render (HEAD's set: bold, colour, reset, monospace, italic, strikethrough,
 underline).
 """
 
@@ -47,7 +47,8 @@ def apply_backspaces(text: str) -> str:
 
 
 def postprocess(text: str, rng: random.Random | None = None) -> str:
-    """§3.9 on the collected guest text. ``rng`` picks the BEL words (tests pass a seeded one)."""
+    """The base post-processing of the collected guest text. ``rng`` picks the BEL words (tests
+    pass a seeded one)."""
     choice = rng.choice if rng is not None else random.choice
     text = apply_backspaces(text.removesuffix("\n"))
     if "\a" in text:

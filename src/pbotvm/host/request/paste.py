@@ -1,6 +1,6 @@
-"""The paste of ``-paste`` (spec original.md §3.10 point 1, §3.11): the code as the guest got
-it, then its command line, arguments and stdin, then the output, each block inside the
-language's comment markers, so that the paste is itself a program in that language.
+"""The paste of ``-paste`` (the original's paste mode and its 0x0.st upload): the code as the
+guest got it, then its command line, arguments and stdin, then the output, each block inside
+the language's comment markers, so that the paste is itself a program in that language.
 
 Pure: ``paste_bytes`` is exactly what is uploaded (``paste_service`` posts it).
 """

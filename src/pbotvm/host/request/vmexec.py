@@ -23,7 +23,6 @@ from pbotvm.config import ConfigError, HostSettings, Machine, UnknownMachine
 from pbotvm.host import workers
 from pbotvm.host.machines.transport import GuestUnreachable, TransportChoice, exchange
 from pbotvm.host.request import options
-from pbotvm.host.request.cfamily.functions import UnmatchedBrackets
 from pbotvm.host.request.edit.session import EditSession, shown_code
 from pbotvm.host.request.languages import (
     Language,
@@ -35,6 +34,7 @@ from pbotvm.host.request.languages import (
 from pbotvm.host.request.output import cap, finish
 from pbotvm.host.request.paste import paste_bytes
 from pbotvm.host.request.paste_service import upload
+from pbotvm.host.request.statements.functions import UnmatchedBrackets
 from pbotvm.protocol import ProtocolError, Request, ResultDecoder, parse_client_line
 
 T = TypeVar("T")

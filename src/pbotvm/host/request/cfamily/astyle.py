@@ -1,8 +1,10 @@
-"""astyle, the C family's pretty-printer (spec §5.2 step 13): the guest compiles what it prints.
+"""astyle, the C family's pretty-printer (the last step before sending): the guest compiles
+what it prints.
 
-It runs on a copy in a private temporary directory (the original used the shared cwd, §10 item
-17). astyle 3.1 resolves file names against ``$PWD``, not the real cwd, so PWD is set too.
-Without astyle, or when it fails, the code goes out as it is, as in the original.
+It runs on a copy in a private temporary directory (the original wrote ``prog.c`` to the
+shared cwd, a race between concurrent requests). astyle 3.1 resolves file names against
+``$PWD``, not the real cwd, so PWD is set too. Without astyle, or when it fails, the code goes
+out as it is, as in the original.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The C family's host output filters (spec languages.md §5.6) and TenDRA's (§4.4).
+"""The C family's host output filters (the original's _c_base.pm) and TenDRA's (tendra.pm).
 
 They run after the base post-processing (``pbotvm.host.request.output.postprocess``) and tidy the
 compiler, sanitizer and gdb text for IRC: file names, line numbers and work-directory paths
@@ -279,7 +279,7 @@ TENDRA_NOTICE = ("[Notice: TenDRA is missing support for candide extensions; use
 
 def filter_c_output(text: str, *, sourcefile: str, execfile: str, paste: bool,
                     unterminated_directive: bool) -> str:
-    """§5.6 on text that has been through the base post-processing.
+    """The C filters on text that has been through the base post-processing.
 
     ``paste``: the answer is uploaded (``-paste`` or the edit command ``paste``), so
     positions are kept. ``unterminated_directive``: the code ended inside a ``#`` line.
@@ -290,7 +290,7 @@ def filter_c_output(text: str, *, sourcefile: str, execfile: str, paste: bool,
 
 def filter_tendra_output(text: str, *, sourcefile: str, execfile: str, paste: bool,
                          unterminated_directive: bool, channel: str) -> str:
-    """§4.4: the C filters (TenDRA shares the C preprocessing, so the unterminated-directive
+    """The C filters (TenDRA shares the C preprocessing, so the unterminated-directive
     warning too), then TenDRA's; in a channel, a notice that candide's extensions are
     missing (not when the answer is tcc's version)."""
     context = _Context(sourcefile, execfile, paste, unterminated_directive)

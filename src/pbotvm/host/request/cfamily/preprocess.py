@@ -1,14 +1,14 @@
-"""From the user's C statements to a whole program (spec §5.2 steps 2-12, §5.4).
+"""From the user's C statements to a whole program, as the original's _c_base.pm made it.
 
 The user may write bare statements, functions among them, or a whole program. The code gets
 the dialect's prelude unless it includes headers itself; functions are lifted out and the
 rest becomes ``main``'s body, whose last statement is printed (``print_last_statement``).
-Everything here is pure; astyle (step 13) is ``astyle.pretty``.
+Everything here is pure; astyle, the last step, is ``astyle.pretty``.
 
-Two defects of the original are fixed on purpose (spec original.md §10): the code after the
-last function is kept when there is a ``main`` or ``-nomain`` (item 23), and ``whatis`` is
-never wrapped as a last statement (item 25a). Everything else follows the original, quirks
-included (e.g. a ``|n`` anywhere becomes a newline).
+Two defects of the original are fixed on purpose: the code after the last function is kept
+when there is a ``main`` or ``-nomain`` (the original dropped it), and ``whatis`` is never
+wrapped as a last statement (the original's run then hung until gdb's time-out). Everything
+else follows the original, quirks included (e.g. a ``|n`` anywhere becomes a newline).
 """
 
 from __future__ import annotations
@@ -16,10 +16,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pbotvm.host.request.cfamily.analysis import WS, analysis_copy, blank_literals
-from pbotvm.host.request.cfamily.custom_options import CustomOptions
-from pbotvm.host.request.cfamily.functions import C_SYNTAX, extract_functions
-from pbotvm.host.request.options import newlines_outside_quotes
+from pbotvm.host.request.newlines import newlines_outside_quotes
+from pbotvm.host.request.statements.analysis import WS, analysis_copy, blank_literals
+from pbotvm.host.request.statements.custom_options import CustomOptions
+from pbotvm.host.request.statements.functions import C_SYNTAX, extract_functions
+from pbotvm.host.request.statements.program import (
+    BLANK_LINES,
+    DOUBLED_SEMICOLON,
+    SEMICOLON_AFTER_BRACE,
+    given_program,
+    main_body,
+    split_leading_lines,
+)
 from pbotvm.tokenizer import PERL_SPACE
 
 # An #include after a '#': the first search runs forward from the '#', the second (as in the
@@ -29,11 +37,9 @@ _QUOTE_INCLUDE = re.compile(rf'include{WS}*"[^"\n]*"(?!\n)')
 _HEADER_LINE = re.compile(rf"{WS}*(#.*\n{{1,2}}|using.*\n{{1,2}})")
 _FIRST_DIRECTIVE = re.compile(rf"^{WS}*(#.*)", re.MULTILINE | re.DOTALL)
 _PRELUDE_H = re.compile(r"^#include <prelude.h>", re.MULTILINE)
-_BRACED = re.compile(r"\{(.*)\}", re.DOTALL)
-_LEADING_CLOSE = re.compile(r"\};?")
 
-# The last-statement rule (§5.4). The gdb commands of prelude.h in a function keep the last
-# statement as it is; so do these words in the statement itself.
+# The last-statement rule (print_last_statement). The gdb commands of prelude.h in a function
+# keep the last statement as it is; so do these words in the statement itself.
 _GDB_COMMANDS = re.compile(r"\b(?:ptype|dump|print|trace|watch|whatis|gdb)\b")
 _LAST_LINE = re.compile(rf"(\n?){WS}*(.*?);?$")
 _UNPRINTABLE_WORDS = re.compile(
@@ -45,10 +51,6 @@ _COMMENT_MARKS = re.compile(r"/\*|\*/|//")
 _WORD = re.compile(r"\w")
 _ASSIGNMENT = re.compile(rf"(?:\b|{WS})=(?:\b|{WS})")  # `=`, but not `==`, `<=` or `+=`
 
-DOUBLED_SEMICOLON = re.compile(rf";{WS}*;\n")
-SEMICOLON_AFTER_BRACE = re.compile(rf"([{{}}])\n{WS}*;\n")
-BLANK_LINES = re.compile(r"(?:\n\n)+")
-
 _MAIN_OPEN = "int main(int argc, char *argv[]) {\n"
 
 
@@ -58,13 +60,14 @@ class Dialect:
 
     prelude: str  # used when the code has no #include of its own
     gdb_extensions: bool = True  # prelude.h and print_last_statement (tendra has neither)
-    c89: bool = False  # c89 strips block comments before // comments, the others after
+    # The analysis strips block comments before // comments (c89), not after.
+    block_comments_first: bool = False
 
 
 @dataclass(frozen=True)
 class Preprocessed:
     code: str
-    # The code ends in a directive without a newline: the output gets a warning (§5.6).
+    # The code ends in a directive without a newline: the output filters add a warning.
     unterminated_directive: bool
 
 
@@ -123,15 +126,6 @@ def split_header(precode: str) -> tuple[str, str]:
     return split_leading_lines(precode, _HEADER_LINE)
 
 
-def split_leading_lines(precode: str, line_pattern: re.Pattern[str]) -> tuple[str, str]:
-    """The leading lines that ``line_pattern`` matches (its group 1 of each), and the rest."""
-    header: list[str] = []
-    while line := line_pattern.match(precode):
-        header.append(line[1])
-        precode = precode[line.end() :]
-    return "".join(header), precode
-
-
 def has_unterminated_directive(precode: str) -> bool:
     """Step 7: the first line that is a directive runs to the end without a newline."""
     directive = _FIRST_DIRECTIVE.search(precode)
@@ -139,7 +133,7 @@ def has_unterminated_directive(precode: str) -> bool:
 
 
 def is_printable_statement(statement: str) -> bool:
-    """§5.4: whether a last statement gets wrapped in ``print_last_statement``."""
+    """Whether a last statement gets wrapped in ``print_last_statement``."""
     return (_UNPRINTABLE_WORDS.search(statement) is None
             and _DECLARATION.search(statement) is None
             and _CODE_MARKS.search(statement) is None
@@ -150,7 +144,7 @@ def is_printable_statement(statement: str) -> bool:
 
 
 def wrap_last_statement(functions: str, body: str) -> str:
-    """§5.4: the body of main with its last line wrapped, when the rule allows it."""
+    """The body of main with its last line wrapped, when the last-statement rule allows it."""
     if _GDB_COMMANDS.search(functions):
         return body
     last = _LAST_LINE.search(body)
@@ -158,23 +152,6 @@ def wrap_last_statement(functions: str, body: str) -> str:
     if not is_printable_statement(last[2]):
         return body
     return f"{body[: last.start()]}{last[1]} print_last_statement({last[2]});"
-
-
-def main_body(rest: str) -> tuple[str, str]:
-    """Step 10-11: ``rest`` without outer braces, less a leading ``}``/``};`` (returned first,
-    it goes to the functions)."""
-    braced = _BRACED.fullmatch(rest)
-    body = braced[1] if braced else rest
-    closing = _LEADING_CLOSE.match(body)
-    if closing is None:
-        return "", body
-    return closing[0], body[closing.end() :]
-
-
-def given_program(header: str, functions: str, rest: str) -> str:
-    """The program when the user wrote ``main`` (or said ``-nomain``); the original dropped
-    ``rest``, the code after the last function (spec §10 item 23)."""
-    return f"{header}\n{functions}\n{rest}\n"
 
 
 def clean_up(code: str) -> str:
@@ -198,7 +175,7 @@ def preprocess(code: str, dialect: Dialect, custom: CustomOptions) -> Preprocess
     if gdb_extensions and not _PRELUDE_H.search(header):
         header += "\n#include <prelude.h>\n"
 
-    analysis = analysis_copy(precode, block_comments_first=dialect.c89)
+    analysis = analysis_copy(precode, block_comments_first=dialect.block_comments_first)
     extraction = extract_functions(precode, analysis, C_SYNTAX)
     functions = extraction.functions
     rest = extraction.rest.strip(PERL_SPACE)

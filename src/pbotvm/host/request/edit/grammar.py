@@ -1,12 +1,12 @@
 """The edit commands a user types instead of code, as pure functions over a history value.
 
-``interactive_edit`` is the original's InteractiveEdit (edit.md §6), step by step: ``copy``,
+``interactive_edit`` is the original's InteractiveEdit.pm, step by step: ``copy``,
 ``show``, ``undo``, then a loop over ``diff``, ``run``/``again``/``paste``, ``remove``, ``prepend``,
 ``append``, ``replace`` and ``s///`` joined by ``and``, then the queued replacements, then what
 to save and what to answer. Every message is the original's. A history is a sequence of
 entries, newest first; ``histories(name)`` gives the one of a channel or nick (same language).
 
-Deliberate fixes of the original's plain bugs (original.md §10 item 21 and a few more):
+Deliberate fixes of the original's plain bugs (its known edit bugs and a few more):
 
 1. ``s///``: ``$1``..``$9`` (and ``\\1``..``\\9``, ``$&``) are the groups of each match, in the
    replacement only; the original replaced every literal ``$1`` in the whole code with the

@@ -1,4 +1,4 @@
-"""The Perl regex dialect of ``s/regex/replacement/`` on the ``regex`` engine (edit.md §6.2).
+"""The Perl regex dialect of ``s/regex/replacement/`` on the ``regex`` engine.
 
 The original applied the user's pattern as a Perl regex. ``regex`` (not ``re``) runs it here:
 it knows most of Perl's syntax (possessive and atomic groups, ``\\p{..}``, ``\\K``, POSIX classes,

@@ -1,4 +1,4 @@
-"""Text::Balanced's ``extract_delimited``: the quoted parts of an edit command (edit.md §6.1)."""
+"""Text::Balanced's ``extract_delimited``: the quoted parts of an edit command."""
 
 from __future__ import annotations
 

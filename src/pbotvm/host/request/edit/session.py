@@ -73,7 +73,7 @@ class EditSession:
         self.store = None
 
     def edit(self, code: str) -> Edit:
-        """The edit step (spec edit.md §6) on ``code``, saved as the original saves it."""
+        """The edit step (the original's InteractiveEdit) on ``code``, saved as it saved it."""
         store = self.store
         if store is not None:
             try:
@@ -100,9 +100,9 @@ class EditSession:
     def answer(self, output: str, *, factoid: bool, paste: bool = False,
                now: float | None = None) -> str:
         """What to print for ``output``: ``Same output.`` when, in a ``#channel`` and not for
-        a factoid, it repeats the last answer of this channel and language (original.md
-        §3.10); otherwise ``output``, which becomes the last answer. A pasted answer is
-        neither."""
+        a factoid, it repeats the last answer of this channel and language (the
+        original's show_output); otherwise ``output``, which becomes the last answer. A pasted
+        answer is neither."""
         if self.store is None or paste or not self.channel.startswith("#"):
             return output  # a private message never gets "Same output."
         now = time.time() if now is None else now

@@ -1,4 +1,4 @@
-"""``diff``'s answer: a word diff of the two newest entries, worded as the original's (§6.4).
+"""``diff``'s answer: a word diff of the two newest entries, worded as the original's.
 
 The original ran Text::WordDiff (words cut where a run of word, punctuation or control
 characters begins) over Algorithm::Diff's LCS, marked the hunks ``<del>``/``<ins>`` (its

@@ -1,4 +1,4 @@
-"""The C family's own options in the code: ``-nomain``, ``-noheaders``, ``-include X`` (§5.2).
+"""The C family's own options in the code: ``-nomain``, ``-noheaders``, ``-include X``.
 
 They are taken after the standard options and before the compiler options. Unlike those,
 they count anywhere they start the code or follow whitespace (the original's rule, kept).
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pbotvm.host.request.cfamily.analysis import NOT_WS, WS
+from pbotvm.host.request.statements.analysis import NOT_WS, WS
 
 _NOMAIN = re.compile(rf"(?:^|(?<={WS}))-nomain{WS}*", re.IGNORECASE)
 _NOHEADERS = re.compile(rf"(?:^|(?<={WS}))-noheaders{WS}*", re.IGNORECASE)
@@ -44,7 +44,7 @@ def take_custom_options(code: str) -> tuple[str, CustomOptions]:
 
 
 def take_java_options(code: str) -> tuple[str, CustomOptions]:
-    """Java knows ``-nomain`` and ``-noheaders`` only (§4.3)."""
+    """Java knows ``-nomain`` and ``-noheaders`` only (as the original's java.pm)."""
     code, nomain = take_flag(code, _NOMAIN)
     code, noheaders = take_flag(code, _NOHEADERS)
     return code, CustomOptions(nomain, noheaders)

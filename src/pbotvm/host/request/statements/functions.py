@@ -1,4 +1,5 @@
-"""The function extractor shared by the C family and Java (spec §5.2 step 9, §4.3 step 6).
+"""The function extractor shared by the C family and Java (the original's
+_c_base.pm and java.pm used the same one).
 
 Functions the user wrote among statements are lifted out, so that what is left can become
 the body of ``main``. A candidate is found in the analysis copy (literals blanked, comments
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pbotvm.host.request.cfamily.analysis import BLOCK_COMMENT, WS, strip_block_comments
+from pbotvm.host.request.statements.analysis import BLOCK_COMMENT, WS, strip_block_comments
 from pbotvm.tokenizer import PERL_SPACE
 
 # return type, name, parameters, and everything from the opening brace (or <% or ??<) on.

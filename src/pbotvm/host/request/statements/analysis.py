@@ -1,4 +1,4 @@
-"""The analysis copy of C or Java code: literals blanked and comments removed (spec §5.2 step 9).
+"""The analysis copy of C or Java code: literals blanked and comments removed.
 
 The function extractor searches this copy so that text in strings and comments is never taken
 for code. ``WS`` is Perl's ``\\s``, which the original's patterns used (Python's ``\\s`` also

@@ -38,6 +38,9 @@ SH_EDIT = "-lang=sh run"
 # requests: an answer the channel just had is answered "Same output.").
 C_GDB = [("C 1+1, by the program (sequential)", "1+1", "no output: 1 + 1 = 2"),
          ("C x * 2, by the program (sequential)", "int x = {n}; x * 2", "no output: x * 2 ="),
+         ("C enum, by the program (sequential)", "enum e { A, B } v = {n} % 2; v",
+          "no output: v = "),
+         ("C ptype, by the program (sequential)", "long x = {n}; ptype(x);", "x = long"),
          ("C array, gdb (sequential)", "int a[2] = {{n}, 2}; a", "no output: a = {"),
          ("C crash, gdb (sequential)", "int *p = 0; *p = {n};",
           "Program received signal SIGSEGV")]

@@ -138,6 +138,9 @@ async def bench_programs(machine: Machine, n: int, gap: float = 0.0) -> None:
     # taken: a value only gdb prints, a crash's report.
     for name, code, expect in (("C 1+1 (program)", "1+1", "no output: 1 + 1 = 2"),
                                ("C x * 2 (program)", "int x = 5; x * 2", "no output: x * 2 = 10"),
+                               ("C enum (program)", "enum e { A, B } v = B; v",
+                                "no output: v = B"),
+                               ("C ptype (program)", "int x = 5; ptype(x);", "x = int"),
                                ("C array (gdb)", "int a[2] = {1, 2}; a", "no output: a = {1, 2}"),
                                ("C crash (gdb)", "int *p = 0; *p = 1;",
                                 "Program received signal SIGSEGV")):

@@ -94,7 +94,7 @@ def test_a_print_in_a_string_or_a_comment_is_no_print() -> None:
 
 @pytest.mark.parametrize("source", [
     code("puts(\"hi\");"),  # nothing to print
-    code("print_last_statement(1 + 1);", "    int x = 5;\n    ptype(x);"),  # gdb runs anyway
+    code("print_last_statement(1 + 1);", "    size_t x = 5;\n    ptype(x);"),  # gdb runs anyway
     code("print_last_statement(1 + 1);", "    char *s = \"hi\";\n    print(s);"),
     code("print(x, y);", "    int x = 1, y = 2;"),
     code("if (print(x), 1) puts(\"\");", "    int x = 1;"),  # not a statement

@@ -7,8 +7,13 @@ prelude.h's ``print(x)`` and ``dump(x)`` it printed ``x = 5`` where the program 
 most of such an answer (about 2 s of 3 in a TCG guest). Where the program can be shown to
 print each value as gdb's ``print`` does, each of those places becomes a call of a small
 printer appended to the source, and the program runs directly. It answers for scalars only
-(the integer types, ``char`` as ``97 'a'``, ``_Bool``, ``float`` and ``double`` but NaN);
-for anything else it declines and the request goes to gdb as before.
+(the integer types, ``char`` as ``97 'a'``, ``_Bool``, ``float`` and ``double`` but NaN, and a
+variable of an enum as its enumerator's name), and for the types ``whatis(x)`` and
+``ptype(x)`` show when they are made of basic type words alone (``type_names``); for anything
+else it declines and the request goes to gdb as before. Pointers and strings stay with gdb:
+their values are addresses, and the printer's program lays out its data elsewhere than the one
+gdb runs (a ``char *`` to a literal was 0x55555555a022 in the one, 0x555555558045 in the
+other).
 
 What keeps the two the same:
 * the statement is plain arithmetic on variables and decimal literals (``sizeof`` of a basic
@@ -18,7 +23,10 @@ What keeps the two the same:
   preprocessor expanded it, and an expansion is refused). A name the compiler sees as a
   constant (an enumerator: gdb prints its name, and types it as its enum) is refused, as is
   a name of enum type, and a variable read before it is set (``OPTIONS``): all of these
-  when it compiles, so that at run time the printer declines NaN alone;
+  when it compiles, so that at run time the printer declines NaN alone. A statement that is
+  just a variable of a tagged enum whose enumerators read plainly from the code (``enums``)
+  is printed as a number, named here by its enumerator (none: gdb answers), once the compile
+  has checked that the variable has that type;
 * no wide character types in the code (gdb prints a ``wchar_t`` as ``97 L'a'``), and no
   macro named as a keyword (the printer is C that the code's macros must not rewrite);
 * the compiler is the language's own, with its default options: a C compiler with
@@ -39,7 +47,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from pbotvm.guest.cfamily import gdb_choice, guest_gdb
+from pbotvm.guest.cfamily import enums, gdb_choice, guest_gdb, type_names
 
 VALUE_FD = 1000  # the printer's descriptor: high, so the program's own open() calls do not see it
 HALT_STATUS = 97  # how the sanitizer ends a program at its first report (see PRINTER)
@@ -53,7 +61,7 @@ OPTIONS = ("-D__pbotvm_s(x)=#x", "-D__pbotvm_xs(x)=__pbotvm_s(x)", "-Werror=swit
 _LINE = re.compile(r"^([ \t]*)print_last_statement\((.*)\);[ \t]*$", re.MULTILINE)
 _ANY_WRAPPER = re.compile(r"\bprint_last_statement\b")
 # prelude.h's print() and dump(): gdb's print, shown where the program is.
-_PRINT_CALL = re.compile(r"(?<![\w.>])(?:print|dump)\s*\(")
+_PRINT_CALL = re.compile(r"(?<![\w.>])(print|dump|whatis|ptype)\s*\(")
 _LITERAL_OR_COMMENT = re.compile(
     r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|/\*.*?\*/|//[^\n]*', re.DOTALL)
 _MACRO = re.compile(r"^[ \t]*#[ \t]*(?:define|undef)[ \t]+(\w+)", re.MULTILINE)
@@ -130,6 +138,7 @@ void __pbotvm_value(int site, int mode, const char *expanded, int kind, ...)
     unsigned long long stx[32];
     unsigned int device[2];
     char value[128], record[1024];
+    const char *text;
     int n = -1, v;
     __builtin_va_list args;
     if (kind == 0 || __pbotvm_statx(1, "", 0x1000, 0x300, stx) != 0) {
@@ -173,6 +182,10 @@ void __pbotvm_value(int site, int mode, const char *expanded, int kind, ...)
         break;
     case 11:
         n = __pbotvm_real(value, sizeof value, __builtin_va_arg(args, double), 17);
+        break;
+    case 15:
+        text = __builtin_va_arg(args, const char *);
+        n = text ? __pbotvm_snprintf(value, sizeof value, "%s", text) : -1;
         break;
     }
     __builtin_va_end(args);
@@ -263,12 +276,19 @@ def stringised(expression: str) -> str:
 class Mode(enum.IntEnum):
     LAST = 0  # print_last_statement(X): shown when nothing was
     PRINT = 1  # print(X), dump(X): shown where the program is
+    WHATIS = 2  # whatis(X): its type, shown where the program is
+    PTYPE = 3  # ptype(X): the same, where a type differs (an enum's enumerators)
+
+
+_CALL_MODES = {"print": Mode.PRINT, "dump": Mode.PRINT, "whatis": Mode.WHATIS,
+               "ptype": Mode.PTYPE}
 
 
 @dataclass(frozen=True)
 class Site:
     mode: Mode
     expression: str  # as the preprocessor stringises it: gdb's command text
+    enum: enums.Enum | None = None  # a variable of this enum: its value is shown by name
 
 
 @dataclass(frozen=True)
@@ -308,7 +328,7 @@ def _sites(code: str) -> list[tuple[int, int, Mode, str]] | None:
         end = _closing(blanked, call.end() - 1)
         if end is None or not blanked[end + 1:].lstrip().startswith(";"):
             return None
-        found.append((call.start(), end + 1, Mode.PRINT, code[call.end():end]))
+        found.append((call.start(), end + 1, _CALL_MODES[call[1]], code[call.end():end]))
     return sorted(found)
 
 
@@ -328,13 +348,24 @@ def program(code: str) -> Program | None:
         rest = rest[:start] + rest[end:]
     if gdb_choice.needs_gdb(rest):
         return None
-    source, at = [], 0
+    source, at, kept = [], 0, []
     for index, (start, end, mode, expression) in enumerate(sites):
         names = expression_names(expression)
-        if (names is None or len(expression) > MAX_EXPRESSION or "??" in expression
-                or _unprintable_names(rest, names)):
+        if names is None or len(expression) > MAX_EXPRESSION or "??" in expression:
             return None
-        call = _call(index, mode, expression, names)
+        bare = len(names) == 1 and _BARE_NAME.fullmatch(expression) is not None
+        enum = enums.enum_of(rest, names[0]) if bare else None
+        if mode in (Mode.WHATIS, Mode.PTYPE):
+            call = _type_call(index, mode, expression, names, rest, enum)
+            if call is None:
+                return None
+            kept.append(Site(mode, stringised(expression)))
+        else:
+            if _unprintable_names(rest, names):
+                return None
+            call = (_enum_call(index, mode, expression, names[0], enum.tag) if enum
+                    else _call(index, mode, expression, names))
+            kept.append(Site(mode, stringised(expression), enum))
         if mode is Mode.LAST:
             indent = code[start:end][: len(code[start:end]) - len(code[start:end].lstrip())]
             call = f"{indent}{{ {call} }}"
@@ -343,8 +374,7 @@ def program(code: str) -> Program | None:
         source += [code[at:start], call]
         at = end
     source += [code[at:], "\n", PRINTER]
-    return Program("".join(source), tuple(Site(mode, stringised(expression))
-                                          for _, _, mode, expression in sites))
+    return Program("".join(source), tuple(kept))
 
 
 def _call(index: int, mode: Mode, expression: str, names: list[str]) -> str:
@@ -365,6 +395,38 @@ def _call(index: int, mode: Mode, expression: str, names: list[str]) -> str:
             f"typedef char __pbotvm_printable[({printable}) ? 1 : -1]; "
             f"{probes}__pbotvm_value({index}, {int(mode)}, __pbotvm_xs({expression}), {kind}, "
             f"({expression}));")
+
+
+def _type_call(index: int, mode: Mode, expression: str, names: list[str], code: str,
+               enum: enums.Enum | None) -> str | None:
+    """The statements that print gdb's name of the statement's type (``type_names``); None
+    when it cannot be told without gdb."""
+    head = ("extern void __pbotvm_value(int, int, const char *, int, ...); "
+            "typedef char __pbotvm_printable[(")
+    tail = f") ? 1 : -1]; __pbotvm_value({index}, {int(mode)}, __pbotvm_xs({expression}), 15, "
+    if enum is not None:
+        named = type_names.enum_name(enum, full=mode is Mode.PTYPE)
+        return (f"{head}__builtin_types_compatible_p(__typeof__({names[0]}), enum {enum.tag})"
+                f"{tail}\"{named}\");")
+    if re.search(r"\bsizeof\b", expression) or not all(
+            type_names.declared_plainly(code, name)
+            and not re.search(rf"\b{name}\s*\[", code) for name in names):
+        return None
+    bare = len(names) == 1 and _BARE_NAME.fullmatch(expression) is not None
+    constant = "".join(f"!__builtin_constant_p({name}) && " for name in names)
+    return (f"{head}{constant}{type_names.known(expression, bare)}{tail}"
+            f"{type_names.generic(expression, bare)});")
+
+
+def _enum_call(index: int, mode: Mode, expression: str, name: str, tag: str) -> str:
+    """The statements that print an enum variable's value, as a number (``shown`` names
+    it): only if the name here is a variable of that enum."""
+    printable = (f"__builtin_types_compatible_p(__typeof__({name}), enum {tag}) "
+                 f"&& !__builtin_constant_p({name})")
+    return (f"extern void __pbotvm_value(int, int, const char *, int, ...); "
+            f"typedef char __pbotvm_printable[({printable}) ? 1 : -1]; "
+            f"__pbotvm_value({index}, {int(mode)}, __pbotvm_xs({expression}), 4, "
+            f"(int) ({expression}));")
 
 
 @dataclass(frozen=True)
@@ -409,7 +471,12 @@ def shown(program: Program, values: list[Value]) -> list[tuple[int, str]] | None
         if site.mode is not found.mode or stringised(found.expanded) != site.expression:
             return None
         value = guest_gdb.mi_text(found.value)
-        if site.mode is Mode.PRINT:
+        if site.enum is not None:
+            named = site.enum.name_of(int(value)) if re.fullmatch(r"-?\d+", value) else None
+            if named is None:
+                return None  # gdb's (A | B) or a bare number: gdb answers
+            value = named
+        if site.mode is not Mode.LAST:
             lines.append((found.size, f"{site.expression} = {value}"))
         elif not lines and found.size == 0:  # guest-gdb: nothing in the output yet
             lines.append((0, f"no output: {site.expression} = {value}"))

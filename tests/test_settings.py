@@ -94,3 +94,18 @@ def test_guest_server_help_names_each_options_variable() -> None:
     for row in guest_settings.SETTINGS:
         if row.option:
             assert row.option in text and row.variable in text
+
+
+def test_a_commands_own_option_reads_and_parses_its_variable_as_the_table_does() -> None:
+    row = settings.find(config.DEFAULT_MACHINE, "PBOTVM_SERIAL")
+
+    @click.command()
+    @settings.option(row, "--serial", "serial_port")
+    def show(serial_port: int) -> None:
+        click.echo(repr(serial_port))
+
+    runner = CliRunner()
+    assert runner.invoke(show, []).output == "5555\n"
+    assert runner.invoke(show, [], env={"PBOTVM_SERIAL": "7000"}).output == "7000\n"
+    refused = runner.invoke(show, [], env={"PBOTVM_SERIAL": "70000"})
+    assert refused.exit_code == 2 and "out of range 1..65535" in refused.output

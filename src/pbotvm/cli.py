@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 import click
 
 from pbotvm import logs
-from pbotvm.config import DEFAULT_ADDR, DEFAULT_HEART, DEFAULT_SERIAL
+from pbotvm import settings as settings_table
+from pbotvm.config import DEFAULT_ADDR, DEFAULT_MACHINE
+from pbotvm.settings import find
 
 if TYPE_CHECKING:
     from pbotvm.config import HostSettings
@@ -34,10 +36,8 @@ def pty() -> None:
 
 @pty.command("run")
 @click.option("--addr", default=DEFAULT_ADDR, show_default=True)
-@click.option("--serial", "serial_port", type=int, default=DEFAULT_SERIAL, show_default=True,
-              envvar="PBOTVM_SERIAL", help="TCP port of the guest's serial line.")
-@click.option("--heart", "heart_port", type=int, default=DEFAULT_HEART, show_default=True,
-              envvar="PBOTVM_HEART", help="TCP port of the guest's heartbeat line.")
+@settings_table.option(find(DEFAULT_MACHINE, "PBOTVM_SERIAL"), "--serial", "serial_port")
+@settings_table.option(find(DEFAULT_MACHINE, "PBOTVM_HEART"), "--heart", "heart_port")
 @click.option("--control", type=click.Path(path_type=Path), default=None,
               help="Unix socket accepting revert/down/up (see `pbotvm pty ctl`).")
 @click.argument("guest_args", nargs=-1)

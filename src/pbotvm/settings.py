@@ -143,7 +143,7 @@ class _Parsed(click.ParamType):
 
     def __init__(self, row: Setting) -> None:
         self.row = row
-        self.name = row.option.lstrip("-")
+        self.name = row.field or row.variable
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
                 ) -> Any:
@@ -153,6 +153,14 @@ class _Parsed(click.ParamType):
             return self.row.parse(value.strip())
         except ValueError as e:
             self.fail(str(e), param, ctx)
+
+
+def option(row: Setting, *declarations: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option that reads ``row``'s variable as its own (``envvar``) and parses and
+    refuses a value as the row does; for a command where the option names the setting."""
+    return click.option(*declarations, type=_Parsed(row), envvar=row.variable,
+                        default=row.default, show_default=bool(row.shown),
+                        help=f"{row.doc}  [env {row.variable}]")
 
 
 def options(table: Iterable[Setting]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

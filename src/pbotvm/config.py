@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pbotvm import logs
-from pbotvm.protocol import Framing
+from pbotvm.protocol import VSOCK_PORT, Framing
 from pbotvm.settings import (
     ConfigError,
     Setting,
@@ -37,7 +37,6 @@ DEFAULT_SERVER_PORT = 9000
 DEFAULT_SERIAL = 5555
 DEFAULT_HEART = 5556
 DEFAULT_CID = 7
-DEFAULT_VPORT = 5555
 DEFAULT_TIMEOUT = 10.0
 # Two missed heartbeats (one every 5 s) and 2 s: the original's 5 s flagged live guests.
 DEFAULT_STALE_AFTER = 12.0
@@ -84,7 +83,7 @@ class Machine:
     serial: int = DEFAULT_SERIAL
     heart: int = DEFAULT_HEART
     cid: int = DEFAULT_CID
-    vport: int = DEFAULT_VPORT
+    vport: int = VSOCK_PORT
     addr: str = DEFAULT_ADDR
     framing: Framing = Framing.V2023
     domain: str = DEFAULT_DOMAIN
@@ -248,7 +247,6 @@ def load_machines(env: Mapping[str, str]) -> Machines:
     return Machines.parse(data, str(path), env)
 
 
-
 def state_dir(env: Mapping[str, str]) -> Path:
     """``PBOTVM_STATE_DIR``, else ``$XDG_STATE_HOME/pbotvm`` (``~/.local/state/pbotvm``)."""
     return Path(env.get(STATE_DIR.variable) or Path(
@@ -282,18 +280,17 @@ def _metrics_address(raw: str) -> tuple[str, int]:
 _PORT = whole(1, 65535)
 SERVER = (
     Setting("PBOTVM_ADDR", "address vm-server binds and vm-client connects to (the original "
-            "bound all interfaces)", text, DEFAULT_ADDR, DEFAULT_ADDR, field="addr"),
+            "bound all interfaces)", text, DEFAULT_ADDR, field="addr"),
     Setting("PBOTVM_SERVER", "vm-server port", _PORT, DEFAULT_SERVER_PORT,
-            str(DEFAULT_SERVER_PORT), field="port"),
+            field="port"),
     Setting("PBOTVM_TIMEOUT", "seconds for one request (and, separately, for waiting its "
-            "turn)", positive, DEFAULT_TIMEOUT, f"{DEFAULT_TIMEOUT:g}", field="timeout"),
+            "turn)", positive, DEFAULT_TIMEOUT, field="timeout"),
     Setting("PBOTVM_HEART_STALE", "seconds without a heartbeat before the guest counts as down "
-            "(beats come every 5 s)", positive, DEFAULT_STALE_AFTER, f"{DEFAULT_STALE_AFTER:g}",
-            field="stale_after",
+            "(beats come every 5 s)", positive, DEFAULT_STALE_AFTER, field="stale_after",
             option="--stale-after"),
     Setting("PBOTVM_LIBVIRT_URI", "libvirt connection for reverts", text, "qemu:///system",
-            "qemu:///system", field="libvirt_uri"),
-    Setting("PBOTVM_SNAPSHOT", "snapshot to revert to", text, "1", "1", field="snapshot"),
+            field="libvirt_uri"),
+    Setting("PBOTVM_SNAPSHOT", "snapshot to revert to", text, "1", field="snapshot"),
     Setting("PBOTVM_REVERT_COMMAND", "if set, reverts run this command (split like a shell "
             "would, never run by one) with `PBOTVM_DOMAIN`, `PBOTVM_SNAPSHOT`, `PBOTVM_MACHINE` "
             "(name) and `PBOTVM_MACHINE_SERIAL` (serial port) of the machine to revert set; "
@@ -307,17 +304,16 @@ SERVER = (
             field="revert_after_every_run"),
     Setting("PBOTVM_OUTPUT_LIMIT", "bytes of output kept; the rest is replaced by "
             "`[... output truncated: N more bytes]`", whole(1024, 2**31), DEFAULT_OUTPUT_LIMIT,
-            str(DEFAULT_OUTPUT_LIMIT), field="output_limit"),
+            field="output_limit"),
     Setting("PBOTVM_STDIN_COMMAND", "default program input; empty for none", argv,
-            argv(DEFAULT_STDIN_COMMAND), DEFAULT_STDIN_COMMAND, field="stdin_command",
-            empty=None),
+            argv(DEFAULT_STDIN_COMMAND), field="stdin_command", empty=None),
     Setting("PBOTVM_ALLOW_OVERRIDES", "allow `-vm-serial=`, `-vm-cid=`, `-vm-vport=` in code "
             "(off: a chat user must not aim vm-exec at arbitrary ports)", on_off, False,
             field="allow_overrides"),
     Setting("PBOTVM_PASTE_URL", "where `-paste` posts (multipart field `file`, the answer is "
             "the URL): the original's service; any 0x0 instance, or a service speaking the "
             "same form, works. vm-server connects to it directly (no `https_proxy`)", http_url,
-            DEFAULT_PASTE_URL, DEFAULT_PASTE_URL, field="paste_url"),
+            DEFAULT_PASTE_URL, field="paste_url"),
     Setting("PBOTVM_METRICS", "`PORT` (on 127.0.0.1), `ADDR:PORT` or `[ADDR]:PORT`: where "
             "vm-server serves Prometheus metrics, at `/metrics` (see "
             "[Metrics and status](#metrics-and-status)); unset: none", _metrics_address,
@@ -325,9 +321,9 @@ SERVER = (
 )
 DEFAULT_MACHINE = (
     Setting("PBOTVM_SERIAL", "serial TCP port of the default machine", _PORT, DEFAULT_SERIAL,
-            str(DEFAULT_SERIAL), field="serial"),
+            field="serial"),
     Setting("PBOTVM_HEART", "heartbeat TCP port of the default machine", _PORT, DEFAULT_HEART,
-            str(DEFAULT_HEART), field="heart"),
+            field="heart"),
     Setting("PBOTVM_SERIAL_SOCKET", "Unix socket serving the default machine's serial line, "
             "used instead of the TCP port. When neither the sockets, `PBOTVM_SERIAL`, "
             "`PBOTVM_HEART` nor a machines file is set, the lines of the guest `pbotvm vm up` "
@@ -338,14 +334,14 @@ DEFAULT_MACHINE = (
             "the background once per guest boot (and after each revert); until then, and when "
             "it does not, requests take the serial line, and the log says once why. On a host "
             "without `/dev/vhost-vsock`, where no guest has a vsock device, vsock is never "
-            "tried", whole(0, 2**32 - 1), DEFAULT_CID, str(DEFAULT_CID), field="cid"),
-    Setting("PBOTVM_VPORT", "vsock port", whole(1, 2**32 - 1), DEFAULT_VPORT,
-            str(DEFAULT_VPORT), field="vport"),
+            "tried", whole(0, 2**32 - 1), DEFAULT_CID, field="cid"),
+    Setting("PBOTVM_VPORT", "vsock port", whole(1, 2**32 - 1), VSOCK_PORT,
+            field="vport"),
     Setting("PBOTVM_FRAMING", "request framing for the default machine: `2023` (JSON + "
             "`:end:`) or `head` (upstream's 4000-byte lines)", _framing, Framing.V2023,
-            Framing.V2023.value, field="framing"),
+            field="framing"),
     Setting("PBOTVM_DOMAIN", "libvirt domain of the default machine", text, DEFAULT_DOMAIN,
-            DEFAULT_DOMAIN, field="domain"),
+            field="domain"),
 )
 MACHINES_FILE = Setting(
     "PBOTVM_MACHINES", "machines file; without one, only the default machine `pbot-vm` (alias "
@@ -358,10 +354,10 @@ STATE_DIR = Setting(
 DEFAULT_THRESHOLD = 25.0
 WATCHDOG = (
     Setting("PBOTVM_WATCHDOG_INTERVAL", "vm-watchdog's seconds between samples", at_least(0.1),
-            15.0, "15", field="interval", option="--interval"),
+            15.0, field="interval", option="--interval"),
     Setting("PBOTVM_WATCHDOG_THRESHOLD", "CPU percent (of one CPU) that two of vm-watchdog's "
-            "samples in a row must reach", positive, DEFAULT_THRESHOLD, f"{DEFAULT_THRESHOLD:g}",
-            field="threshold", option="--threshold"),
+            "samples in a row must reach", positive, DEFAULT_THRESHOLD, field="threshold",
+            option="--threshold"),
 )
 ACCEL = Setting(
     "PBOTVM_ACCEL", "`kvm` or `tcg`: how `pbotvm vm up` runs QEMU; unset: KVM when it really "

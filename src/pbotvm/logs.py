@@ -23,7 +23,7 @@ FORMATS = ("text", "json")
 LOG_FORMAT = Setting("PBOTVM_LOG_FORMAT",
                      "`json`: every daemon logs one JSON object per line, for log shippers "
                      "(see [Metrics and status](#metrics-and-status))",
-                     choice(*FORMATS), default="text", shown="text")
+                     choice(*FORMATS), default="text")
 DEBUG = Setting("PBOTVM_DEBUG", "set (not `0`): log debug lines too", on_off, default=False)
 
 

@@ -40,6 +40,8 @@ RESULT_PREFIX = b"result:"
 RESULT_END = b"result:end"
 # What a reply starts with when a time limit stopped the program (the guest's or the host's).
 TIMED_OUT = "[Timed-out]"
+# The vsock port the guest listens on and the host connects to, unless both are told another.
+VSOCK_PORT = 5555
 
 # `:end:` alone on its line (whitespace allowed), as the original guest matched it.
 _END_RE = re.compile(rb"(?:^|\n)[ \t\r]*:end:[ \t\r]*(?:\n|$)")

@@ -8,6 +8,7 @@ Shared by host and guest, so it imports nothing of either.
 
 from __future__ import annotations
 
+import enum
 import shlex
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -19,11 +20,6 @@ import click
 
 class ConfigError(ValueError):
     """Bad configuration; the message names the variable or file and what is wrong."""
-
-
-def flag(value: str | None) -> bool:
-    """An on/off variable: set, non-empty and not "0" means on (as the original's Perl truth)."""
-    return bool(value) and value != "0"
 
 
 # Parsers: each takes the variable's stripped, non-empty text and raises ValueError saying
@@ -68,7 +64,8 @@ def text(raw: str) -> str:
 
 
 def on_off(raw: str) -> bool:
-    return flag(raw)
+    """An on/off variable: set, non-empty and not "0" means on (as the original's Perl truth)."""
+    return raw != "0"
 
 
 def choice(*allowed: str) -> Callable[[str], str]:
@@ -98,7 +95,7 @@ def http_url(raw: str) -> str:
 class Setting:
     """One environment variable. ``field``: the settings object's attribute it fills (empty
     where a program reads it on its own). ``shown``: the default as the README shows it
-    (empty: none).
+    (by default the default's own text; empty: none).
     ``empty``: what the variable set to nothing means, where that is not the default (an
     empty stdin command: no input). ``option``: the command-line option that overrides it."""
 
@@ -111,18 +108,36 @@ class Setting:
     option: str = ""
     empty: Any = ...
 
-    def read(self, env: Mapping[str, str]) -> Any:
-        raw = env.get(self.variable)
-        if raw is None or not raw.strip():
-            return self.default if raw is None or self.empty is ... else self.empty
-        return self.value(raw.strip())
+    def __post_init__(self) -> None:
+        if not self.shown:
+            object.__setattr__(self, "shown", _shown(self.default))
 
-    def value(self, raw: str) -> Any:
-        """``raw`` parsed; a bad one is one line naming the variable and what is allowed."""
+    def read(self, env: Mapping[str, str]) -> Any:
+        """The variable's value; a bad one is one line naming the variable and what is
+        allowed."""
+        raw = env.get(self.variable)
+        if raw is None:
+            return self.default
+        raw = raw.strip()
+        if not raw:
+            return self.default if self.empty is ... else self.empty
         try:
             return self.parse(raw)
         except ValueError as e:
             raise ConfigError(f"{self.variable}={raw!r}: {e}") from None
+
+
+def _shown(default: Any) -> str:
+    """A default as the README shows it: as it would be written; none (empty) for off."""
+    if default is None or default is False:
+        return ""
+    if isinstance(default, float):
+        return f"{default:g}"
+    if isinstance(default, list):
+        return shlex.join(default)
+    if isinstance(default, enum.Enum):
+        return str(default.value)
+    return str(default)
 
 
 def read(table: Iterable[Setting], env: Mapping[str, str],

@@ -9,6 +9,7 @@ from typing import Any
 
 from pbotvm import logs
 from pbotvm.guest.limits import MIB, BoxLimits, Limits
+from pbotvm.protocol import VSOCK_PORT
 from pbotvm.settings import Setting, positive, read, text, whole
 from pbotvm.text import DEFAULT_OUTPUT_LIMIT
 
@@ -17,36 +18,32 @@ _BOX = BoxLimits()
 
 SETTINGS = (
     Setting("PBOTVM_GUEST_SERIAL", "serial device for requests", text, "/dev/ttyS2",
-            "/dev/ttyS2", field="serial", option="--serial"),
+            field="serial", option="--serial"),
     Setting("PBOTVM_GUEST_HEART", "serial device for the heartbeat", text, "/dev/ttyS3",
-            "/dev/ttyS3", field="heart", option="--heart"),
-    Setting("PBOTVM_GUEST_USER", "unprivileged user that runs the programs", text, "vm", "vm",
+            field="heart", option="--heart"),
+    Setting("PBOTVM_GUEST_USER", "unprivileged user that runs the programs", text, "vm",
             field="user", option="--user"),
-    Setting("PBOTVM_VPORT", "vsock port requests come on", whole(1, 2**32 - 1), 5555, "5555",
+    Setting("PBOTVM_VPORT", "vsock port requests come on", whole(1, 2**32 - 1), VSOCK_PORT,
             field="vport", option="--vport"),
     Setting("PBOTVM_OUTPUT_LIMIT", "bytes of a program's output kept; the rest is replaced "
             "by `[... output truncated: N more bytes]`", whole(1024, 2**31),
-            DEFAULT_OUTPUT_LIMIT, str(DEFAULT_OUTPUT_LIMIT), field="output_limit"),
+            DEFAULT_OUTPUT_LIMIT, field="output_limit"),
     Setting("PBOTVM_GUEST_CPU_SECONDS", "CPU seconds of each command (`ulimit -t`)",
-            whole(1, 86400), _LIMITS.cpu_seconds, str(_LIMITS.cpu_seconds),
-            field="cpu_seconds"),
+            whole(1, 86400), _LIMITS.cpu_seconds, field="cpu_seconds"),
     Setting("PBOTVM_GUEST_FILE_KIB", "KiB of each file written (`ulimit -f`)",
-            whole(1, 2**31), _LIMITS.file_bytes // 1024, str(_LIMITS.file_bytes // 1024),
-            field="file_kib"),
+            whole(1, 2**31), _LIMITS.file_bytes // 1024, field="file_kib"),
     Setting("PBOTVM_GUEST_PROCESSES", "processes and threads of user `vm` (`ulimit -u`), and "
-            "in the request", whole(1, 65535), _LIMITS.processes, str(_LIMITS.processes),
-            field="processes"),
+            "in the request", whole(1, 65535), _LIMITS.processes, field="processes"),
     Setting("PBOTVM_GUEST_TIMEOUT", "wall-clock seconds of each command",
-            positive, _LIMITS.wall_seconds, f"{_LIMITS.wall_seconds:g}", field="wall_seconds"),
+            positive, _LIMITS.wall_seconds, field="wall_seconds"),
     Setting("PBOTVM_GUEST_MEMORY_MIB", "MiB of memory of the whole request, no swap",
-            whole(16, 2**31), _BOX.memory_bytes // MIB, str(_BOX.memory_bytes // MIB),
-            field="memory_mib"),
+            whole(16, 2**31), _BOX.memory_bytes // MIB, field="memory_mib"),
     Setting("PBOTVM_GUEST_TMPFS_MIB", "MiB of the tmpfs behind /tmp, /var/tmp, /dev/shm and "
             "the home (its files count as memory)", whole(1, 2**31), _BOX.tmpfs_bytes // MIB,
-            str(_BOX.tmpfs_bytes // MIB), field="tmpfs_mib"),
+            field="tmpfs_mib"),
     Setting("PBOTVM_GUEST_CPU_WEIGHT", "cgroup `cpu.weight` of a request, against other "
             "requests and guest-server", whole(1, 10000), _BOX.cpu_weight,
-            str(_BOX.cpu_weight), field="cpu_weight"),
+            field="cpu_weight"),
     logs.LOG_FORMAT,
     logs.DEBUG,
 )

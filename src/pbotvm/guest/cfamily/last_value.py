@@ -87,6 +87,9 @@ _INT_MAX = 2**31 - 1
 _DECLARED_TYPES = r"char|short|int|long|float|double|void|unsigned|signed|_Bool|bool|\w+_t"
 _BARE_NAME = re.compile(r"[\s(]*[A-Za-z_]\w*[\s)]*")
 MAX_EXPRESSION = 150  # gdb shows the command text of a longer one cut short
+# The printer's kinds (PRINTER's cases) of a value this module gives it ready made.
+_INT_KIND = 4
+_TEXT_KIND = 15
 
 # Types as the printer reads them back from its variable arguments (after their promotions).
 _KIND = ("(__builtin_classify_type({e}) == 3 ? 0 : _Generic(({e}), _Bool: 1, "
@@ -356,7 +359,7 @@ def program(code: str) -> Program | None:
         bare = len(names) == 1 and _BARE_NAME.fullmatch(expression) is not None
         enum = enums.enum_of(rest, names[0]) if bare else None
         if mode in (Mode.WHATIS, Mode.PTYPE):
-            call = _type_call(index, mode, expression, names, rest, enum)
+            call = _type_call(index, mode, expression, names, bare, rest, enum)
             if call is None:
                 return None
             kept.append(Site(mode, stringised(expression)))
@@ -364,7 +367,7 @@ def program(code: str) -> Program | None:
             if _unprintable_names(rest, names):
                 return None
             call = (_enum_call(index, mode, expression, names[0], enum.tag) if enum
-                    else _call(index, mode, expression, names))
+                    else _call(index, mode, expression, names, bare))
             kept.append(Site(mode, stringised(expression), enum))
         if mode is Mode.LAST:
             indent = code[start:end][: len(code[start:end]) - len(code[start:end].lstrip())]
@@ -377,56 +380,64 @@ def program(code: str) -> Program | None:
     return Program("".join(source), tuple(kept))
 
 
-def _call(index: int, mode: Mode, expression: str, names: list[str]) -> str:
-    """The statements that print one value (in a block of their own)."""
+def _printing(index: int, mode: Mode, expression: str, printable: str, kind: str | int,
+              value: str, probes: str = "") -> str:
+    """The statements that print one place's value (in a block of their own): only where
+    ``printable`` holds as it compiles. What it does not print (an array, a struct, a sum of
+    _Bools) stops the compile, which then ends sooner than the run would have."""
+    return (f"extern void __pbotvm_value(int, int, const char *, int, ...); "
+            f"typedef char __pbotvm_printable[({printable}) ? 1 : -1]; "
+            f"{probes}__pbotvm_value({index}, {int(mode)}, __pbotvm_xs({expression}), {kind}, "
+            f"{value});")
+
+
+def _variables(names: list[str]) -> str:
+    """A condition's start: no name is one the compiler sees as a constant, such as an
+    enumerator (gdb prints its name, and types it as its enum) or a macro's constant. A
+    variable is none, whatever its value."""
+    return "".join(f"!__builtin_constant_p({name}) && " for name in names)
+
+
+def _call(index: int, mode: Mode, expression: str, names: list[str], bare: bool) -> str:
+    """The statements that print one value."""
     kind = _KIND.format(e=expression)
-    # A name the compiler sees as a constant: an enumerator (gdb prints its name, and types it
-    # as its enum) or a macro's constant. A variable is none, whatever its value.
-    printable = "".join(f"!__builtin_constant_p({name}) && " for name in names) + kind
-    if len(names) != 1 or not _BARE_NAME.fullmatch(expression):
+    printable = _variables(names) + kind
+    if not bare:
         # gdb: "Invalid operation on booleans." for arithmetic on a _Bool (b + b).
         printable += "".join(f" && !_Generic(({name}), _Bool: 1, default: 0)" for name in names)
     # An enum is an integer to _Generic; a switch on it does not compile (see OPTIONS).
     probes = "".join(f"switch (__builtin_choose_expr(__builtin_classify_type({name}) == 1, "
                      f"{name}, 0)) {{ default: break; }} " for name in dict.fromkeys(names))
-    # What it does not print (an array, a struct, a sum of _Bools) stops the compile, which
-    # then ends sooner than the run would have.
-    return (f"extern void __pbotvm_value(int, int, const char *, int, ...); "
-            f"typedef char __pbotvm_printable[({printable}) ? 1 : -1]; "
-            f"{probes}__pbotvm_value({index}, {int(mode)}, __pbotvm_xs({expression}), {kind}, "
-            f"({expression}));")
+    return _printing(index, mode, expression, printable, kind, f"({expression})", probes)
 
 
-def _type_call(index: int, mode: Mode, expression: str, names: list[str], code: str,
-               enum: enums.Enum | None) -> str | None:
+def _type_call(index: int, mode: Mode, expression: str, names: list[str], bare: bool,
+               code: str, enum: enums.Enum | None) -> str | None:
     """The statements that print gdb's name of the statement's type (``type_names``); None
     when it cannot be told without gdb."""
-    head = ("extern void __pbotvm_value(int, int, const char *, int, ...); "
-            "typedef char __pbotvm_printable[(")
-    tail = f") ? 1 : -1]; __pbotvm_value({index}, {int(mode)}, __pbotvm_xs({expression}), 15, "
     if enum is not None:
         named = type_names.enum_name(enum, full=mode is Mode.PTYPE)
-        return (f"{head}__builtin_types_compatible_p(__typeof__({names[0]}), enum {enum.tag})"
-                f"{tail}\"{named}\");")
+        return _printing(index, mode, expression, _of_enum(names[0], enum.tag), _TEXT_KIND,
+                         f'"{named}"')
     if re.search(r"\bsizeof\b", expression) or not all(
             type_names.declared_plainly(code, name)
             and not re.search(rf"\b{name}\s*\[", code) for name in names):
         return None
-    bare = len(names) == 1 and _BARE_NAME.fullmatch(expression) is not None
-    constant = "".join(f"!__builtin_constant_p({name}) && " for name in names)
-    return (f"{head}{constant}{type_names.known(expression, bare)}{tail}"
-            f"{type_names.generic(expression, bare)});")
+    return _printing(index, mode, expression,
+                     _variables(names) + type_names.known(expression, bare), _TEXT_KIND,
+                     type_names.generic(expression, bare))
 
 
 def _enum_call(index: int, mode: Mode, expression: str, name: str, tag: str) -> str:
     """The statements that print an enum variable's value, as a number (``shown`` names
-    it): only if the name here is a variable of that enum."""
-    printable = (f"__builtin_types_compatible_p(__typeof__({name}), enum {tag}) "
-                 f"&& !__builtin_constant_p({name})")
-    return (f"extern void __pbotvm_value(int, int, const char *, int, ...); "
-            f"typedef char __pbotvm_printable[({printable}) ? 1 : -1]; "
-            f"__pbotvm_value({index}, {int(mode)}, __pbotvm_xs({expression}), 4, "
-            f"(int) ({expression}));")
+    it)."""
+    return _printing(index, mode, expression, _variables([name]) + _of_enum(name, tag),
+                     _INT_KIND, f"(int) ({expression})")
+
+
+def _of_enum(name: str, tag: str) -> str:
+    """The condition that the name here is a variable of that enum."""
+    return f"__builtin_types_compatible_p(__typeof__({name}), enum {tag})"
 
 
 @dataclass(frozen=True)

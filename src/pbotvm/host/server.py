@@ -62,7 +62,6 @@ HEALER = "(healing)"  # who holds a pool's guest while vm-server heals it
 class VmServer:
     def __init__(self, settings: HostSettings) -> None:
         self.settings = settings
-        self.stale_after = settings.stale_after
         # Keyed by port (or socket), not by machine name: two names (or an override) for one
         # guest must share its serial line and its heartbeat connection (QEMU serves one
         # client).
@@ -95,7 +94,7 @@ class VmServer:
             heart_key = (machine.addr, machine.heart, machine.heart_socket)
             if heart_key not in self._hearts:
                 self._hearts[heart_key] = HeartbeatMonitor(
-                    machine.name, machine.addr, machine.heart, self.stale_after,
+                    machine.name, machine.addr, machine.heart, self.settings.stale_after,
                     poll=machine.framing is Framing.HEAD, socket=machine.heart_socket)
                 self._hearts[heart_key].start()
             self._machines[key] = MachineState(machine, self._hearts[heart_key],
@@ -208,7 +207,7 @@ class VmServer:
             return None
         silent = state.heart.silent_for()
         now = time.monotonic()
-        if (silent < HEAL_AFTER_MARGINS * self.stale_after
+        if (silent < HEAL_AFTER_MARGINS * self.settings.stale_after
                 or (state.healed_at is not None and now - state.healed_at < HEAL_INTERVAL)):
             return None
         state.healed_at = now
@@ -226,11 +225,11 @@ class VmServer:
             done = time.monotonic()
             log.info("%s: reverted to snapshot %s in %.2f s (%s: %s)", name,
                      self.settings.snapshot, seconds, guest.describe(), how)
-            if await state.heart.beat_after(done, self.stale_after):
+            if await state.heart.beat_after(done, self.settings.stale_after):
                 log.info("%s: guest back %.2f s after the revert", name, time.monotonic() - done)
             else:
                 log.warning("%s: no heartbeat within %.0f s of the revert", name,
-                            self.stale_after)
+                            self.settings.stale_after)
         except GuestError as e:
             log.error("%s: revert failed: %s", name, e)
         finally:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,6 @@ from pbotvm.settings import find
 if TYPE_CHECKING:
     from pbotvm.config import HostSettings
     from pbotvm.host.machines.guest import Guest
-    from pbotvm.host.machines.libvirt_domain import LibvirtGuest
     from pbotvm.host.machines.qemu import QemuGuest
 
 
@@ -350,46 +350,75 @@ def libvirt() -> None:
     """
 
 
-def _libvirt_guests(count: int = 1) -> list[LibvirtGuest]:
+def _libvirt_guests(count: int = 1, uri: str | None = None) -> list[Guest]:
     """The default machine's domains: the pool ``libvirt up`` recorded, else ``count`` new
-    ones (``nth_guest``; one: the machine's own)."""
+    ones (``nth_guest``; one: the machine's own). With ``uri``, only the guests on that host:
+    those recorded there, else ``count`` new ones, numbered after the others."""
     from pbotvm.config import nth_guest
     from pbotvm.host.machines.libvirt_domain import LibvirtGuest, domain_paths, recorded_pool
+    from pbotvm.host.machines.libvirt_remote import RemoteGuest
 
     settings = _settings()
     machine = settings.machines.resolve()
-    lines = recorded_pool(settings.state_dir) or [
+    recorded = recorded_pool(settings.state_dir)
+    if uri is not None:
+        others = [guest for guest in recorded if guest.uri != uri]
+        there = [guest for guest in recorded if guest.uri == uri] or [
+            replace(nth_guest(machine, index), uri=uri)
+            for index in range(len(others) or 1, (len(others) or 1) + count)]
+        return [RemoteGuest(guest, settings, os.environ) for guest in there]
+    lines = [guest for guest in recorded if not guest.uri] or [
         nth_guest(machine, index) if count > 1 else machine for index in range(count)]
     return [LibvirtGuest(guest, settings, domain_paths(settings.state_dir, index), os.environ)
             for index, guest in enumerate(lines)]
 
 
+uri_option = click.option(
+    "--uri", metavar="URI", help="The guests on this libvirt host (qemu+ssh://…, qemu+tls://"
+    "…), reached through libvirt's connection alone: the image goes there as volumes, the "
+    "lines come back as its streams. Without it: the local daemon (PBOTVM_LIBVIRT_URI).")
+
+
 @libvirt.command("up")
 @profile_option
 @guests_option
-def libvirt_up(profile: str, guests: int) -> None:
+@uri_option
+def libvirt_up(profile: str, guests: int, uri: str | None) -> None:
     """Build the image if needed, define the domain, attach the devices, start it, warm it
     up and create snapshot PBOTVM_SNAPSHOT (for each of the guests)."""
-    from pbotvm.host.machines.libvirt_domain import record_pool
+    from pbotvm.host.machines.libvirt_domain import record_pool, recorded_pool
 
-    pool = _libvirt_guests(guests)
+    pool = _libvirt_guests(guests, uri)
     summaries = _up(pool, profile, lambda line: click.echo(f"pbotvm libvirt: {line}", err=True))
-    if len(pool) > 1:
-        record_pool(pool[0].settings.state_dir, [guest.lines for guest in pool])
+    state_dir = _settings().state_dir
+    if uri is not None:  # beside the guests recorded elsewhere
+        others = [guest for guest in recorded_pool(state_dir) if guest.uri != uri]
+        record_pool(state_dir, others + [guest.lines for guest in pool])
+    elif len(pool) > 1:
+        record_pool(state_dir, [guest.lines for guest in pool]
+                    + [guest for guest in recorded_pool(state_dir) if guest.uri])
     for summary in summaries:
         click.echo(f"up: {summary}")
 
 
 @libvirt.command("down")
-def libvirt_down() -> None:
-    """Destroy and undefine the domain (with its snapshot metadata), each of the pool's."""
+@click.option("--uri", metavar="URI", help="Only the guests on this libvirt host.")
+def libvirt_down(uri: str | None) -> None:
+    """Destroy and undefine the domain (with its snapshot metadata), each of the pool's; on
+    another host, also what `up` made there (volumes, the storage pool)."""
     from pbotvm.host.machines.guest import GuestError
-    from pbotvm.host.machines.libvirt_domain import forget_pool
+    from pbotvm.host.machines.libvirt_domain import record_pool, recorded_pool
 
-    pool = _libvirt_guests()
+    state_dir = _settings().state_dir
+    uris = [uri] if uri is not None else sorted(
+        {guest.uri for guest in recorded_pool(state_dir) if guest.uri})
+    pool = [] if uri is not None else _libvirt_guests()
+    for there in uris:
+        pool += _libvirt_guests(uri=there)
     with _one_line(GuestError):
         removed = [guest.down() for guest in pool]
-    forget_pool(pool[0].settings.state_dir)
+    gone = {guest.lines for guest in pool}
+    record_pool(state_dir, [guest for guest in recorded_pool(state_dir) if guest not in gone])
     click.echo("removed" if any(removed) else "not defined")
 
 

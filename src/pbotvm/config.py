@@ -91,6 +91,9 @@ class Machine:
     # only their owner (root) can connect, where any local user can take a TCP port first.
     serial_socket: str = ""
     heart_socket: str = ""
+    # A guest on another host: its lines are the domain's serial ports, reached as streams
+    # of the connection to this libvirt URI (``host.machines.libvirt_lines``).
+    uri: str = ""
     # A pool: these guests serve the machine, each on lines of its own (then the machine's
     # own lines above are not used). Empty: the machine is one guest, on those lines.
     guests: tuple[Machine, ...] = ()
@@ -145,7 +148,7 @@ def _given(entry: dict[str, object]) -> list[str]:
     """The Machine fields an entry gives."""
     return [key.replace("-", "_") for key in entry
             if key in ("serial", "heart", "cid", "vport", "addr", "domain", "serial-socket",
-                       "heart-socket", "framing")]
+                       "heart-socket", "framing", "uri")]
 
 
 def _machine(name: str, entry: dict[str, object], where: str) -> Machine:
@@ -156,7 +159,7 @@ def _machine(name: str, entry: dict[str, object], where: str) -> Machine:
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
                 raise ConfigError(f"{where}: {key!r} must be a port or CID number")
             values[key] = value
-    for key in ("addr", "domain", "serial-socket", "heart-socket"):
+    for key in ("addr", "domain", "serial-socket", "heart-socket", "uri"):
         if key in entry:
             if not isinstance(entry[key], str) or not entry[key]:
                 raise ConfigError(f"{where}: {key!r} must be a non-empty string")

@@ -79,7 +79,8 @@ class PrivateLibvirtd:
     def start(self, timeout: float = 30.0) -> None:
         if not Path("/etc/libvirt").is_dir():
             raise RuntimeError("/etc/libvirt is missing (install libvirt-daemon)")
-        for sub in ("etc", "run", "var", "sock"):
+        # var/lock: libvirt locks a pty there when it opens a domain's console.
+        for sub in ("etc", "run", "var", "var/lock", "sock"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "etc/libvirtd.conf").write_text(LIBVIRTD_CONF.format(sock=self.sock))
         (self.root / "etc/qemu.conf").write_text(STOCK_QEMU_CONF if self.stock else QEMU_CONF)

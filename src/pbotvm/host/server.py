@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ from pbotvm import settings as settings_table
 from pbotvm.config import SERVER, ConfigError, HostSettings, Machine
 from pbotvm.host import intake, metrics
 from pbotvm.host.intake import Allowance, Intake, Refused
+from pbotvm.host.machines import transport
 from pbotvm.host.machines.backends import guest_for, with_recorded_guests
 from pbotvm.host.machines.guest import GuestError, timed_revert
 from pbotvm.host.machines.heartbeat import BEAT_INTERVAL, HeartbeatMonitor
@@ -65,9 +67,9 @@ class VmServer:
         # Keyed by port (or socket), not by machine name: two names (or an override) for one
         # guest must share its serial line and its heartbeat connection (QEMU serves one
         # client).
-        self._hearts: dict[tuple[str, int, str], HeartbeatMonitor] = {}
-        self._machines: dict[tuple[str, int, str], MachineState] = {}
-        self._pools: dict[tuple[tuple[str, int, str], ...], Pool] = {}
+        self._hearts: dict[str, HeartbeatMonitor] = {}  # by where the line is
+        self._machines: dict[str, MachineState] = {}  # by where the serial line is
+        self._pools: dict[tuple[str, ...], Pool] = {}
         self._reverts: set[asyncio.Task[None]] = set()
         self.intake = Intake()
         self._clients: set[asyncio.Task[object]] = set()
@@ -82,20 +84,22 @@ class VmServer:
     def pool(self, machine: Machine) -> Pool:
         """The pool of the guests that serve ``machine`` (one guest: a pool of one)."""
         members = machine.members()
-        key = tuple((guest.addr, guest.serial, guest.serial_socket) for guest in members)
+        key = tuple(transport.serial_name(guest) for guest in members)
         if key not in self._pools:
             self._pools[key] = Pool(machine.name, [self.machine_state(guest, machine.name)
                                                    for guest in members])
         return self._pools[key]
 
     def machine_state(self, machine: Machine, pool: str = "") -> MachineState:
-        key = (machine.addr, machine.serial, machine.serial_socket)
+        key = transport.serial_name(machine)
         if key not in self._machines:
-            heart_key = (machine.addr, machine.heart, machine.heart_socket)
+            heart_key = transport.heart_name(machine)
             if heart_key not in self._hearts:
                 self._hearts[heart_key] = HeartbeatMonitor(
                     machine.name, machine.addr, machine.heart, self.settings.stale_after,
-                    poll=machine.framing is Framing.HEAD, socket=machine.heart_socket)
+                    poll=machine.framing is Framing.HEAD, socket=machine.heart_socket,
+                    line=(functools.partial(transport.open_heart, machine),
+                          transport.heart_name(machine)) if machine.uri else None)
                 self._hearts[heart_key].start()
             self._machines[key] = MachineState(machine, self._hearts[heart_key],
                                                self.settings.state_dir, pool)

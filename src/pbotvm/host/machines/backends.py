@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from pbotvm.config import HostSettings, Machine
-from pbotvm.host.machines import libvirt_domain, ptyvm, qemu
+from pbotvm.host.machines import libvirt_domain, libvirt_remote, ptyvm, qemu
 from pbotvm.host.machines.command import CommandGuest
 from pbotvm.host.machines.guest import Guest
 
@@ -24,7 +24,9 @@ def guest_for(settings: HostSettings, machine: Machine, kind: str = "auto",
     of looking (``qemu``, ``libvirt``, ``pty``)."""
     env = os.environ if env is None else env
     found: Guest | None
-    if kind == "qemu":
+    if machine.uri:  # a guest on another host: only libvirt reaches it
+        found = libvirt_remote.RemoteGuest(machine, settings, env)
+    elif kind == "qemu":
         found = qemu.QemuGuest.of(settings, machine, env)
     elif kind == "pty":
         found = ptyvm.PtyGuest.of(settings, machine)

@@ -1,5 +1,5 @@
-"""Watches a guest's heartbeat line (a TCP port, or QEMU's Unix socket): connects,
-reconnects for ever, records each beat.
+"""Watches a guest's heartbeat line (a TCP port, QEMU's Unix socket, or a remote guest's
+libvirt stream): connects, reconnects for ever, records each beat.
 
 The guest writes a line every 5 s (upstream HEAD's guest instead answers each line we send
 with a status text and ``:END``: for such machines we send one every 5 s). A guest counts as
@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from pbotvm.config import DEFAULT_STALE_AFTER
 
@@ -27,12 +27,15 @@ log = logging.getLogger("pbotvm.heartbeat")
 RETRY_DELAY = 2.0
 BEAT_INTERVAL = 5.0
 
+Line = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
 
 class HeartbeatMonitor:
     def __init__(self, name: str, addr: str, port: int,
                  stale_after: float = DEFAULT_STALE_AFTER, *, poll: bool = False,
-                 socket: str = "") -> None:
+                 socket: str = "", line: tuple[Line, str] | None = None) -> None:
         self.name = name
+        self.line = line  # how to open the line and its name, used instead of the two below
         self.poll = poll
         self.addr = addr
         self.port = port
@@ -64,7 +67,14 @@ class HeartbeatMonitor:
 
     @property
     def where(self) -> str:
-        return self.socket or f"{self.addr}:{self.port}"
+        return self.line[1] if self.line else self.socket or f"{self.addr}:{self.port}"
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.line:
+            return await self.line[0]()
+        if self.socket:
+            return await asyncio.open_unix_connection(self.socket)
+        return await asyncio.open_connection(self.addr, self.port)
 
     def alive(self) -> bool:
         return (self.last_beat > 0 and not self._closed
@@ -117,8 +127,7 @@ class HeartbeatMonitor:
         failures = 0
         while True:
             try:
-                reader, writer = await (asyncio.open_unix_connection(self.socket) if self.socket
-                                        else asyncio.open_connection(self.addr, self.port))
+                reader, writer = await self._open()
             except OSError as e:
                 # One line when the guest goes away, then one a minute: not one per retry.
                 if failures % 30 == 0:

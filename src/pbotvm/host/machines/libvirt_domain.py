@@ -37,6 +37,7 @@ from pbotvm.host.machines import devices
 from pbotvm.host.machines.devices import LibvirtError, session
 from pbotvm.host.machines.guest import Guest, Say, Warm
 from pbotvm.host.machines.libvirt_access import READ, SEARCH, WRITE, QemuUser, denied, qemu_user
+from pbotvm.host.machines.libvirt_lines import run_if_started
 from pbotvm.host.machines.qemu import (
     KERNEL_ARGS,
     QEMU,
@@ -335,33 +336,39 @@ def loadvm(dom: libvirt.virDomain, snapshot: str) -> str | None:
     return out.strip() or None
 
 
-def revert(uri: str, name: str, snapshot: str, fast: bool = True) -> str:
+def revert_domain(dom: libvirt.virDomain, snapshot: str, fast: bool = True) -> str:
     """Revert to ``snapshot``; returns how ("loadvm" or "snapshot-revert")."""
+    snap = dom.snapshotLookupByName(snapshot)
+    if fast:
+        why = loadvm(dom, snapshot)
+        if why is None:
+            return "loadvm"
+        log.warning("domain %s: loadvm through the QEMU monitor failed (%s); "
+                    "reverting with libvirt", dom.name(), why)
+    dom.revertToSnapshot(snap)
+    return "snapshot-revert"
+
+
+def revert(uri: str, name: str, snapshot: str, fast: bool = True) -> str:
     with session(uri, name) as conn:
-        dom = conn.lookupByName(name)
-        snap = dom.snapshotLookupByName(snapshot)
-        if fast:
-            why = loadvm(dom, snapshot)
-            if why is None:
-                return "loadvm"
-            log.warning("domain %s: loadvm through the QEMU monitor failed (%s); "
-                        "reverting with libvirt", name, why)
-        dom.revertToSnapshot(snap)
-        return "snapshot-revert"
+        return revert_domain(conn.lookupByName(name), snapshot, fast)
 
 
-def cpu_seconds(uri: str, name: str) -> float:
+def domain_cpu_seconds(dom: libvirt.virDomain) -> float:
     """The domain's ``cpu.time`` (its statistics, in ns) in seconds."""
     import libvirt
 
-    with session(uri, name) as conn:
-        dom = conn.lookupByName(name)
-        if not dom.isActive():
-            raise LibvirtError(f"libvirt domain {name} is not running")
-        [(_, stats)] = conn.domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_CPU_TOTAL)
-        # Drivers without the statistics API's CPU group give the same counter here.
-        nanoseconds = stats["cpu.time"] if "cpu.time" in stats else dom.info()[4]
+    if not dom.isActive():
+        raise LibvirtError(f"libvirt domain {dom.name()} is not running")
+    [(_, stats)] = dom.connect().domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_CPU_TOTAL)
+    # Drivers without the statistics API's CPU group give the same counter here.
+    nanoseconds = stats["cpu.time"] if "cpu.time" in stats else dom.info()[4]
     return float(nanoseconds) / 1e9
+
+
+def cpu_seconds(uri: str, name: str) -> float:
+    with session(uri, name) as conn:
+        return domain_cpu_seconds(conn.lookupByName(name))
 
 
 def active(uri: str, name: str) -> bool:
@@ -402,18 +409,19 @@ class LibvirtGuest(Guest):
         return (f"domain {lines.domain} on {self.uri}, serial {serial}, heart {heart}, boot "
                 f"{info.boot_seconds} s, snapshot {info.snapshot_seconds} s")
 
+    # In the libvirt thread when the process has one (a vm-server with remote guests too).
     def down(self) -> bool:
-        return down(self.uri, self.lines.domain, self.paths)
+        return run_if_started(lambda: down(self.uri, self.lines.domain, self.paths))
 
     async def revert(self, *, slow: bool = False) -> str:
-        return await asyncio.to_thread(revert, self.uri, self.lines.domain,
-                                       self.settings.snapshot, not slow)
+        return await asyncio.to_thread(run_if_started, lambda: revert(
+            self.uri, self.lines.domain, self.settings.snapshot, not slow))
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.uri, self.lines.domain)
+        return run_if_started(lambda: cpu_seconds(self.uri, self.lines.domain))
 
     def running(self) -> bool:
-        return active(self.uri, self.lines.domain)
+        return run_if_started(lambda: active(self.uri, self.lines.domain))
 
     def describe(self) -> str:
         return f"libvirt {self.uri} domain {self.lines.domain}"
@@ -430,8 +438,12 @@ def domain_paths(state_dir: Path, index: int) -> DomainPaths:
 
 
 def record_pool(state_dir: Path, guests: Sequence[Machine]) -> None:
-    """What ``libvirt up --guests N`` made, for vm-server to find: each guest's lines."""
+    """What ``libvirt up --guests N`` made, for vm-server to find: each guest's lines (no
+    record for none)."""
     path = state_dir / "libvirt" / POOL_RECORD
+    if not guests:
+        path.unlink(missing_ok=True)
+        return
     state_files.make_dir(path.parent)
     with os.fdopen(state_files.open_file(path, os.O_WRONLY | os.O_TRUNC), "w") as file:
         json.dump([{key: value for key, value in asdict(guest).items() if key != "guests"}

@@ -1,5 +1,6 @@
 """Host-side channels to a guest: AF_VSOCK when a CID is set and the guest answers there,
-else its serial device, served by QEMU on a Unix socket or (the original's layout) a TCP port.
+else its serial device, served by QEMU on a Unix socket or (the original's layout) a TCP port;
+for a guest on another host, the domain's serial port as a libvirt stream (``libvirt_lines``).
 
 vsock is used natively (no socat child). Whether it works is found out in the background, once
 per guest boot (TransportChoice): no request waits for a vsock connect that cannot succeed,
@@ -18,7 +19,9 @@ import socket
 from collections.abc import Callable
 
 from pbotvm.config import Machine
+from pbotvm.host.machines import libvirt_lines
 from pbotvm.protocol import Request, ResultDecoder, encode_request
+from pbotvm.provision.layout import HEART_INDEX, SERIAL_INDEX
 
 log = logging.getLogger("pbotvm.transport")
 
@@ -41,8 +44,17 @@ class GuestUnreachable(ConnectionError):
 
 def serial_name(machine: Machine) -> str:
     """Where the machine's serial line is served, as logs and messages name it."""
+    if machine.uri:
+        return f"serial of {machine.domain} on {machine.uri}"
     return (f"serial {machine.serial_socket}" if machine.serial_socket
             else f"serial {machine.addr}:{machine.serial}")
+
+
+def heart_name(machine: Machine) -> str:
+    """Where the machine's heartbeat line is served, as logs name it."""
+    if machine.uri:
+        return f"heartbeat of {machine.domain} on {machine.uri}"
+    return machine.heart_socket or f"{machine.addr}:{machine.heart}"
 
 
 def vsock_guests_here() -> bool:
@@ -191,7 +203,10 @@ async def _open_serial_line(machine: Machine) -> tuple[asyncio.StreamReader,
                                                        asyncio.StreamWriter, str]:
     channel = serial_name(machine)
     try:
-        if machine.serial_socket:
+        if machine.uri:
+            reader, writer = await asyncio.wait_for(libvirt_lines.open_console(
+                machine.uri, machine.domain, SERIAL_INDEX, _READ_LIMIT), SERIAL_CONNECT_TIMEOUT)
+        elif machine.serial_socket:
             reader, writer = await open_unix(machine.serial_socket)
         else:
             reader, writer = await open_serial(machine.addr, machine.serial)
@@ -269,6 +284,23 @@ async def send(machine: Machine, request: Request, timeout: float,
     return decoder.text
 
 
+async def open_heart(machine: Machine) -> Streams:
+    """A connection to the machine's heartbeat line; OSError when there is none."""
+    if machine.uri:
+        line = await libvirt_lines.open_console(machine.uri, machine.domain, HEART_INDEX,
+                                                _READ_LIMIT)
+        # The serial line's console kept open from now on: the first request would wait for
+        # QEMU to notice it (up to a second) otherwise.
+        with contextlib.suppress(OSError):
+            _, writer = await libvirt_lines.open_console(machine.uri, machine.domain,
+                                                         SERIAL_INDEX, _READ_LIMIT)
+            writer.close()
+        return line
+    if machine.heart_socket:
+        return await asyncio.open_unix_connection(machine.heart_socket)
+    return await asyncio.open_connection(machine.addr, machine.heart)
+
+
 async def wait_heartbeat(machine: Machine, timeout: float,
                          alive: Callable[[], bool] = lambda: True) -> None:
     """Return when a heartbeat line arrives; ConnectionError if the VM dies (``alive`` says
@@ -276,9 +308,7 @@ async def wait_heartbeat(machine: Machine, timeout: float,
     async with asyncio.timeout(timeout):
         while alive():
             try:
-                reader, writer = await (
-                    asyncio.open_unix_connection(machine.heart_socket) if machine.heart_socket
-                    else asyncio.open_connection(machine.addr, machine.heart))
+                reader, writer = await open_heart(machine)
             except OSError:
                 await asyncio.sleep(0.2)
                 continue

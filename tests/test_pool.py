@@ -16,6 +16,7 @@ from typing import cast
 
 import pytest
 
+from pbotvm.config import ConfigError, Machine, Machines
 from pbotvm.host.machines import qemu
 from pbotvm.host.machines.machine_state import MachineState
 from pbotvm.host.machines.pool import Pool
@@ -34,18 +35,19 @@ class Heart:
 
 
 class Guest:
-    """What the pool looks at of a guest: its heartbeat."""
+    """What the pool looks at of a guest: its heartbeat, and which host it is on."""
 
-    def __init__(self, name: str, alive: bool = True) -> None:
+    def __init__(self, name: str, alive: bool = True, uri: str = "") -> None:
         self.name = name
         self.heart = Heart(alive)
+        self.machine = Machine(name=name, uri=uri)
 
     def __repr__(self) -> str:
         return self.name
 
 
-def pool_of(*guests: Guest) -> Pool:
-    return Pool("m", [cast(MachineState, guest) for guest in guests])
+def pool_of(*guests: Guest, weights: dict[str, float] | None = None) -> Pool:
+    return Pool("m", [cast(MachineState, guest) for guest in guests], weights)
 
 
 def name(state: MachineState | None) -> str | None:
@@ -70,6 +72,34 @@ def test_requests_go_to_free_guests_in_turn_and_wait_for_one() -> None:
         return [name(first), name(second), name(third), name(fourth)]
 
     assert asyncio.run(scenario()) == ["a", "b", "a", "b"]
+
+
+REMOTE = "qemu+ssh://root@host2/system"
+
+
+@pytest.mark.parametrize(("weights", "order"), [
+    (None, ["a", "c", "b", "d"]),  # the least busy host first
+    ({REMOTE: 2.0}, ["a", "c", "d", "b"]),  # the remote host takes two per local one
+])
+def test_requests_go_to_the_least_busy_host_by_its_weight(
+        weights: dict[str, float] | None, order: list[str]) -> None:
+    async def scenario() -> list[str | None]:
+        pool = pool_of(Guest("a"), Guest("b"), Guest("c", uri=REMOTE), Guest("d", uri=REMOTE),
+                       weights=weights)
+        return [name(await pool.take(who, 1)) for who in "wxyz"]
+
+    assert asyncio.run(scenario()) == order
+
+
+def test_host_weights_in_the_machines_file() -> None:
+    data = {"machines": {"m": {"guests": [{}, {"uri": REMOTE}]}},
+            "host-weights": {"local": 1, REMOTE: 2.5}}
+    machines = Machines.parse(data, "f", {})
+    assert machines.weights == {"local": 1.0, REMOTE: 2.5}
+    assert [guest.uri for guest in machines.resolve("m").members()] == ["", REMOTE]
+    with pytest.raises(ConfigError, match="'host-weights' must map \"local\" or a libvirt "
+                                          "URI to a number above 0"):
+        Machines.parse({**data, "host-weights": {REMOTE: 0}}, "f", {})
 
 
 def test_a_silent_guest_is_out_of_rotation_unless_no_guest_beats() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -133,21 +134,33 @@ def test_both_hosts_answer(pool: Hosts) -> None:
     assert ask(pool, "-lang=c11 int x = 5; x * 2") == "no output: x * 2 = 10"
 
 
+def test_a_time_out_reverts_the_remote_guest_through_its_connection(pool: Hosts) -> None:
+    with ThreadPoolExecutor(2) as both:  # one on each guest: both time out
+        stuck = [both.submit(ask, pool, "-lang=sh sleep 60", nick) for nick in "ab"]
+        assert [answer.result().startswith("[Timed-out]") for answer in stuck] == [True, True]
+    reverted = (f"pbot-vm/1: reverted to snapshot 1 in [0-9.]+ s \\(libvirt {re.escape(pool.uri)} "
+                "domain pbot-vm-1: loadvm\\)")
+    assert until(lambda: re.search(reverted, server_log(pool)), 30), server_log(pool)
+    assert until(lambda: ask(pool, "-lang=sh echo back") == "back", 30)
+
+
 def test_a_lost_host_loses_no_request_and_the_local_guest_serves(pool: Hosts) -> None:
     def client(k: int) -> list[tuple[str, str]]:
         return [(ask(pool, f"-lang=sh echo {k}-{i}", f"n{k}"), f"{k}-{i}") for i in range(6)]
 
-    with ThreadPoolExecutor(4) as clients:
-        runs = [clients.submit(client, k) for k in range(4)]
-        time.sleep(1.5)
-        pool.sshd.stop()
-        answers = [pair for run in runs for pair in run.result()]
-    assert [got for got, wanted in answers if got != wanted] == []
-    assert until(lambda: "connection closed" in server_log(pool), 20), server_log(pool)
-    assert ask(pool, "-lang=sh echo still") == "still"
-    # The host comes back (same port): vm-server connects again and the guest beats again.
-    pool.sshd.start()
-    beats = f"connected to heartbeat heartbeat of pbot-vm-1 on {pool.uri}"
+    try:
+        with ThreadPoolExecutor(4) as clients:
+            runs = [clients.submit(client, k) for k in range(4)]
+            time.sleep(1.5)
+            pool.sshd.stop()
+            answers = [pair for run in runs for pair in run.result()]
+        assert [got for got, wanted in answers if got != wanted] == []
+        assert until(lambda: "connection closed" in server_log(pool), 20), server_log(pool)
+        assert ask(pool, "-lang=sh echo still") == "still"
+    finally:
+        # The host comes back (same port): vm-server connects again, the guest beats again.
+        pool.sshd.start()
+    beats = f"connected to heartbeat pbot-vm-1 on {pool.uri}"
     assert until(lambda: server_log(pool).count(beats) >= 2, 30), server_log(pool)
 
 

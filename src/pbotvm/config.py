@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ DEFAULT_TIMEOUT = 10.0
 # Two missed heartbeats (one every 5 s) and 2 s: the original's 5 s flagged live guests.
 DEFAULT_STALE_AFTER = 12.0
 DEFAULT_DOMAIN = "pbot-vm"
+LOCAL_HOST = "local"  # this host, in a machines file's host-weights (the others are URIs)
 DEFAULT_STDIN_COMMAND = "fortune -u -s"
 # The original's paste service (multipart field "file", answers the URL); any 0x0 instance works.
 DEFAULT_PASTE_URL = "https://0x0.st"
@@ -108,6 +109,9 @@ class Machines:
     machines: dict[str, Machine]
     aliases: dict[str, str]
     default: str
+    # A pool's requests go to the host whose busy guests per weight are fewest (1 unless
+    # given); keyed by a guest's libvirt URI, LOCAL_HOST for this host.
+    weights: dict[str, float] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         """What the unknown-machine message lists: the aliases, as the original did."""
@@ -123,7 +127,8 @@ class Machines:
     @classmethod
     def parse(cls, data: object, where: str, env: Mapping[str, str]) -> Machines:
         """The vm-exec.json schema, plus optional ``addr``, ``framing``, ``domain``,
-        ``serial-socket`` and ``heart-socket`` keys, and ``guests``: a pool (``pool_of``)."""
+        ``serial-socket``, ``heart-socket`` and ``uri`` keys, ``guests``: a pool
+        (``pool_of``), and ``host-weights``."""
         if not isinstance(data, dict) or not isinstance(data.get("machines"), dict):
             raise ConfigError(f"{where}: expected an object with a 'machines' object")
         aliases = data.get("aliases", {})
@@ -141,7 +146,17 @@ class Machines:
             elif name == default_name:
                 machine = _apply_env(machine, env)
             machines[name] = machine
-        return cls(machines, dict(aliases), default)
+        return cls(machines, dict(aliases), default, _weights(data, where))
+
+
+def _weights(data: dict[str, object], where: str) -> dict[str, float]:
+    weights = data.get("host-weights", {})
+    if not isinstance(weights, dict) or not all(
+            isinstance(w, int | float) and not isinstance(w, bool) and w > 0
+            for w in weights.values()):
+        raise ConfigError(f"{where}: 'host-weights' must map \"{LOCAL_HOST}\" or a libvirt URI "
+                          "to a number above 0")
+    return {str(host): float(weight) for host, weight in weights.items()}
 
 
 def _given(entry: dict[str, object]) -> list[str]:

@@ -87,7 +87,8 @@ class VmServer:
         key = tuple(transport.serial_name(guest) for guest in members)
         if key not in self._pools:
             self._pools[key] = Pool(machine.name, [self.machine_state(guest, machine.name)
-                                                   for guest in members])
+                                                   for guest in members],
+                                    self.settings.machines.weights)
         return self._pools[key]
 
     def machine_state(self, machine: Machine, pool: str = "") -> MachineState:
@@ -160,7 +161,11 @@ class VmServer:
             if not state.heart.alive() and not await self._first_beat(state.heart):
                 log.info("%s: no heartbeat; not sending", name)
                 revert_reason = self._heal_reason(state)
-                return Answer(RESETTING if state.heart.ever_beat() else OFFLINE, 3)
+                # It fell silent since the pool gave it (its host's connection lost): another
+                # guest that beats takes the request.
+                others = any(guest.heart.alive() for guest in pool.guests if guest is not state)
+                return Answer(RESETTING if state.heart.ever_beat() else OFFLINE, 3,
+                              unsent=others)
             try:
                 reply = await asyncio.wait_for(
                     execution.send(prepared, state.machine, state.transport,

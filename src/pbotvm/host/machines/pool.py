@@ -1,6 +1,7 @@
 """A machine's guests, and which request has which: each request is placed on a free guest
 of its machine that beats, the waiting ones taken by ``fairness``'s rule (the nick served
-longest ago goes next).
+longest ago goes next), each to the least busy host (busy guests per the host's weight),
+then to its guest free the longest.
 
 A machine is a pool of one guest or more (``config.Machine.members``); each guest serves one
 request at a time (its serial line carries one conversation). A guest that serves, reverts or
@@ -17,9 +18,10 @@ import asyncio
 import functools
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from pbotvm.config import LOCAL_HOST
 from pbotvm.host.fairness import FairQueue
 from pbotvm.host.machines.machine_state import MachineState
 
@@ -35,9 +37,11 @@ class _Waiter:
 
 
 class Pool:
-    def __init__(self, name: str, guests: Sequence[MachineState]) -> None:
+    def __init__(self, name: str, guests: Sequence[MachineState],
+                 weights: Mapping[str, float] | None = None) -> None:
         self.name = name
         self.guests = list(guests)
+        self.weights = weights or {}
         self._taken: dict[MachineState, str] = {}  # guest -> who has it
         self._free_since = {guest: 0.0 for guest in self.guests}
         self._waiting: FairQueue[_Waiter] = FairQueue()
@@ -97,10 +101,21 @@ class Pool:
             if waiter.turn.done():  # it gave up and has yet to take itself out
                 self._waiting.done(who)
                 continue
-            # Unpinned: the guest free the longest, so that every guest is used in turn.
-            guest = waiter.pin or min(usable, key=self._free_since.__getitem__)
+            # Unpinned: on the least busy host, the guest free the longest, so that every
+            # guest is used in turn.
+            guest = waiter.pin or min(usable, key=self._placement)
             self._taken[guest] = who
             waiter.turn.set_result(guest)
+
+
+    def _placement(self, guest: MachineState) -> tuple[float, float]:
+        host = _host(guest)
+        busy = sum(1 for taken in self._taken if _host(taken) == host)
+        return busy / self.weights.get(host, 1.0), self._free_since[guest]
+
+
+def _host(guest: MachineState) -> str:
+    return guest.machine.uri or LOCAL_HOST
 
 
 def _can_have(waiter: _Waiter, usable: list[MachineState]) -> bool:

@@ -53,7 +53,7 @@ def serial_name(machine: Machine) -> str:
 def heart_name(machine: Machine) -> str:
     """Where the machine's heartbeat line is served, as logs name it."""
     if machine.uri:
-        return f"heartbeat of {machine.domain} on {machine.uri}"
+        return f"{machine.domain} on {machine.uri}"
     return machine.heart_socket or f"{machine.addr}:{machine.heart}"
 
 

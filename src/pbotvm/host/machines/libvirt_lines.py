@@ -297,11 +297,19 @@ class _Session(asyncio.Transport):
         self._protocol = protocol
         self._loop = loop
         self._closing = False
+        # What arrived and is yet to be handed over: a guest's UART sends a few bytes at a
+        # time, and one hand-over per piece would wake the caller's loop for each.
+        self._inbox = bytearray()
+        self._inbox_lock = threading.Lock()
 
     # --- the libvirt thread -----------------------------------------------------------------
 
     def received(self, data: bytes) -> None:
-        self._loop.call_soon_threadsafe(self._protocol.data_received, data)
+        with self._inbox_lock:
+            waiting = bool(self._inbox)
+            self._inbox += data
+        if not waiting:
+            self._loop.call_soon_threadsafe(self._hand_over)
 
     def lost(self, error: Exception) -> None:
         self._loop.call_soon_threadsafe(self._protocol.connection_lost, error)
@@ -312,6 +320,13 @@ class _Session(asyncio.Transport):
             self._loop.call_soon_threadsafe(self._protocol.connection_lost, None)
 
     # --- the caller's loop --------------------------------------------------------------------
+
+    def _hand_over(self) -> None:
+        with self._inbox_lock:
+            data = bytes(self._inbox)
+            self._inbox.clear()
+        if data:
+            self._protocol.data_received(data)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._closing:

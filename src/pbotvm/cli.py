@@ -386,17 +386,23 @@ uri_option = click.option(
 def libvirt_up(profile: str, guests: int, uri: str | None) -> None:
     """Build the image if needed, define the domain, attach the devices, start it, warm it
     up and create snapshot PBOTVM_SNAPSHOT (for each of the guests)."""
-    from pbotvm.host.machines.libvirt_domain import record_pool, recorded_pool
+    from pbotvm.host.machines.libvirt_domain import ours_defined, record_pool, recorded_pool
+    from pbotvm.host.machines.libvirt_lines import run_if_started
 
     pool = _libvirt_guests(guests, uri)
     summaries = _up(pool, profile, lambda line: click.echo(f"pbotvm libvirt: {line}", err=True))
-    state_dir = _settings().state_dir
+    settings = _settings()
+    recorded = recorded_pool(settings.state_dir)
     if uri is not None:  # beside the guests recorded elsewhere
-        others = [guest for guest in recorded_pool(state_dir) if guest.uri != uri]
-        record_pool(state_dir, others + [guest.lines for guest in pool])
-    elif len(pool) > 1:
-        record_pool(state_dir, [guest.lines for guest in pool]
-                    + [guest for guest in recorded_pool(state_dir) if guest.uri])
+        others = [guest for guest in recorded if guest.uri != uri]
+        machine = settings.machines.resolve()
+        if not others and run_if_started(lambda: ours_defined(settings.libvirt_uri,
+                                                              machine.domain)):
+            others = [machine]  # the lone local domain `libvirt up` made serves beside them
+        record_pool(settings.state_dir, others + [guest.lines for guest in pool])
+    elif len(pool) > 1 or any(guest.uri for guest in recorded):
+        record_pool(settings.state_dir, [guest.lines for guest in pool]
+                    + [guest for guest in recorded if guest.uri])
     for summary in summaries:
         click.echo(f"up: {summary}")
 

@@ -371,6 +371,16 @@ def cpu_seconds(uri: str, name: str) -> float:
         return domain_cpu_seconds(conn.lookupByName(name))
 
 
+def ours_defined(uri: str, name: str) -> bool:
+    """Whether the daemon at ``uri`` has our domain ``name`` (False when it cannot be asked)."""
+    try:
+        with session(uri, name) as conn:
+            dom = _lookup(conn, name)
+            return dom is not None and is_ours(dom)
+    except LibvirtError:
+        return False
+
+
 def active(uri: str, name: str) -> bool:
     with session(uri, name) as conn:
         dom = _lookup(conn, name)

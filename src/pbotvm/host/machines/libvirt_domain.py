@@ -86,19 +86,31 @@ def domain_xml(name: str, image: Image, paths: DomainPaths, accel: str,
                memory_mib: int = 1024) -> str:
     """A direct-kernel-boot domain without network; its serial/vsock devices come from
     :mod:`pbotvm.host.machines.devices`."""
+    return boot_domain_xml(
+        name, f"<pbotvm:image xmlns:pbotvm='{METADATA_NS}'>{escape(str(image.directory))}"
+        "</pbotvm:image>", str(image.kernel), str(image.initrd), str(paths.overlay),
+        f"<serial type='file'><source path={quoteattr(str(paths.console))}/>"
+        "<target port='0'/></serial>", accel, memory_mib)
+
+
+def boot_domain_xml(name: str, metadata: str, kernel: str, initrd: str, disk: str,
+                    serials: str, accel: str, memory_mib: int = 1024) -> str:
+    """The domain both ways of making one define (here, another host): the kernel booted
+    directly, one qcow2 disk, no network, ``serials`` as given, marked as ours by
+    ``metadata``."""
     kvm = accel == "kvm"
     cpu = "<cpu mode='host-passthrough'/>" if kvm else "<cpu mode='maximum'/>"
     return f"""<domain type='{'kvm' if kvm else 'qemu'}'>
   <name>{escape(name)}</name>
   <metadata>
-    <pbotvm:image xmlns:pbotvm='{METADATA_NS}'>{escape(str(image.directory))}</pbotvm:image>
+    {metadata}
   </metadata>
   <memory unit='MiB'>{memory_mib}</memory>
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64'>hvm</type>
-    <kernel>{escape(str(image.kernel))}</kernel>
-    <initrd>{escape(str(image.initrd))}</initrd>
+    <kernel>{escape(kernel)}</kernel>
+    <initrd>{escape(initrd)}</initrd>
     <cmdline>{escape(KERNEL_ARGS)}</cmdline>
   </os>
   <features><acpi/></features>
@@ -110,13 +122,10 @@ def domain_xml(name: str, image: Image, paths: DomainPaths, accel: str,
     <emulator>/usr/bin/{QEMU}</emulator>
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2'/>
-      <source file={quoteattr(str(paths.overlay))}/>
+      <source file={quoteattr(disk)}/>
       <target dev='vda' bus='virtio'/>
     </disk>
-    <serial type='file'>
-      <source path={quoteattr(str(paths.console))}/>
-      <target port='0'/>
-    </serial>
+    {serials}
     <memballoon model='none'/>
   </devices>
 </domain>

@@ -31,11 +31,12 @@ from pbotvm.host.machines.guest import Guest, Say, Warm
 from pbotvm.host.machines.libvirt_domain import (
     METADATA_NS,
     SNAPSHOT_XML,
+    boot_domain_xml,
     domain_cpu_seconds,
     revert_domain,
 )
 from pbotvm.host.machines.libvirt_lines import RemoteError, lookup, one_line
-from pbotvm.host.machines.qemu import KERNEL_ARGS, QEMU, QemuError, boot
+from pbotvm.host.machines.qemu import QemuError, boot
 from pbotvm.image.build import Image
 from pbotvm.provision.layout import HEART_INDEX, SERIAL_INDEX
 
@@ -73,44 +74,14 @@ def image_volumes(image: Image) -> dict[str, tuple[Path, str]]:
 
 
 def domain_xml(name: str, build: str, kernel: str, initrd: str, overlay: str, accel: str,
-               made: set[str], memory_mib: int = 1024) -> str:
-    """A direct-kernel-boot domain without network; serial 0 is the guest's console, serials
-    ``SERIAL_INDEX`` and ``HEART_INDEX`` its lines, all ``pty`` for their console streams."""
-    kvm = accel == "kvm"
-    cpu = "<cpu mode='host-passthrough'/>" if kvm else "<cpu mode='maximum'/>"
+               made: set[str]) -> str:
+    """Serial 0 is the guest's console, serials ``SERIAL_INDEX`` and ``HEART_INDEX`` its
+    lines, all ``pty`` for their console streams; the metadata says what ``up`` made."""
     serials = "".join(f"<serial type='pty'><target port='{port}'/></serial>"
                       for port in (0, SERIAL_INDEX, HEART_INDEX))
-    return f"""<domain type='{'kvm' if kvm else 'qemu'}'>
-  <name>{escape(name)}</name>
-  <metadata>
-    <pbotvm:image xmlns:pbotvm='{METADATA_NS}'
-      made={quoteattr(json.dumps(sorted(made)))}>{escape(build)}</pbotvm:image>
-  </metadata>
-  <memory unit='MiB'>{memory_mib}</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64'>hvm</type>
-    <kernel>{escape(kernel)}</kernel>
-    <initrd>{escape(initrd)}</initrd>
-    <cmdline>{escape(KERNEL_ARGS)}</cmdline>
-  </os>
-  <features><acpi/></features>
-  {cpu}
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/{QEMU}</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file={quoteattr(overlay)}/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    {serials}
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+    metadata = (f"<pbotvm:image xmlns:pbotvm='{METADATA_NS}' "
+                f"made={quoteattr(json.dumps(sorted(made)))}>{escape(build)}</pbotvm:image>")
+    return boot_domain_xml(name, metadata, kernel, initrd, overlay, serials, accel)
 
 
 def made_by_up(dom: libvirt.virDomain) -> set[str] | None:

@@ -238,3 +238,24 @@ def test_a_cpu_bound_request_is_vm_servers_business(tmp_path: Path) -> None:
         assert sum(float(x.split("%")[0].split()[1]) > 25 for x in busy) >= 4, busy  # it burned
         assert not any(x.endswith("reverting") for x in lines), lines
         assert "control: revert" not in s.log("ptyvm")
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_each_guest_of_a_pool_is_watched_and_only_the_burning_one_reverted(
+        tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path, env={"PBOTVM_STDIN_COMMAND": "", "PBOTVM_TIMEOUT": "2",
+                                      "PBOTVM_NOREVERT": "1", "PBOTVM_HEART_STALE": "7"},
+                       guests=2)
+    with stack as s:
+        start_watchdog(s)
+        assert until(lambda: {"pbot-vm/0", "pbot-vm/1"} <= set(re.findall(
+            r"(pbot-vm/\d): first sample", s.log("vm-watchdog"))), 10), s.log("vm-watchdog")
+        assert s.ask("-lang=sh while :; do :; done").startswith("[Timed-out]")
+        reverted = until(lambda: re.findall(r"(pbot-vm/\d): reverted to snapshot 1 in",
+                                            s.log("vm-watchdog")), 15)
+        assert reverted and len(set(reverted)) == 1, s.log("vm-watchdog")
+        idle = ({"pbot-vm/0", "pbot-vm/1"} - set(reverted)).pop()
+        assert re.search(rf"{idle}: cpu [0-9.]+% over .*: no action", s.log("vm-watchdog"))
+        assert "reverting" not in s.log("vm-server")
+        assert s.ask("-lang=sh echo back") == "back"

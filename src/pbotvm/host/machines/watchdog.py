@@ -162,12 +162,17 @@ class Watchdog:
                 self._reading = None
         return f"reverted to snapshot {self.settings.snapshot} in {seconds:.2f} s"
 
-    def run(self, interval: float) -> None:
+
+
+def run(watchdogs: list[Watchdog], interval: float) -> None:
+    """Each guest's sample in turn, then the interval."""
+    for watchdog in watchdogs:
         log.info("%s: watching, a sample every %g s, reverting after two at or above %g%%",
-                 self.machine.name, interval, self.threshold)
-        while True:
-            self.tick()
-            time.sleep(interval)  # after the tick, as the original: a revert ends a sample
+                 watchdog.machine.name, interval, watchdog.threshold)
+    while True:
+        for watchdog in watchdogs:
+            watchdog.tick()
+        time.sleep(interval)  # after the ticks, as the original: a revert ends a sample
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -180,7 +185,8 @@ class Watchdog:
                    "vm-server finds (the VM that pbotvm vm up or pbotvm pty run recorded for "
                    "the machine's lines, else the libvirt domain).")
 def main(machine_name: str | None, source: str, **given: Any) -> None:
-    """Revert a machine whose guest keeps using CPU while vm-server leaves it alone.
+    """Revert a machine's guest (each of a pool's) that keeps using CPU while vm-server
+    leaves it alone.
 
     Reverts as vm-server does (PBOTVM_REVERT_COMMAND, else libvirt snapshot PBOTVM_SNAPSHOT),
     never while vm-server serves a request on the machine.
@@ -197,8 +203,10 @@ def main(machine_name: str | None, source: str, **given: Any) -> None:
         raise click.ClickException(str(e)) from None
     if found is not None:
         log.info("%s", found)
-    watchdog = Watchdog(settings, guest_for(settings, machine, source), watching["threshold"])
+    # Each guest of a pool is watched on its own: its backend, its status file, its lock.
+    watchdogs = [Watchdog(settings, guest_for(settings, guest, source), watching["threshold"])
+                 for guest in machine.members()]
     try:
-        watchdog.run(watching["interval"])
+        run(watchdogs, watching["interval"])
     except KeyboardInterrupt:
         sys.exit(0)

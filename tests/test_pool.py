@@ -160,6 +160,33 @@ def test_the_nick_served_longest_ago_goes_next() -> None:
     assert asyncio.run(scenario()) == ["B", "A", "A"]
 
 
+def test_a_turn_lost_with_its_guest_is_not_a_turn_served() -> None:
+    async def scenario() -> list[str]:
+        pool = pool_of(Guest("a"))
+        assert name(await pool.take("x", 1)) == "a"
+        # x's guest died under its request: the request is taken again before the guest is
+        # given back (its revert holds it), and nicks whose last request ended come meanwhile.
+        pool.came_to_nothing("x")
+        order: list[str] = []
+
+        async def request(who: str) -> None:
+            guest = await pool.take(who, 1)
+            assert guest is not None
+            order.append(who)
+            await asyncio.sleep(0)
+            pool.release(guest)
+
+        again = asyncio.create_task(request("x"))
+        await asyncio.sleep(0)
+        others = [asyncio.create_task(request(who)) for who in "yz"]
+        await asyncio.sleep(0)
+        pool.release(pool.guests[0])
+        await asyncio.gather(again, *others)
+        return order
+
+    assert asyncio.run(scenario()) == ["x", "y", "z"]
+
+
 def test_a_request_that_gives_up_leaves_no_guest_taken() -> None:
     async def scenario() -> str | None:
         pool = pool_of(Guest("a"))

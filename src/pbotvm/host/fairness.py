@@ -62,6 +62,10 @@ class FairQueue(Generic[T]):
         if who not in self._waiting:
             self._served.pop(who, None)
 
+    def unserve(self, who: str) -> None:
+        """``who``'s last turn came to nothing: it ranks as never served."""
+        self._served.pop(who, None)
+
     def drain(self) -> Iterator[T]:
         """Every waiting item, taken out."""
         waiting, self._waiting = self._waiting, {}

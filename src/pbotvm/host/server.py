@@ -148,6 +148,7 @@ class VmServer:
             # Nothing came of it (a dead guest's half answer is no answer): another guest
             # runs the request; this one is out of rotation until it beats again.
             state.heart.lost()
+            pool.came_to_nothing(execution.requester)
             log.info("%s: %s; the request goes to another guest of %s", state.machine.name,
                      "unreachable" if reply.unsent else "lost mid-request", pool.name)
 

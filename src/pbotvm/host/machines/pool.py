@@ -75,6 +75,12 @@ class Pool:
                 self.release(waiter.turn.result())  # handed over just as it gave up
         return None if waiter.turn.cancelled() else waiter.turn.result()
 
+    def came_to_nothing(self, who: str) -> None:
+        """``who``'s turn was lost with its guest: its request, taken again, ranks as never
+        served. Otherwise every nick whose request ended (and counts as new again) goes
+        before it, and with enough of them it waits out its time."""
+        self._waiting.unserve(who)
+
     def seize(self, guest: MachineState, who: str) -> bool:
         """Take ``guest`` at once if it is free (vm-server healing it); whether it was."""
         if guest in self._taken:

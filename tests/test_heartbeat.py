@@ -7,7 +7,9 @@ import contextlib
 
 import pytest
 
+from pbotvm.config import Machine
 from pbotvm.host.machines.heartbeat import HeartbeatMonitor
+from pbotvm.protocol import Framing
 
 
 async def beating_guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -38,8 +40,9 @@ async def answering_guest(reader: asyncio.StreamReader, writer: asyncio.StreamWr
 async def alive(guest: object, poll: bool) -> bool:
     server = await asyncio.start_server(guest, "127.0.0.1", 0)  # type: ignore[arg-type]
     async with server:
-        monitor = HeartbeatMonitor("t", "127.0.0.1", server.sockets[0].getsockname()[1], 5.0,
-                                   poll=poll)
+        monitor = HeartbeatMonitor(Machine(
+            name="t", heart=server.sockets[0].getsockname()[1],
+            framing=Framing.HEAD if poll else Framing.V2023), 5.0)
         monitor.start()
         try:
             await asyncio.sleep(0.5)

@@ -108,7 +108,7 @@ def test_a_state_dir_that_cannot_be_written_does_not_stop_serving(tmp_path: Path
     blocked.write_text("not a directory")
 
     async def serve() -> bool:
-        state = MachineState(MACHINE, HeartbeatMonitor("m", "127.0.0.1", 1), blocked)
+        state = MachineState(MACHINE, HeartbeatMonitor(Machine(name="m", heart=1)), blocked)
         pool = Pool("m", [state])
         got = await take_turn(pool, 1.0)
         give_back(pool, state)
@@ -121,7 +121,7 @@ def test_turn_revert_and_counters_are_in_the_status(tmp_path: Path) -> None:
     path = status_path(tmp_path, MACHINE)
 
     async def scenario() -> list[Status | None]:
-        state = MachineState(MACHINE, HeartbeatMonitor("m", "127.0.0.1", 1), tmp_path)
+        state = MachineState(MACHINE, HeartbeatMonitor(Machine(name="m", heart=1)), tmp_path)
         pool = Pool("m", [state])
         seen = [read_status(path)]
         assert await take_turn(pool, 1.0)
@@ -163,7 +163,7 @@ def test_the_status_tells_the_last_revert_and_the_last_hours_request_times(
     path = status_path(tmp_path, MACHINE)
 
     async def scenario() -> list[Status | None]:
-        state = MachineState(MACHINE, HeartbeatMonitor("m", "127.0.0.1", 1), tmp_path)
+        state = MachineState(MACHINE, HeartbeatMonitor(Machine(name="m", heart=1)), tmp_path)
         pool = Pool("m", [state])
         seen = [read_status(path)]
         assert await take_turn(pool, 1.0)
@@ -206,7 +206,8 @@ def test_each_heartbeat_rewrites_the_status(tmp_path: Path) -> None:
     async def scenario() -> tuple[Status | None, list[float]]:
         server = await asyncio.start_server(beating_guest, "127.0.0.1", 0)
         async with server:
-            heart = HeartbeatMonitor("m", "127.0.0.1", server.sockets[0].getsockname()[1], 5.0)
+            heart = HeartbeatMonitor(
+                Machine(name="m", heart=server.sockets[0].getsockname()[1]), 5.0)
             state = MachineState(MACHINE, heart, tmp_path)
             first = read_status(path)
             heart.start()

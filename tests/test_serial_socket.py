@@ -72,8 +72,7 @@ def test_requests_and_heartbeats_over_unix_sockets(tmp_path: Path) -> None:
                               cmdline="sh prog.sh", code="hi", id="u1")
             decoder = ResultDecoder("u1")
             channel = await exchange(machine, request, decoder)
-            monitor = HeartbeatMonitor("m", machine.addr, machine.heart, 5.0,
-                                       socket=machine.heart_socket)
+            monitor = HeartbeatMonitor(machine, 5.0)
             monitor.start()
             try:
                 assert await monitor.beat_after(0, 5)

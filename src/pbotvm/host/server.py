@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -39,7 +38,7 @@ from pbotvm.host.machines.machine_state import MachineState
 from pbotvm.host.machines.pool import Pool
 from pbotvm.host.request.vmexec import OFFLINE, Answer, Execution, PrefetchedStdin, Prepared, Reply
 from pbotvm.host.workers import Workers
-from pbotvm.protocol import Framing, requester
+from pbotvm.protocol import requester
 
 log = logging.getLogger("pbotvm.server")
 
@@ -96,11 +95,7 @@ class VmServer:
         if key not in self._machines:
             heart_key = transport.heart_name(machine)
             if heart_key not in self._hearts:
-                self._hearts[heart_key] = HeartbeatMonitor(
-                    machine.name, machine.addr, machine.heart, self.settings.stale_after,
-                    poll=machine.framing is Framing.HEAD, socket=machine.heart_socket,
-                    line=(functools.partial(transport.open_heart, machine),
-                          transport.heart_name(machine)) if machine.uri else None)
+                self._hearts[heart_key] = HeartbeatMonitor(machine, self.settings.stale_after)
                 self._hearts[heart_key].start()
             self._machines[key] = MachineState(machine, self._hearts[heart_key],
                                                self.settings.state_dir, pool)

@@ -18,28 +18,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from pbotvm.config import DEFAULT_STALE_AFTER
+from pbotvm.config import DEFAULT_STALE_AFTER, Machine
+from pbotvm.host.machines.transport import heart_name, open_heart
+from pbotvm.protocol import Framing
 
 log = logging.getLogger("pbotvm.heartbeat")
 
 RETRY_DELAY = 2.0
 BEAT_INTERVAL = 5.0
 
-Line = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
-
 
 class HeartbeatMonitor:
-    def __init__(self, name: str, addr: str, port: int,
-                 stale_after: float = DEFAULT_STALE_AFTER, *, poll: bool = False,
-                 socket: str = "", line: tuple[Line, str] | None = None) -> None:
-        self.name = name
-        self.line = line  # how to open the line and its name, used instead of the two below
-        self.poll = poll
-        self.addr = addr
-        self.port = port
-        self.socket = socket  # a Unix socket path, used instead of addr:port
+    def __init__(self, machine: Machine, stale_after: float = DEFAULT_STALE_AFTER) -> None:
+        self.machine = machine  # its heartbeat line: where it is (``transport.open_heart``)
+        self.name = machine.name
+        self.poll = machine.framing is Framing.HEAD
         self.stale_after = stale_after
         self.last_beat = 0.0  # time.monotonic() of the last beat; 0 = never
         # The line closed since the last beat: QEMU or the PTY VM is gone (a guest that
@@ -67,14 +62,7 @@ class HeartbeatMonitor:
 
     @property
     def where(self) -> str:
-        return self.line[1] if self.line else self.socket or f"{self.addr}:{self.port}"
-
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.line:
-            return await self.line[0]()
-        if self.socket:
-            return await asyncio.open_unix_connection(self.socket)
-        return await asyncio.open_connection(self.addr, self.port)
+        return heart_name(self.machine)
 
     def alive(self) -> bool:
         return (self.last_beat > 0 and not self._closed
@@ -127,7 +115,7 @@ class HeartbeatMonitor:
         failures = 0
         while True:
             try:
-                reader, writer = await self._open()
+                reader, writer = await open_heart(self.machine)
             except OSError as e:
                 # One line when the guest goes away, then one a minute: not one per retry.
                 if failures % 30 == 0:

@@ -24,7 +24,7 @@ from bench.vm import PING, repeat, report, run_program
 from pbotvm.config import HostSettings, Machine
 from pbotvm.host import warmup
 from pbotvm.host.machines import libvirt_domain as ld
-from pbotvm.host.machines import libvirt_remote
+from pbotvm.host.machines.libvirt_remote import RemoteGuest
 from pbotvm.host.machines.transport import connect
 from pbotvm.image.build import build
 from pbotvm.provision.profiles import MINIMAL
@@ -84,8 +84,8 @@ def main() -> None:
             await asyncio.gather(
                 ld.up(image, settings, here, ld.DomainPaths(Path(tmp) / "lv"), env,
                       warmup.for_image(image, print)),
-                libvirt_remote.up(there, image, settings, env, warmup.for_image(image, print),
-                                  print))
+                RemoteGuest(there, settings, env).up(image, warmup.for_image(image, print),
+                                                     print))
             await measure({"unix socket": here, "libvirt stream": there}, args.n, args.gap)
 
         asyncio.run(up())

@@ -323,5 +323,5 @@ def test_vm_server_finds_the_pool_libvirt_up_started(tmp_path: Path) -> None:
                     "pbot-vm-2")
     assert [(guest.serial, guest.heart, guest.cid) for guest in pool] == [
         (5555, 5556, 7), (5557, 5558, 8), (5559, 5560, 9)]
-    libvirt_domain.forget_pool(state)
+    libvirt_domain.record_pool(state, [])
     assert with_recorded_guests(plain, env) == (plain, None)

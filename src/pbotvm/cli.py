@@ -363,9 +363,9 @@ def _libvirt_guests(count: int = 1, uri: str | None = None) -> list[Guest]:
     recorded = recorded_pool(settings.state_dir)
     if uri is not None:
         others = [guest for guest in recorded if guest.uri != uri]
+        first = len(others) or 1  # guest 0 is this host's own domain
         there = [guest for guest in recorded if guest.uri == uri] or [
-            replace(nth_guest(machine, index), uri=uri)
-            for index in range(len(others) or 1, (len(others) or 1) + count)]
+            replace(nth_guest(machine, index), uri=uri) for index in range(first, first + count)]
         return [RemoteGuest(guest, settings, os.environ) for guest in there]
     lines = [guest for guest in recorded if not guest.uri] or [
         nth_guest(machine, index) if count > 1 else machine for index in range(count)]

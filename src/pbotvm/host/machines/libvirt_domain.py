@@ -143,15 +143,21 @@ def _lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
         raise
 
 
-def is_ours(dom: libvirt.virDomain) -> bool:
+def made_by_up(dom: libvirt.virDomain) -> set[str] | None:
+    """What the ``up`` that defined this domain made beside it (on another host: volume
+    names, "" for the storage pool; here nothing); None when the domain is not ours."""
     import libvirt
 
     try:
-        dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS,
-                     libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS,
+                            libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     except libvirt.libvirtError:
-        return False
-    return True
+        return None
+    return set(json.loads(ET.fromstring(text).get("made", "[]")))
+
+
+def is_ours(dom: libvirt.virDomain) -> bool:
+    return made_by_up(dom) is not None
 
 
 def _remove(dom: libvirt.virDomain) -> None:
@@ -477,7 +483,3 @@ def recorded_pool(state_dir: Path) -> list[Machine]:
                 for entry in entries]
     except (OSError, ValueError, TypeError, KeyError):
         return []
-
-
-def forget_pool(state_dir: Path) -> None:
-    (state_dir / "libvirt" / POOL_RECORD).unlink(missing_ok=True)

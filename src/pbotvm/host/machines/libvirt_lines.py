@@ -402,4 +402,4 @@ def with_domain(uri: str, domain: str, fn: Callable[[libvirt.virDomain], T]) -> 
         except libvirt.libvirtError as e:
             raise RemoteError(f"libvirt {uri}, domain {domain}: {one_line(e)}") from None
 
-    return _the_events().submit(in_thread).result()
+    return run(in_thread)

@@ -33,6 +33,7 @@ from pbotvm.host.machines.libvirt_domain import (
     SNAPSHOT_XML,
     boot_domain_xml,
     domain_cpu_seconds,
+    made_by_up,
     revert_domain,
 )
 from pbotvm.host.machines.libvirt_lines import RemoteError, lookup, one_line
@@ -82,19 +83,6 @@ def domain_xml(name: str, build: str, kernel: str, initrd: str, overlay: str, ac
     metadata = (f"<pbotvm:image xmlns:pbotvm='{METADATA_NS}' "
                 f"made={quoteattr(json.dumps(sorted(made)))}>{escape(build)}</pbotvm:image>")
     return boot_domain_xml(name, metadata, kernel, initrd, overlay, serials, accel)
-
-
-def made_by_up(dom: libvirt.virDomain) -> set[str] | None:
-    """What ``up`` made for this domain (volume names; "" for the pool); None when the domain
-    is not ours."""
-    import libvirt
-
-    try:
-        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS,
-                            libvirt.VIR_DOMAIN_AFFECT_CONFIG)
-    except libvirt.libvirtError:
-        return None
-    return set(json.loads(ET.fromstring(text).get("made", "[]")))
 
 
 def choose_accel(conn: libvirt.virConnect, env: Mapping[str, str]) -> str:
@@ -178,13 +166,9 @@ def _define(uri: str, machine: Machine, image: Image, volumes: dict[str, str], a
     import libvirt
 
     conn = libvirt_lines.host(uri).connection()
-    try:
-        old = conn.lookupByName(machine.domain)
-    except libvirt.libvirtError:
-        old = None
+    old = _ours(conn, uri, machine.domain, _NOT_OURS_UP)
     inherited: set[str] = set()
     if old is not None:
-        _refuse_foreign(uri, machine.domain)
         # What its `up` made and this one uses stays, and is this domain's to remove.
         inherited = _remove(conn, old, uri, keep=set(volumes) | {""})
     pool = _pool(conn, uri)
@@ -242,8 +226,8 @@ def _remove(conn: libvirt.virConnect, dom: libvirt.virDomain, uri: str,
         return kept
     with contextlib.suppress(libvirt.libvirtError):
         pool.storageVolLookupByName(f"{name}.qcow2").delete(0)
-    used = "".join(other.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-                   for other in conn.listAllDomains())
+    others = conn.listAllDomains()
+    used = "".join(other.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) for other in others)
     for volume in sorted(made - {""}):
         try:
             vol = pool.storageVolLookupByName(volume)
@@ -252,7 +236,7 @@ def _remove(conn: libvirt.virConnect, dom: libvirt.virDomain, uri: str,
         if vol.path() not in used and not _backs_another(pool, vol.path()):
             vol.delete(0)
     if "" in made and not pool.listVolumes() and not any(
-            made_by_up(other) for other in conn.listAllDomains()):
+            made_by_up(other) is not None for other in others):
         if pool.isActive():
             pool.destroy()
         pool.delete(0)
@@ -269,8 +253,9 @@ def _backs_another(pool: libvirt.virStoragePool, path: str) -> bool:
 
 
 async def up(machine: Machine, image: Image, settings: HostSettings, env: Mapping[str, str],
-             warm: Warm, say: Say) -> tuple[float, float, float]:
-    """Bring the guest up on its host; boot, warm-up and snapshot seconds."""
+             alive: Callable[[], bool], warm: Warm, say: Say) -> tuple[float, float, float]:
+    """Bring the guest up on its host (``alive``: whether its VM runs); boot, warm-up and
+    snapshot seconds."""
     import libvirt
 
     uri, name = machine.uri, machine.domain
@@ -290,12 +275,6 @@ async def up(machine: Machine, image: Image, settings: HostSettings, env: Mappin
         raise LibvirtError(f"libvirt {uri}: {one_line(e)}") from None
     say(f"domain {name} started on {uri} ({accel}); waiting for the guest's heartbeat")
 
-    def alive() -> bool:
-        try:
-            return libvirt_lines.with_domain(uri, name, lambda dom: bool(dom.isActive()))
-        except RemoteError:
-            return False
-
     try:
         booted, warmed = await boot(machine, alive, Path(os.devnull), begun, warm, say)
         await libvirt_lines.call(lambda: lookup(uri, name).snapshotCreateXML(
@@ -309,29 +288,34 @@ async def up(machine: Machine, image: Image, settings: HostSettings, env: Mappin
     return booted - begun, warmed - booted, time.monotonic() - warmed
 
 
-def _refuse_foreign(uri: str, name: str) -> None:
+_NOT_OURS_UP = "exists and was not defined by pbotvm; name the guests otherwise (PBOTVM_DOMAIN)"
+_NOT_OURS_DOWN = "was not defined by pbotvm; not touching it"
+
+
+def _ours(conn: libvirt.virConnect, uri: str, name: str,
+          refusal: str) -> libvirt.virDomain | None:
+    """Our domain of that name there, or None; LibvirtError (``refusal``) when someone
+    else's has the name."""
     import libvirt
 
-    try:
-        dom = libvirt_lines.host(uri).connection().lookupByName(name)
-    except libvirt.libvirtError:
-        return
-    if made_by_up(dom) is None:
-        raise LibvirtError(f"libvirt {uri}: domain {name} exists and was not defined by "
-                           "pbotvm; name the guests otherwise (PBOTVM_DOMAIN)")
-
-
-def _remove_named(uri: str, name: str) -> bool:
-    import libvirt
-
-    conn = libvirt_lines.host(uri).connection()
     try:
         dom = conn.lookupByName(name)
     except libvirt.libvirtError:
-        return False
+        return None
     if made_by_up(dom) is None:
-        raise LibvirtError(f"libvirt {uri}: domain {name} was not defined by pbotvm; "
-                           "not touching it")
+        raise LibvirtError(f"libvirt {uri}: domain {name} {refusal}")
+    return dom
+
+
+def _refuse_foreign(uri: str, name: str) -> None:
+    _ours(libvirt_lines.host(uri).connection(), uri, name, _NOT_OURS_UP)
+
+
+def _remove_named(uri: str, name: str) -> bool:
+    conn = libvirt_lines.host(uri).connection()
+    dom = _ours(conn, uri, name, _NOT_OURS_DOWN)
+    if dom is None:
+        return False
     _remove(conn, dom, uri)
     return True
 
@@ -358,8 +342,8 @@ class RemoteGuest(Guest):
         if image is None:
             raise LibvirtError("a libvirt domain boots an image: build one with "
                                "`pbotvm image build`")
-        booted, warmed, snapshot = await up(self.lines, image, self.settings, self.env, warm,
-                                            say)
+        booted, warmed, snapshot = await up(self.lines, image, self.settings, self.env,
+                                            self.running, warm, say)
         return (f"domain {self.lines.domain} on {self.lines.uri}, lines over libvirt streams, "
                 f"boot {booted:.2f} s, warm-up {warmed:.2f} s, snapshot {snapshot:.2f} s")
 

@@ -113,7 +113,6 @@ class Pool:
             self._taken[guest] = who
             waiter.turn.set_result(guest)
 
-
     def _placement(self, guest: MachineState) -> tuple[float, float]:
         host = _host(guest)
         busy = sum(1 for taken in self._taken if _host(taken) == host)

@@ -163,7 +163,6 @@ class Watchdog:
         return f"reverted to snapshot {self.settings.snapshot} in {seconds:.2f} s"
 
 
-
 def run(watchdogs: list[Watchdog], interval: float) -> None:
     """Each guest's sample in turn, then the interval."""
     for watchdog in watchdogs:

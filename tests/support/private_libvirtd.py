@@ -21,6 +21,7 @@ from pathlib import Path
 from pbotvm import procs
 from pbotvm.host.machines.devices import LibvirtError, connect
 from pbotvm.provision.setup_guest import has_user
+from tests.support.started import Started
 
 LIBVIRTD_CONF = """\
 unix_sock_dir = "{sock}"
@@ -67,7 +68,7 @@ def with_user(passwd: str, group: str, name: str = QEMU_USER, uid: int = 64055) 
             group.rstrip("\n") + f"\n{name}:x:{uid}:\n")
 
 
-class PrivateLibvirtd:
+class PrivateLibvirtd(Started):
     def __init__(self, root: Path, *, stock: bool = False) -> None:
         self.root = root
         self.stock = stock
@@ -130,14 +131,3 @@ class PrivateLibvirtd:
         if self._proc is not None:
             procs.terminate(self._proc)
         self._proc = None
-
-    def __enter__(self) -> PrivateLibvirtd:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from pbotvm import procs
 from tests.support.stack import free_port
+from tests.support.started import Started
 
 SSHD = "/usr/sbin/sshd"
 
@@ -54,7 +55,7 @@ exec /usr/bin/ssh -F none -o UserKnownHostsFile={known_hosts} \\
 """
 
 
-class Sshd:
+class Sshd(Started):
     """``sshd -D`` on 127.0.0.1 and a free port; root logs in with the key ``client_key``."""
 
     def __init__(self, root: Path) -> None:
@@ -152,14 +153,3 @@ class Sshd:
             self._proc.kill()
             self._proc.wait()
         self._proc = None
-
-    def __enter__(self) -> Sshd:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

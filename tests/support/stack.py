@@ -15,9 +15,9 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Self
 
 from pbotvm import procs
+from tests.support.started import Started
 
 BIN = Path(sys.executable).parent
 
@@ -53,7 +53,7 @@ def port_free(port: int, addr: str = "127.0.0.1") -> bool:
     return True
 
 
-class LocalStack:
+class LocalStack(Started):
     """PTY VMs (``guests`` of them: more than one makes the machine a pool, which vm-server
     reverts through each PTY VM's record), vm-server, and vm-client to ask."""
 
@@ -180,17 +180,6 @@ class LocalStack:
         # Every process started, the last first (a vm-watchdog a test added was left running).
         for name in reversed(list(self._procs)):
             self.stop_process(name)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class QemuStack(LocalStack):

@@ -38,10 +38,19 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
 
 
-def throughput(stack: LocalStack, *, seconds: float, clients: int = 8, wait: str = "") -> float:
+def cpu_times() -> tuple[int, int]:
+    """(busy, all) jiffies of this machine's CPUs together, from /proc/stat."""
+    fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)  # idle and iowait are not busy
+
+
+def throughput(stack: LocalStack, *, seconds: float, clients: int = 8, wait: str = "",
+               busy: list[float] | None = None) -> float:
     """Answers per second, ``clients`` asking one after another for ``seconds``; ``wait`` is
     a command each request runs first (``sleep 0.2``: a request the guest waits on, not one
-    this machine's CPUs are busy with)."""
+    this machine's CPUs are busy with). ``busy`` gets the share of the CPUs' time that was
+    busy meanwhile (1.0: every core all the time), which tells whether the guests or the
+    machine were the limit."""
     deadline = time.monotonic() + seconds
     done = [0] * clients
     first = f"{wait}; " if wait else ""
@@ -53,10 +62,14 @@ def throughput(stack: LocalStack, *, seconds: float, clients: int = 8, wait: str
             n += 1
         done[k] = n
 
-    start = time.monotonic()
+    start, (busy_before, all_before) = time.monotonic(), cpu_times()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
-    return sum(done) / (time.monotonic() - start)
+    rate = sum(done) / (time.monotonic() - start)
+    busy_after, all_after = cpu_times()
+    if busy is not None:
+        busy.append((busy_after - busy_before) / max(1, all_after - all_before))
+    return rate
 
 
 def storm(stack: LocalStack, *, seconds: float,
@@ -143,11 +156,13 @@ def main() -> None:
     for wait in ("", "sleep 0.2"):
         base = 0.0
         for guests in (1, 2, 4):
+            busy: list[float] = []
             rate = measured(guests, functools.partial(throughput, seconds=args.seconds,
-                                                      wait=wait))
+                                                      wait=wait, busy=busy))
             base = base or rate
             print(f"sh {wait + '; ' if wait else ''}echo, {guests} PTY guest(s), 8 clients: "
-                  f"{rate:.1f} answers/s ({rate / base:.2f}x one guest)", flush=True)
+                  f"{rate:.1f} answers/s ({rate / base:.2f}x one guest), CPUs "
+                  f"{busy[0]:.0%} busy", flush=True)
     for guests in (1, 2):
         (quiet, quiet_max, _, _), (stormy, stormy_max, refused, asked) = (
             measured(guests, functools.partial(storm, seconds=args.seconds, stormy=stormy),

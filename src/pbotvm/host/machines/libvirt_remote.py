@@ -3,7 +3,10 @@ its libvirt daemon alone: nothing is copied by scp and no port of ours is opened
 
 - The image goes there by libvirt's storage API: its kernel, initrd and disk become volumes of
   a storage pool ``pbotvm`` (made, as a directory under libvirt's images, when the host has
-  none), named after the image's build, so a host that has them is not sent them again.
+  none), named after the image's build, so a host that has them is not sent them again. A
+  marker volume (``<build>-uploaded``) is made once all three are whole: an upload cut short
+  (its connection lost, its process killed) leaves no marker, and the next ``up`` sends them
+  again instead of booting a truncated disk.
 - Each guest gets an overlay volume on the disk, and a domain whose serial ports are ``pty``
   devices: the guest's lines are those ports' console streams (``libvirt_lines``).
 - Each domain's metadata says which volumes and pool that ``up`` made; ``down`` removes its
@@ -65,6 +68,9 @@ def volume_xml(name: str, capacity: int, fmt: str, backing: str | None = None) -
             f"<target><format type='{fmt}'/></target>{back}</volume>")
 
 
+_UPLOADED = "-uploaded"  # the suffix of a build's marker volume
+
+
 def image_volumes(image: Image) -> dict[str, tuple[Path, str]]:
     """The volumes an image becomes, by name: each one's local file and format. The name
     carries the build's (``full-<hash>``), so a volume of that name has that content."""
@@ -72,6 +78,11 @@ def image_volumes(image: Image) -> dict[str, tuple[Path, str]]:
     return {f"{build}-vmlinuz": (image.kernel, "raw"),
             f"{build}-initrd.img": (image.initrd, "raw"),
             f"{build}-disk.qcow2": (image.disk, "qcow2")}
+
+
+def uploaded_marker(image: Image) -> str:
+    """The volume whose presence says the image's volumes were uploaded whole."""
+    return image.directory.name + _UPLOADED
 
 
 def domain_xml(name: str, build: str, kernel: str, initrd: str, overlay: str, accel: str,
@@ -129,28 +140,31 @@ def _upload(conn: libvirt.virConnect, vol: libvirt.virStorageVol, path: Path) ->
 
 
 def _ensure_image(uri: str, image: Image, say: Say) -> dict[str, str]:
-    """In the libvirt thread: the image's volumes on the host (uploaded unless there);
-    their paths there by name."""
+    """In the libvirt thread: the image's volumes on the host (uploaded unless all are there
+    whole); their paths there by name."""
     import libvirt
 
     conn = libvirt_lines.host(uri).connection()
     pool = _pool(conn, uri)
-    paths = {}
-    for name, (path, fmt) in image_volumes(image).items():
-        try:
-            vol = pool.storageVolLookupByName(name)
-        except libvirt.libvirtError:
+    volumes, marker = image_volumes(image), uploaded_marker(image)
+    present = set(pool.listVolumes())
+    if marker not in present or not present >= set(volumes):
+        for name in sorted((set(volumes) | {marker}) & present):
+            pool.storageVolLookupByName(name).delete(0)  # what an upload cut short left
+        for name, (path, fmt) in volumes.items():
             say(f"uploading {path.name} ({path.stat().st_size >> 20} MiB) to {uri} as volume "
                 f"{POOL}/{name}")
             vol = pool.createXML(volume_xml(name, path.stat().st_size, fmt), 0)
             try:
                 _upload(conn, vol, path)
             except BaseException:
-                vol.delete(0)
+                with contextlib.suppress(libvirt.libvirtError):  # the connection may be gone
+                    vol.delete(0)
                 raise
             _made.setdefault(uri, set()).add(name)
-        paths[name] = vol.path()
-    return paths
+        pool.createXML(volume_xml(marker, 0, "raw"), 0)
+        _made.setdefault(uri, set()).add(marker)
+    return {name: pool.storageVolLookupByName(name).path() for name in volumes}
 
 
 def _virtual_size(disk: Path) -> int:
@@ -228,13 +242,20 @@ def _remove(conn: libvirt.virConnect, dom: libvirt.virDomain, uri: str,
         pool.storageVolLookupByName(f"{name}.qcow2").delete(0)
     others = conn.listAllDomains()
     used = "".join(other.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) for other in others)
-    for volume in sorted(made - {""}):
+    markers = {volume for volume in made if volume.endswith(_UPLOADED)}
+    for volume in sorted(made - markers - {""}):
         try:
             vol = pool.storageVolLookupByName(volume)
         except libvirt.libvirtError:
             continue
         if vol.path() not in used and not _backs_another(pool, vol.path()):
             vol.delete(0)
+    left = set(pool.listVolumes())
+    for marker in markers & left:
+        # A marker goes with the last of its build's volumes.
+        image = Image(Path(marker.removesuffix(_UPLOADED)))
+        if not left & set(image_volumes(image)):
+            pool.storageVolLookupByName(marker).delete(0)
     if "" in made and not pool.listVolumes() and not any(
             made_by_up(other) is not None for other in others):
         if pool.isActive():

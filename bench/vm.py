@@ -141,6 +141,10 @@ async def bench_programs(machine: Machine, n: int, gap: float = 0.0) -> None:
                                ("C enum (program)", "enum e { A, B } v = B; v",
                                 "no output: v = B"),
                                ("C ptype (program)", "int x = 5; ptype(x);", "x = int"),
+                               ("C string (program)", 'char *s = "hi"; s',
+                                "no output: s = 0x"),
+                               ("C pointer (program)", "int x = 5; int *p = &x; p",
+                                "no output: p = (int *) 0x"),
                                ("C array (gdb)", "int a[2] = {1, 2}; a", "no output: a = {1, 2}"),
                                ("C crash (gdb)", "int *p = 0; *p = 1;",
                                 "Program received signal SIGSEGV")):

@@ -3,9 +3,13 @@ program is built from, and the printer's record (pure; the runs are in test_cfam
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from pbotvm.guest.cfamily import last_value
+from pbotvm.guest.cfamily import elf_symbols, last_value
 from pbotvm.guest.cfamily.last_value import Mode, Program, Site, Value
 
 MAIN = ("#include <prelude.h>\n\nint main(int argc, char *argv[])\n{\n{decls}\n    {line}\n"
@@ -92,10 +96,20 @@ def test_a_print_in_a_string_or_a_comment_is_no_print() -> None:
     assert program is not None and program.sites == (Site(Mode.PRINT, "1 + 1"),)
 
 
+def test_a_pointer_named_alone_is_printed() -> None:
+    program = last_value.program(code("print_last_statement(s);", "    char *s = \"hi\";"))
+    assert program is not None and program.sites == (Site(Mode.LAST, "s"),)
+    assert "__pbotvm_value(0, 0, __pbotvm_xs(s), 12, " in program.source
+    # argv, declared as main's ``char *argv[]``, is a pointer too
+    assert last_value.program(code("print_last_statement(argv);")) is not None
+    # not through arithmetic: gdb prints the string from its own sum
+    assert last_value.program(code("print_last_statement(s + 1);",
+                                   "    char *s = \"hi\";")) is None
+
+
 @pytest.mark.parametrize("source", [
     code("puts(\"hi\");"),  # nothing to print
     code("print_last_statement(1 + 1);", "    size_t x = 5;\n    ptype(x);"),  # gdb runs anyway
-    code("print_last_statement(1 + 1);", "    char *s = \"hi\";\n    print(s);"),
     code("print(x, y);", "    int x = 1, y = 2;"),
     code("if (print(x), 1) puts(\"\");", "    int x = 1;"),  # not a statement
     code("print_last_statement(c);", "    wchar_t c = L'a';"),  # gdb: 97 L'a'
@@ -103,7 +117,6 @@ def test_a_print_in_a_string_or_a_comment_is_no_print() -> None:
     code("print_last_statement(f(1));"),
     # declared as what it cannot print: not worth a compile
     code("print_last_statement(a);", "    int a[3] = {1, 2, 3};"),
-    code("print_last_statement(s);", "    char *s = \"hi\";"),
     code("print_last_statement(p);", "    int x, * const p = &x;"),
     code("print_last_statement(v);", "    struct { int a; } v = {1};"),
     code("print_last_statement(v);", "    struct S v;"),
@@ -159,3 +172,81 @@ def test_a_printer_that_declined_or_a_broken_record(data: bytes) -> None:
 
 def test_no_record_at_all_is_no_value() -> None:
     assert last_value.read_values(b"") == []
+
+
+# The maps lines a PIE program run without address randomisation has.
+_EXE = "555555554000-555555556000 r--p 00000000 08:01 1234 /home/vm/w/prog"
+_RODATA = "555555558000-555555559000 r--p 00004000 08:01 1234 /home/vm/w/prog"
+_STACK = "7ffffffde000-7ffffffff000 rw-p 00000000 00:00 0 [stack]"
+_HEAP = "555555570000-555555591000 rw-p 00000000 00:00 0 [heap]"
+_LIBC = "7ffff7c00000-7ffff7c28000 r--p 00000000 08:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6"
+# .rodata at 0x4000 (0x30 bytes) with one symbol, _IO_stdin_used (4 bytes at 0x4000)
+_SYMBOLS = elf_symbols.Program(0, ((0x4000, 0x4030, 16),), ((0x4000, 4, 16),))
+
+
+def _record(type_name: str, address: int, line: str, data: str) -> str:
+    return f"*{type_name}|{address:x}|{_EXE}|{line}|{data}"
+
+
+@pytest.mark.parametrize(("record", "shown"), [
+    (_record("char *", 0x555555558011, _RODATA, b"hi\0".hex()), '0x555555558011 "hi"'),
+    (_record("const char *", 0x555555558011, _RODATA, b"\0".hex()), '0x555555558011 ""'),
+    (_record("unsigned char *", 0x7fffffffe390, _STACK, b"ab\0\0".hex()),
+     '(unsigned char *) 0x7fffffffe390 "ab"'),
+    (_record("int *", 0x7fffffffe394, _STACK, "-"), "(int *) 0x7fffffffe394"),
+    (_record("void *", 0x555555572760, _HEAP, "-"), "(void *) 0x555555572760"),
+    (_record("int *", 0, "", "-"), "(int *) 0x0"),
+    (_record("char *", 0, "", "-"), "0x0"),
+    (_record("char **", 0, "", "-"), "(char **) 0x0"),
+    (_record("int *", 1, "", "-"), "(int *) 0x1"),
+    (_record("char *", 1, "", "!"), "0x1 <error: Cannot access memory at address 0x1>"),
+    (_record("char *", 0x555555558011, _RODATA, b'a\tb"c\\\0'.hex()),
+     '0x555555558011 "a\\tb\\"c\\\\"'),
+    (_record("char *", 0x555555558011, _RODATA, b"aaaaaaaaaa\0".hex()),
+     '0x555555558011 "aaaaaaaaaa"'),
+    # gdb's 200 characters, and "..." only when the string goes on after them
+    (_record("char *", 0x555555572760, _HEAP, (bytes(range(65, 75)) * 20 + b"\0").hex()),
+     '0x555555572760 "' + "ABCDEFGHIJ" * 20 + '"'),
+    (_record("char *", 0x555555572760, _HEAP, (bytes(range(65, 75)) * 20 + b"K").hex()),
+     '0x555555572760 "' + "ABCDEFGHIJ" * 20 + '"...'),
+])
+def test_a_pointer_as_gdb_prints_it(record: str, shown: str) -> None:
+    assert last_value.pointer_text(record, lambda: _SYMBOLS) == shown
+
+
+@pytest.mark.parametrize("record", [
+    _record("int *", 0x555555558000, _RODATA, "-"),  # _IO_stdin_used: gdb says <…>
+    _record("int *", 0x7ffff7c00010, _LIBC, "-"),  # a library's: its symbols
+    _record("char *", 0x555555558011, _RODATA, b"aaaaaaaaaaa\0".hex()),  # <repeats 11 times>
+    _record("char *", 0x555555558011, _RODATA, "c3a900"),  # not ASCII
+    _record("char *", 0x555555558011, _RODATA, "1b00"),  # an escape byte: \033 after MI
+    _record("char *", 0x555555558011, _RODATA, b"ab".hex()),  # memory ends first
+    _record("char *", 0x555555558011, _RODATA, "!"),  # mapped, yet unreadable
+    "*char *|zz|||-", "*char *|1|-",  # not a record
+])
+def test_a_pointer_left_to_gdb(record: str) -> None:
+    assert last_value.pointer_text(record, lambda: _SYMBOLS) is None
+
+
+def test_a_pointer_into_the_program_needs_its_symbols() -> None:
+    record = _record("char *", 0x555555558011, _RODATA, b"hi\0".hex())
+    assert last_value.pointer_text(record, lambda: None) is None
+
+
+def test_the_program_s_symbols(tmp_path: Path) -> None:
+    """gdb names an address a symbol covers, or one after a label; not one between."""
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler")
+    (tmp_path / "p.c").write_text("int g[4] = {1};\nstatic const char t[] = \"hi\";\n"
+                                  "int main(void) { return g[0] + t[0]; }\n")
+    subprocess.run(["cc", "-O0", "-o", str(tmp_path / "p"), str(tmp_path / "p.c")],
+                   check=True)
+    program = elf_symbols.read(tmp_path / "p")
+    assert program is not None and program.first_load == 0
+    symbols = {line.split()[-1]: int(line.split()[0], 16) for line in subprocess.run(
+        ["nm", str(tmp_path / "p")], check=True, capture_output=True,
+        text=True).stdout.splitlines() if len(line.split()) == 3}
+    assert program.may_name(symbols["g"]) and program.may_name(symbols["g"] + 12)
+    assert program.may_name(symbols["t"] + 2)
+    assert not program.may_name(0)  # in no section
+    assert elf_symbols.read(tmp_path / "p.c") is None

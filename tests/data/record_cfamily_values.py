@@ -1,5 +1,6 @@
-"""Record, from a running original, its replies to last statements of every scalar type (not
-a test): the rows of tests/data/cfamily_values.json, which test_cfamily_values asks of ours.
+"""Record, from a running original, its replies to last statements of every scalar type and
+of pointers (not a test): the rows of tests/data/cfamily_values.json, which
+test_cfamily_values asks of ours.
 
     PBOT_GIT=… sudo -E ../shared/tools/original/up
     .venv/bin/python tests/data/record_cfamily_values.py > tests/data/cfamily_values.json
@@ -164,6 +165,34 @@ CASES: list[tuple[str, str]] = [
     ("whatis_double_pointer_sum", "double d = 1, *p = &d; whatis(p + 1); puts(\"-\");"),
     ("ptype_parameter",
      "void f(unsigned short u) { ptype(u); } int main(void) { f(1); return 0; }"),
+    # pointers, and the strings at char pointers (2026-12-07)
+    ('string_pointer', 'char *s = "hi"; s'),
+    ('string_escapes', 'char *s = "a\\tb\\"c\\\\"; s'),
+    ('string_controls', 'char *s = "x\\ay\\bz\\fw\\rv\\vq\\n"; s'),
+    ('string_single_quote', 'char *s = "it\'s"; s'),
+    ('print_string', 'char *s = "a b"; print(s);'),
+    ('string_empty', 'char *s = ""; s'),
+    ('string_ten_same', 'char *s = "aaaaaaaaaa"; s'),
+    ('string_on_heap_200', "char *s = malloc(300); "
+     "for (int i = 0; i < 200; i++) s[i] = 'a' + i % 26; s[200] = 0; s"),
+    ('string_on_heap_250', "char *s = malloc(300); "
+     "for (int i = 0; i < 250; i++) s[i] = 'a' + i % 26; s[250] = 0; s"),
+    ('string_on_stack', 'char buf[8] = "ab"; char *p = buf; p'),
+    ('null_char_pointer', 'char *s = 0; s'),
+    ('null_int_pointer', 'int *p = 0; p'),
+    ('null_pointer_pointer', 'char **pp = 0; pp'),
+    ('void_pointer_heap', 'void *p = malloc(4); p'),
+    ('int_pointer_stack', 'int x = 4; int *p = &x; p'),
+    ('const_int_pointer', 'int x = 4; const int *p = &x; p'),
+    ('unsigned_char_pointer', 'unsigned char *u = (unsigned char *) "hi"; u'),
+    ('signed_char_pointer', 'signed char *s = (signed char *) "hi"; s'),
+    ('const_char_pointer', 'const char *s = "hi"; s'),
+    ('unreadable_char_pointer', 'char *s = (char *) 1; s'),
+    ('unreadable_int_pointer', 'int *p = (int *) 1; p'),
+    ('double_pointer_stack', 'double d = 1; double *p = &d; p'),
+    ('argv', 'argv'),
+    ('print_pointer', 'int x = 4; int *p = &x; print(p);'),
+    ('pointer_then_value', 'int x = 4; int *p = &x; print(p); x'),
     # gdb's answer, whatever the program could print
     ("signed_overflow", "int x = 2147483647; x + 1"),
     ("clang_unsigned_wraps", "-lang=clang unsigned u = 0; u - 1"),
@@ -192,6 +221,14 @@ CASES: list[tuple[str, str]] = [
     ("shift", "int x = 1; x << 3"),
     ("char_literal", "'a'"),
     ("hex_literal", "0x10 + 1"),
+    # a pointer gdb names, or a string it shows otherwise (2026-12-07)
+    ('global_pointer', 'static int g = 3; int *p = &g; p'),
+    ('string_pointer_sum', 'const char *s = "hi"; s + 1'),
+    ('string_eleven_same', 'char *s = "aaaaaaaaaaa"; s'),
+    ('string_utf8', 'char *s = "\\xc3\\xa9"; s'),
+    ('string_escape_byte', 'char *s = "\\033[1m"; s'),
+    ('string_in_static_array', 'static const char msg[] = "hi"; const char *p = msg; p'),
+    ('function_pointer', 'int (*f)(void) = 0; f'),
 ]
 
 
@@ -204,7 +241,8 @@ def ask(name: str, code: str) -> str:
 def main() -> None:
     rows = [{"name": name, "code": code, "reply": ask(name, code)} for name, code in CASES]
     json.dump({"about": "Replies of the original (620ebe0e, Perl host and guest on PTYs) to "
-               "last statements of each scalar type; recorded by record_cfamily_values.py.",
+               "last statements of each scalar type and of pointers; recorded by "
+               "record_cfamily_values.py.",
                "rows": rows}, sys.stdout, indent=1, ensure_ascii=False)
     sys.stdout.write("\n")
 

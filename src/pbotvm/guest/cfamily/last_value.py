@@ -6,24 +6,32 @@ original's gdb printed ``no output: 1 + 1 = 2`` when the program had printed not
 prelude.h's ``print(x)`` and ``dump(x)`` it printed ``x = 5`` where the program was. gdb cost
 most of such an answer (about 2 s of 3 in a TCG guest). Where the program can be shown to
 print each value as gdb's ``print`` does, each of those places becomes a call of a small
-printer appended to the source, and the program runs directly. It answers for scalars only
-(the integer types, ``char`` as ``97 'a'``, ``_Bool``, ``float`` and ``double`` but NaN, and a
-variable of an enum as its enumerator's name), and for the types ``whatis(x)`` and
-``ptype(x)`` show when they are made of basic type words alone (``type_names``); for anything
-else it declines and the request goes to gdb as before. Pointers and strings stay with gdb:
-their values are addresses, and the printer's program lays out its data elsewhere than the one
-gdb runs (a ``char *`` to a literal was 0x55555555a022 in the one, 0x555555558045 in the
-other).
+printer appended to the source, and the program runs directly. It answers for scalars (the
+integer types, ``char`` as ``97 'a'``, ``_Bool``, ``float`` and ``double`` but NaN, and a
+variable of an enum as its enumerator's name), for a variable that is a pointer of a basic
+type (``(int *) 0x7fffffffe394``; a ``char *`` with its string, ``0x555555558043 "hi"``), and
+for the types ``whatis(x)`` and ``ptype(x)`` show when they are made of basic type words alone
+(``type_names``); for anything else it declines and the request goes to gdb as before.
+
+A pointer's address is the one in the program that ran. It is not the original's (our quick
+compile links with gold), nor the one gdb's program would have had (the printer moves the
+program's data): as with any program that prints an address, it holds for that run. The
+printer records the line of ``/proc/self/maps`` that holds it, so that gdb keeps every
+address it would name (``<g>``: a symbol of the program, ``elf_symbols``, or a library's),
+and the bytes a ``char *`` points at, read through a pipe (an unreadable address gives gdb's
+``<error: Cannot access memory…>``); gdb's string rules (200 characters, ``<repeats N
+times>`` beyond 10 alike, escapes) are kept where they are plain and left to gdb otherwise.
 
 What keeps the two the same:
 * the statement is plain arithmetic on variables and decimal literals (``sizeof`` of a basic
-  type too): no calls, casts, pointers, strings, assignments, shifts (gdb and C differ on
-  shift counts past the width), arithmetic on a ``_Bool`` (gdb refuses it) or macros (gdb
-  expands them too, but into anything: the program reports the statement as its
-  preprocessor expanded it, and an expansion is refused). A name the compiler sees as a
-  constant (an enumerator: gdb prints its name, and types it as its enum) is refused, as is
-  a name of enum type, and a variable read before it is set (``OPTIONS``): all of these
-  when it compiles, so that at run time the printer declines NaN alone. A statement that is
+  type too), or a pointer variable alone: no calls, casts, pointer arithmetic, strings,
+  assignments, shifts (gdb and C differ on shift counts past the width), arithmetic on a
+  ``_Bool`` (gdb refuses it) or macros (gdb expands them too, but into anything: the
+  program reports the statement as its preprocessor expanded it, and an expansion is
+  refused). A name the compiler sees as a constant (an enumerator: gdb prints its name, and
+  types it as its enum) is refused, as is a name of enum type, and a variable read before it
+  is set (``OPTIONS``): all of these when it compiles, so that at run time the printer
+  declines NaN, and a pointer or string gdb would show otherwise (above). A statement that is
   just a variable of a tagged enum whose enumerators read plainly from the code (``enums``)
   is printed as a number, named here by its enumerator (none: gdb answers), once the compile
   has checked that the variable has that type;
@@ -45,9 +53,10 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from pbotvm.guest.cfamily import enums, gdb_choice, guest_gdb, type_names
+from pbotvm.guest.cfamily import elf_symbols, enums, gdb_choice, guest_gdb, type_names
 
 VALUE_FD = 1000  # the printer's descriptor: high, so the program's own open() calls do not see it
 HALT_STATUS = 97  # how the sanitizer ends a program at its first report (see PRINTER)
@@ -89,7 +98,15 @@ _BARE_NAME = re.compile(r"[\s(]*[A-Za-z_]\w*[\s)]*")
 MAX_EXPRESSION = 150  # gdb shows the command text of a longer one cut short
 # The printer's kinds (PRINTER's cases) of a value this module gives it ready made.
 _INT_KIND = 4
+_POINTER_KIND = 12
 _TEXT_KIND = 15
+# A pointer to a character type: gdb shows the string there too.
+_TEXTUAL = ("_Generic(({e}), char *: 1, const char *: 1, signed char *: 1, "
+            "const signed char *: 1, unsigned char *: 1, const unsigned char *: 1, default: 0)")
+_STRING_LIMIT = 200  # gdb's ``print elements``
+_REPEATS = 10  # gdb's ``repeat-count-threshold``: a longer run is shown as <repeats N times>
+_ESCAPES = {7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 11: "\\v",
+            ord('"'): '\\"', ord("\\"): "\\\\"}
 
 # Types as the printer reads them back from its variable arguments (after their promotions).
 _KIND = ("(__builtin_classify_type({e}) == 3 ? 0 : _Generic(({e}), _Bool: 1, "
@@ -104,6 +121,10 @@ PRINTER = r"""
 extern int __pbotvm_statx(int, const char *, int, unsigned int, void *) __asm__("statx");
 extern long __pbotvm_write(int, const void *, unsigned long) __asm__("write");
 extern int __pbotvm_snprintf(char *, unsigned long, const char *, ...) __asm__("snprintf");
+extern int __pbotvm_open(const char *, int, ...) __asm__("open");
+extern long __pbotvm_read(int, void *, unsigned long) __asm__("read");
+extern int __pbotvm_close(int) __asm__("close");
+extern int __pbotvm_pipe(int *) __asm__("pipe");
 const char *__ubsan_default_options(void);
 const char *__ubsan_default_options(void) { return "halt_on_error=1:exitcode=@HALT@"; }
 static int __pbotvm_char(char *to, unsigned long room, int byte)
@@ -131,6 +152,98 @@ static int __pbotvm_real(char *to, unsigned long room, double value, int digits)
         return -1;
     return __pbotvm_snprintf(to, room, "%.*g", digits, value);
 }
+static unsigned long __pbotvm_hex(const char *text, const char **end)
+{
+    unsigned long v = 0;
+    int d;
+    for (;; text++) {
+        d = *text;
+        if (d >= '0' && d <= '9')
+            d -= '0';
+        else if (d >= 'a' && d <= 'f')
+            d -= 'a' - 10;
+        else
+            break;
+        v = v * 16 + (unsigned long) d;
+    }
+    *end = text;
+    return v;
+}
+static int __pbotvm_maps(unsigned long address, char *first, char *found, unsigned long room)
+{
+    static char maps[1 << 16];
+    unsigned long size = 0, length, low, high;
+    long got;
+    const char *at;
+    char *line, *end;
+    int fd = __pbotvm_open("/proc/self/maps", 0);
+    if (fd < 0)
+        return -1;
+    while (size < sizeof maps - 1
+           && (got = __pbotvm_read(fd, maps + size, sizeof maps - 1 - size)) > 0)
+        size += (unsigned long) got;
+    __pbotvm_close(fd);
+    if (size == sizeof maps - 1)
+        return -1;
+    maps[size] = 0;
+    first[0] = found[0] = 0;
+    for (line = maps; *line; line = *end ? end + 1 : end) {
+        for (end = line; *end && *end != '\n'; end++)
+            ;
+        length = (unsigned long) (end - line);
+        if (length >= room)
+            return -1;
+        low = __pbotvm_hex(line, &at);
+        high = *at == '-' ? __pbotvm_hex(at + 1, &at) : 0;
+        if (line == maps) {
+            __builtin_memcpy(first, line, length);
+            first[length] = 0;
+        }
+        if (low <= address && address < high) {
+            __builtin_memcpy(found, line, length);
+            found[length] = 0;
+        }
+    }
+    return 0;
+}
+static int __pbotvm_pointer(char *to, unsigned long room, const char *type, const void *p,
+                            int textual)
+{
+    static char first[512], found[512];
+    unsigned char bytes[201];
+    int ends[2], n, k;
+    long got = -1;
+    unsigned long address = (unsigned long) p;
+    first[0] = found[0] = 0;
+    if (address != 0 && __pbotvm_maps(address, first, found, sizeof first) != 0)
+        return -1;
+    n = __pbotvm_snprintf(to, room, "*%s|%lx|%s|%s|", type, address, first, found);
+    if (n < 0 || (unsigned long) n + 2 * sizeof bytes + 2 > room)
+        return -1;
+    if (!textual || address == 0) {
+        to[n] = '-';
+        to[n + 1] = 0;
+        return 0;
+    }
+    if (__pbotvm_pipe(ends) != 0)
+        return -1;
+    got = __pbotvm_write(ends[1], p, sizeof bytes);
+    if (got > 0)
+        got = __pbotvm_read(ends[0], bytes, (unsigned long) got);
+    __pbotvm_close(ends[0]);
+    __pbotvm_close(ends[1]);
+    if (got < 0) {
+        to[n] = '!';
+        to[n + 1] = 0;
+        return 0;
+    }
+    for (k = 0; k < got; k++) {
+        to[n++] = "0123456789abcdef"[bytes[k] >> 4];
+        to[n++] = "0123456789abcdef"[bytes[k] & 15];
+    }
+    to[n] = 0;
+    return 0;
+}
 static void __pbotvm_decline(void)
 {
     __pbotvm_write(@FD@, "declined\n", 9);
@@ -140,8 +253,9 @@ void __pbotvm_value(int site, int mode, const char *expanded, int kind, ...)
 {
     unsigned long long stx[32];
     unsigned int device[2];
-    char value[128], record[1024];
-    const char *text;
+    char value[2048], record[4096];
+    const char *text, *type;
+    const void *pointer;
     int n = -1, v;
     __builtin_va_list args;
     if (kind == 0 || __pbotvm_statx(1, "", 0x1000, 0x300, stx) != 0) {
@@ -185,6 +299,11 @@ void __pbotvm_value(int site, int mode, const char *expanded, int kind, ...)
         break;
     case 11:
         n = __pbotvm_real(value, sizeof value, __builtin_va_arg(args, double), 17);
+        break;
+    case 12:
+        type = __builtin_va_arg(args, const char *);
+        pointer = __builtin_va_arg(args, const void *);
+        n = __pbotvm_pointer(value, sizeof value, type, pointer, __builtin_va_arg(args, int));
         break;
     case 15:
         text = __builtin_va_arg(args, const char *);
@@ -360,15 +479,13 @@ def program(code: str) -> Program | None:
         enum = enums.enum_of(rest, names[0]) if bare else None
         if mode in (Mode.WHATIS, Mode.PTYPE):
             call = _type_call(index, mode, expression, names, bare, rest, enum)
-            if call is None:
-                return None
-            kept.append(Site(mode, stringised(expression)))
+            site = Site(mode, stringised(expression))
         else:
-            if _unprintable_names(rest, names):
-                return None
-            call = (_enum_call(index, mode, expression, names[0], enum.tag) if enum
-                    else _call(index, mode, expression, names, bare))
-            kept.append(Site(mode, stringised(expression), enum))
+            call = _value_call(index, mode, expression, names, bare, rest, enum)
+            site = Site(mode, stringised(expression), enum)
+        if call is None:
+            return None
+        kept.append(site)
         if mode is Mode.LAST:
             indent = code[start:end][: len(code[start:end]) - len(code[start:end].lstrip())]
             call = f"{indent}{{ {call} }}"
@@ -396,6 +513,37 @@ def _variables(names: list[str]) -> str:
     enumerator (gdb prints its name, and types it as its enum) or a macro's constant. A
     variable is none, whatever its value."""
     return "".join(f"!__builtin_constant_p({name}) && " for name in names)
+
+
+def _value_call(index: int, mode: Mode, expression: str, names: list[str], bare: bool,
+                code: str, enum: enums.Enum | None) -> str | None:
+    """The statements that print one place's value; None when the printer cannot."""
+    if not _unprintable_names(code, names):
+        return (_enum_call(index, mode, expression, names[0], enum.tag) if enum
+                else _call(index, mode, expression, names, bare))
+    if bare and _pointer_declared(code, names[0]):
+        return _pointer_call(index, mode, expression, names[0])
+    return None
+
+
+def _pointer_declared(code: str, name: str) -> bool:
+    """Whether the name is declared as a pointer with basic type words alone (``char *s``,
+    or a parameter ``char *argv[]``), not as an array or a struct: a pointer whose type gdb
+    names as ``type_names`` does. (The compile checks it; this spares a compile.)"""
+    return (type_names.declared_plainly(code, name)
+            and re.search(rf"\*\s*{name}\b", code) is not None
+            and re.search(rf"\b(?:{_DECLARED_TYPES})[\s*]*{name}\s*\[(?!\s*\]\s*[,)])",
+                          code) is None)
+
+
+def _pointer_call(index: int, mode: Mode, expression: str, name: str) -> str:
+    """The statements that print a pointer's value (with the string there, for a character
+    type), where ``type_names`` names its type."""
+    printable = (_variables([name]) + f"__builtin_classify_type({expression}) == 5 && "
+                 + type_names.known(expression, True))
+    value = (f"{type_names.generic(expression, True)}, (const void *) ({expression}), "
+             + _TEXTUAL.format(e=expression))
+    return _printing(index, mode, expression, printable, _POINTER_KIND, value)
 
 
 def _call(index: int, mode: Mode, expression: str, names: list[str], bare: bool) -> str:
@@ -468,10 +616,67 @@ def read_values(data: bytes) -> list[Value] | None:
     return values
 
 
-def shown(program: Program, values: list[Value]) -> list[tuple[int, str]] | None:
+def pointer_text(value: str, symbols: Callable[[], elf_symbols.Program | None]) -> str | None:
+    """gdb's ``print`` of a pointer from the printer's record of it (``*type|address|the
+    program's first line of /proc/self/maps|the line holding the address|the bytes there``):
+    ``(int *) 0x7fffffffe394``, or ``0x555555558043 "hi"`` for a ``char *``; None where gdb
+    would say more than this knows: a symbol (``<g>``), an address in a library or an
+    anonymous mapping, a string it shows otherwise (repeats, bytes not plain ASCII, memory
+    that ends before its end)."""
+    try:
+        type_name, address_hex, first, line, data = value.removeprefix("*").split("|")
+        address = int(address_hex, 16)
+        read = None if data in ("-", "!") else bytes.fromhex(data)
+    except ValueError:
+        return None
+    if address and line:
+        region = line.split(maxsplit=5)
+        if len(region) == 6 and region[5] in ("[stack]", "[heap]"):
+            pass
+        else:
+            program = symbols()
+            start = first.split(maxsplit=5)
+            if (program is None or len(region) != 6 or len(start) != 6 or start[2] != "0" * 8
+                    or region[5] != start[5]):
+                return None  # a library's or an anonymous mapping: gdb may name it
+            bias = int(start[0].split("-")[0], 16) - program.first_load
+            if program.may_name(address - bias):
+                return None
+    prefix = "" if type_name in ("char *", "const char *") else f"({type_name}) "
+    shown = f"{prefix}{address:#x}" if address else f"{prefix}0x0"
+    if data == "-" or not address:
+        return shown
+    if read is None:
+        if line:
+            return None  # mapped, yet not readable
+        return f"{shown} <error: Cannot access memory at address {address:#x}>"
+    string = _string(read)
+    return None if string is None else f"{shown} {string}"
+
+
+def _string(read: bytes) -> str | None:
+    """gdb's string at an address, from the bytes read there (up to one past gdb's limit);
+    None for what this does not show as gdb does."""
+    end = read.find(0, 0, _STRING_LIMIT)
+    if end < 0 and len(read) <= _STRING_LIMIT:
+        return None  # memory ends before the string does: gdb shows an error after it
+    text = read[:end] if end >= 0 else read[:_STRING_LIMIT]
+    if re.search(rb"(.)\1{%d}" % _REPEATS, text, re.DOTALL):
+        return None
+    if any(byte >= 0x7F or (byte < 0x20 and byte not in _ESCAPES) for byte in text):
+        return None
+    quoted = "".join(_ESCAPES.get(byte, chr(byte)) for byte in text)
+    ellipsis = "..." if end < 0 and read[_STRING_LIMIT] != 0 else ""
+    return f'"{quoted}"{ellipsis}'
+
+
+def shown(program: Program, values: list[Value],
+          symbols: Callable[[], elf_symbols.Program | None] = lambda: None,
+          ) -> list[tuple[int, str]] | None:
     """What guest-gdb's driver would have put into the output, and where (after how many of
-    the program's bytes), for these records; None when they cannot be trusted to say it: a
-    record of another place, or a statement that came out of a macro. The values are as gdb's
+    the program's bytes), for these records (``symbols``: the program's, for a pointer into
+    it); None when they cannot be trusted to say it: a record of another place, a statement
+    that came out of a macro, or a pointer gdb shows otherwise. The values are as gdb's
     console lines came out of guest-gdb's GDB/MI round trip (``97 'a'`` stays, ``27 '\\033'``
     became ``27 '\\x1B'``)."""
     lines: list[tuple[int, str]] = []
@@ -481,7 +686,13 @@ def shown(program: Program, values: list[Value]) -> list[tuple[int, str]] | None
         site = program.sites[found.site]
         if site.mode is not found.mode or stringised(found.expanded) != site.expression:
             return None
-        value = guest_gdb.mi_text(found.value)
+        if found.value.startswith("*"):
+            pointer = pointer_text(found.value, symbols)
+            if pointer is None:
+                return None
+            value = guest_gdb.mi_text(pointer)
+        else:
+            value = guest_gdb.mi_text(found.value)
         if site.enum is not None:
             named = site.enum.name_of(int(value)) if re.fullmatch(r"-?\d+", value) else None
             if named is None:

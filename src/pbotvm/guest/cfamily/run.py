@@ -20,6 +20,7 @@ the original; its stderr comes first in the answer.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import pwd
@@ -35,6 +36,7 @@ from pbotvm.guest import running, sandbox
 from pbotvm.guest.cfamily import (
     channel,
     command_line,
+    elf_symbols,
     gdb_ahead,
     gdb_choice,
     guest_gdb,
@@ -287,7 +289,8 @@ class _Job:
         lines = (None if values is None or any(
             found.device != (os.major(output.st_dev), os.minor(output.st_dev))
             or found.inode != output.st_ino for found in values)
-            else last_value.shown(program, values))
+            else last_value.shown(program, values, functools.cache(
+                lambda: elf_symbols.read(Path(self.program())))))
         if lines is None:
             return None  # a value declined (NaN), or records not to be trusted
         printed = self.program_output()

@@ -121,6 +121,7 @@ def test_a_pointer_named_alone_is_printed() -> None:
     code("print_last_statement(v);", "    struct { int a; } v = {1};"),
     code("print_last_statement(v);", "    struct S v;"),
     "#define int long\n" + code("print_last_statement(1 + 1);"),  # the printer's words
+    "int read(void) { return 0; }\n" + code("print_last_statement(1 + 1);"),  # its calls
     code("print_last_statement(" + " + ".join(["1"] * 80) + ");"),  # gdb cuts the text
     code("print_last_statement(1 + 1);").replace("return 0;", "print_last_statement(2);"),
 ])

@@ -35,8 +35,9 @@ What keeps the two the same:
   just a variable of a tagged enum whose enumerators read plainly from the code (``enums``)
   is printed as a number, named here by its enumerator (none: gdb answers), once the compile
   has checked that the variable has that type;
-* no wide character types in the code (gdb prints a ``wchar_t`` as ``97 L'a'``), and no
-  macro named as a keyword (the printer is C that the code's macros must not rewrite);
+* no wide character types in the code (gdb prints a ``wchar_t`` as ``97 L'a'``), no
+  macro named as a keyword (the printer is C that the code's macros must not rewrite), and
+  no function of the code's own named as one of the C library's that the printer calls;
 * the compiler is the language's own, with its default options: a C compiler with
   ``_Generic``, and UndefinedBehaviorSanitizer, which the printer makes stop the program at
   its first report (gdb evaluates without it): the run is then done again under gdb;
@@ -75,6 +76,9 @@ _LITERAL_OR_COMMENT = re.compile(
     r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|/\*.*?\*/|//[^\n]*', re.DOTALL)
 _MACRO = re.compile(r"^[ \t]*#[ \t]*(?:define|undef)[ \t]+(\w+)", re.MULTILINE)
 _WIDE = re.compile(r"\b(?:wchar_t|wint_t|char8_t|char16_t|char32_t)\b")
+# A function of the code's own with the name of one the printer calls (PRINTER's __asm__
+# names): the printer would call it.
+_OWN_LIBC = re.compile(r"\b(?:statx|write|snprintf|open|read|close|pipe)\s*\([^;{}()]*\)\s*\{")
 _TOKEN = re.compile(r"""
     \s*(?:
       (?P<float>(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d*\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)
@@ -458,7 +462,8 @@ def program(code: str) -> Program | None:
     """The code for a run that prints its values itself; None unless every place the code asks
     gdb for a value is one the printer can stand for (see the module's text), and the code
     asks gdb for nothing else."""
-    if _WIDE.search(code) or any(name in _KEYWORDS for name in _MACRO.findall(code)):
+    if (_WIDE.search(code) or _OWN_LIBC.search(_blanked(code))
+            or any(name in _KEYWORDS for name in _MACRO.findall(code))):
         return None
     sites = _sites(code)
     if not sites:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pbotvm.guest import runner
-from pbotvm.guest.cfamily import gdb_ahead, last_value, pch
+from pbotvm.guest.cfamily import gdb_ahead, last_value, pch, run
 from pbotvm.host.request import options
 from pbotvm.host.request.languages import find_language
 from pbotvm.host.request.vmexec import make_request
@@ -140,3 +140,29 @@ def test_a_pointer_the_program_prints_is_where_it_points(
     text = runner.run_request(_request(code), runner.RunSettings()).text
     addresses = _ADDRESS.findall(text)
     assert len(addresses) == 2 and addresses[0] == addresses[1], text
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+@pytest.mark.parametrize(("code", "compiles", "warning", "value"), [
+    # the program that prints its value said nothing as it built: its compile is the only one
+    ("1 + 1", 1, "", "no output: 1 + 1 = 2"),
+    ('char *s = "hi"; print(s);', 1, "", 's = 0x… "hi"'),
+    # a warning: the code without the printer is compiled for it, the printer's program kept
+    ("double x = 5; x / 0", 2, "warning: division by zero", "no output: x / 0 = inf"),
+])
+def test_a_value_program_that_builds_without_a_word_is_the_only_compile(
+        pch_dir: None, monkeypatch: pytest.MonkeyPatch, code: str, compiles: int,
+        warning: str, value: str) -> None:
+    monkeypatch.setattr(gdb_ahead, "GDB_ARGV", ("false",))  # the program answers, not gdb
+    argvs: list[list[str]] = []
+    compile_once = run._Job.compile_once
+
+    def counted(job: run._Job, argv: list[str]) -> object:
+        argvs.append(argv)
+        return compile_once(job, argv)
+
+    monkeypatch.setattr(run._Job, "compile_once", counted)
+    text = _addressless(runner.run_request(_request(code), runner.RunSettings()).text)
+    assert text.strip("\n").endswith(value) and len(argvs) == compiles
+    assert (warning in text) if warning else "warning" not in text

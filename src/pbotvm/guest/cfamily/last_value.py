@@ -125,10 +125,6 @@ PRINTER = r"""
 extern int __pbotvm_statx(int, const char *, int, unsigned int, void *) __asm__("statx");
 extern long __pbotvm_write(int, const void *, unsigned long) __asm__("write");
 extern int __pbotvm_snprintf(char *, unsigned long, const char *, ...) __asm__("snprintf");
-extern int __pbotvm_open(const char *, int, ...) __asm__("open");
-extern long __pbotvm_read(int, void *, unsigned long) __asm__("read");
-extern int __pbotvm_close(int) __asm__("close");
-extern int __pbotvm_pipe(int *) __asm__("pipe");
 const char *__ubsan_default_options(void);
 const char *__ubsan_default_options(void) { return "halt_on_error=1:exitcode=@HALT@"; }
 static int __pbotvm_char(char *to, unsigned long room, int byte)
@@ -148,14 +144,106 @@ static int __pbotvm_char(char *to, unsigned long room, int byte)
 static int __pbotvm_real(char *to, unsigned long room, double value, int digits)
 {
     char check[8];
-    if (value != value)
+    if (__builtin_isnan(value))
         return -1;
-    if (value - value != 0)
+    if (__builtin_isinf(value))
         return __pbotvm_snprintf(to, room, value < 0 ? "-inf" : "inf");
     if (__pbotvm_snprintf(check, sizeof check, "%.1f", 0.5) != 3 || check[1] != '.')
         return -1;
     return __pbotvm_snprintf(to, room, "%.*g", digits, value);
 }
+static void __pbotvm_decline(void)
+{
+    __pbotvm_write(@FD@, "declined\n", 9);
+}
+void __pbotvm_value(int site, int mode, const char *expanded, int kind, ...);
+void __pbotvm_value(int site, int mode, const char *expanded, int kind, ...)
+{
+    unsigned long long stx[32];
+    unsigned int device[2];
+    char value[2048], record[4096];
+    const char *text, *type;
+    const void *pointer;
+    int n = -1, v;
+    __builtin_va_list args;
+    if (kind == 0 || __pbotvm_statx(1, "", 0x1000, 0x300, stx) != 0) {
+        __pbotvm_decline();
+        return;
+    }
+    __builtin_va_start(args, kind);
+    switch (kind) {
+    case 1:
+        n = __pbotvm_snprintf(value, sizeof value, "%s",
+                              __builtin_va_arg(args, int) ? "true" : "false");
+        break;
+    case 2: case 3:
+        v = __builtin_va_arg(args, int);
+        v = kind == 2 ? (signed char) v : (unsigned char) v;
+        n = __pbotvm_snprintf(value, sizeof value, "%d ", v);
+        n = __pbotvm_char(value + n, sizeof value - n, v & 0xff) < 0 ? -1 : 0;
+        break;
+    case 4:
+        n = __pbotvm_snprintf(value, sizeof value, "%d", __builtin_va_arg(args, int));
+        break;
+    case 5:
+        n = __pbotvm_snprintf(value, sizeof value, "%u", __builtin_va_arg(args, unsigned));
+        break;
+    case 6:
+        n = __pbotvm_snprintf(value, sizeof value, "%ld", __builtin_va_arg(args, long));
+        break;
+    case 7:
+        n = __pbotvm_snprintf(value, sizeof value, "%lu",
+                              __builtin_va_arg(args, unsigned long));
+        break;
+    case 8:
+        n = __pbotvm_snprintf(value, sizeof value, "%lld", __builtin_va_arg(args, long long));
+        break;
+    case 9:
+        n = __pbotvm_snprintf(value, sizeof value, "%llu",
+                              __builtin_va_arg(args, unsigned long long));
+        break;
+    case 10:
+        n = __pbotvm_real(value, sizeof value, (float) __builtin_va_arg(args, double), 9);
+        break;
+    case 11:
+        n = __pbotvm_real(value, sizeof value, __builtin_va_arg(args, double), 17);
+        break;
+#ifdef __PBOTVM_POINTERS
+    case 12:
+        type = __builtin_va_arg(args, const char *);
+        pointer = __builtin_va_arg(args, const void *);
+        n = __pbotvm_pointer(value, sizeof value, type, pointer, __builtin_va_arg(args, int));
+        break;
+#endif
+    case 15:
+        text = __builtin_va_arg(args, const char *);
+        n = text ? __pbotvm_snprintf(value, sizeof value, "%s", text) : -1;
+        break;
+    }
+    __builtin_va_end(args);
+    if (n < 0) {
+        __pbotvm_decline();
+        return;
+    }
+    __builtin_memcpy(device, (char *) stx + 136, sizeof device);
+    n = __pbotvm_snprintf(record, sizeof record, "%d %d %llu %u %u %llu\t%s\t%s\n", site, mode,
+                          stx[5], device[0], device[1], stx[4], value, expanded);
+    if (n > 0 && (unsigned long) n < sizeof record)
+        __pbotvm_write(@FD@, record, (unsigned long) n);
+    else
+        __pbotvm_decline();
+}
+""".replace("@HALT@", str(HALT_STATUS)).replace("@FD@", str(VALUE_FD))
+# Put before PRINTER when a pointer is printed (a bigger printer is a slower compile): the line
+# of /proc/self/maps that holds it, and the bytes there, read through a pipe.
+POINTER_PRINTER = r"""
+#define __PBOTVM_POINTERS 1
+extern long __pbotvm_write(int, const void *, unsigned long) __asm__("write");
+extern int __pbotvm_snprintf(char *, unsigned long, const char *, ...) __asm__("snprintf");
+extern int __pbotvm_open(const char *, int, ...) __asm__("open");
+extern long __pbotvm_read(int, void *, unsigned long) __asm__("read");
+extern int __pbotvm_close(int) __asm__("close");
+extern int __pbotvm_pipe(int *) __asm__("pipe");
 static unsigned long __pbotvm_hex(const char *text, const char **end)
 {
     unsigned long v = 0;
@@ -248,86 +336,7 @@ static int __pbotvm_pointer(char *to, unsigned long room, const char *type, cons
     to[n] = 0;
     return 0;
 }
-static void __pbotvm_decline(void)
-{
-    __pbotvm_write(@FD@, "declined\n", 9);
-}
-void __pbotvm_value(int site, int mode, const char *expanded, int kind, ...);
-void __pbotvm_value(int site, int mode, const char *expanded, int kind, ...)
-{
-    unsigned long long stx[32];
-    unsigned int device[2];
-    char value[2048], record[4096];
-    const char *text, *type;
-    const void *pointer;
-    int n = -1, v;
-    __builtin_va_list args;
-    if (kind == 0 || __pbotvm_statx(1, "", 0x1000, 0x300, stx) != 0) {
-        __pbotvm_decline();
-        return;
-    }
-    __builtin_va_start(args, kind);
-    switch (kind) {
-    case 1:
-        n = __pbotvm_snprintf(value, sizeof value, "%s",
-                              __builtin_va_arg(args, int) ? "true" : "false");
-        break;
-    case 2: case 3:
-        v = __builtin_va_arg(args, int);
-        v = kind == 2 ? (signed char) v : (unsigned char) v;
-        n = __pbotvm_snprintf(value, sizeof value, "%d ", v);
-        n = __pbotvm_char(value + n, sizeof value - n, v & 0xff) < 0 ? -1 : 0;
-        break;
-    case 4:
-        n = __pbotvm_snprintf(value, sizeof value, "%d", __builtin_va_arg(args, int));
-        break;
-    case 5:
-        n = __pbotvm_snprintf(value, sizeof value, "%u", __builtin_va_arg(args, unsigned));
-        break;
-    case 6:
-        n = __pbotvm_snprintf(value, sizeof value, "%ld", __builtin_va_arg(args, long));
-        break;
-    case 7:
-        n = __pbotvm_snprintf(value, sizeof value, "%lu",
-                              __builtin_va_arg(args, unsigned long));
-        break;
-    case 8:
-        n = __pbotvm_snprintf(value, sizeof value, "%lld", __builtin_va_arg(args, long long));
-        break;
-    case 9:
-        n = __pbotvm_snprintf(value, sizeof value, "%llu",
-                              __builtin_va_arg(args, unsigned long long));
-        break;
-    case 10:
-        n = __pbotvm_real(value, sizeof value, (float) __builtin_va_arg(args, double), 9);
-        break;
-    case 11:
-        n = __pbotvm_real(value, sizeof value, __builtin_va_arg(args, double), 17);
-        break;
-    case 12:
-        type = __builtin_va_arg(args, const char *);
-        pointer = __builtin_va_arg(args, const void *);
-        n = __pbotvm_pointer(value, sizeof value, type, pointer, __builtin_va_arg(args, int));
-        break;
-    case 15:
-        text = __builtin_va_arg(args, const char *);
-        n = text ? __pbotvm_snprintf(value, sizeof value, "%s", text) : -1;
-        break;
-    }
-    __builtin_va_end(args);
-    if (n < 0) {
-        __pbotvm_decline();
-        return;
-    }
-    __builtin_memcpy(device, (char *) stx + 136, sizeof device);
-    n = __pbotvm_snprintf(record, sizeof record, "%d %d %llu %u %u %llu\t%s\t%s\n", site, mode,
-                          stx[5], device[0], device[1], stx[4], value, expanded);
-    if (n > 0 && (unsigned long) n < sizeof record)
-        __pbotvm_write(@FD@, record, (unsigned long) n);
-    else
-        __pbotvm_decline();
-}
-""".replace("@HALT@", str(HALT_STATUS)).replace("@FD@", str(VALUE_FD))
+"""
 
 
 def expression_names(expression: str) -> list[str] | None:
@@ -475,7 +484,7 @@ def program(code: str) -> Program | None:
         rest = rest[:start] + rest[end:]
     if gdb_choice.needs_gdb(rest):
         return None
-    source, at, kept = [], 0, []
+    source, at, kept, pointers = [], 0, [], False
     for index, (start, end, mode, expression) in enumerate(sites):
         names = expression_names(expression)
         if names is None or len(expression) > MAX_EXPRESSION or "??" in expression:
@@ -485,9 +494,15 @@ def program(code: str) -> Program | None:
         if mode in (Mode.WHATIS, Mode.PTYPE):
             call = _type_call(index, mode, expression, names, bare, rest, enum)
             site = Site(mode, stringised(expression))
-        else:
-            call = _value_call(index, mode, expression, names, bare, rest, enum)
+        elif not _unprintable_names(rest, names):
+            call = (_enum_call(index, mode, expression, names[0], enum.tag) if enum
+                    else _call(index, mode, expression, names, bare))
             site = Site(mode, stringised(expression), enum)
+        elif bare and _pointer_declared(rest, names[0]):
+            call, pointers = _pointer_call(index, mode, expression, names[0]), True
+            site = Site(mode, stringised(expression))
+        else:
+            return None
         if call is None:
             return None
         kept.append(site)
@@ -498,7 +513,7 @@ def program(code: str) -> Program | None:
             call = f"do {{ {call} }} while (0)"
         source += [code[at:start], call]
         at = end
-    source += [code[at:], "\n", PRINTER]
+    source += [code[at:], "\n", POINTER_PRINTER if pointers else "", PRINTER]
     return Program("".join(source), tuple(kept))
 
 
@@ -518,17 +533,6 @@ def _variables(names: list[str]) -> str:
     enumerator (gdb prints its name, and types it as its enum) or a macro's constant. A
     variable is none, whatever its value."""
     return "".join(f"!__builtin_constant_p({name}) && " for name in names)
-
-
-def _value_call(index: int, mode: Mode, expression: str, names: list[str], bare: bool,
-                code: str, enum: enums.Enum | None) -> str | None:
-    """The statements that print one place's value; None when the printer cannot."""
-    if not _unprintable_names(code, names):
-        return (_enum_call(index, mode, expression, names[0], enum.tag) if enum
-                else _call(index, mode, expression, names, bare))
-    if bare and _pointer_declared(code, names[0]):
-        return _pointer_call(index, mode, expression, names[0])
-    return None
 
 
 def _pointer_declared(code: str, name: str) -> bool:

@@ -144,30 +144,52 @@ class _Job:
     def compile(self, code: str) -> _Ran:
         """One compile, or two when the code has wrappers or values the program prints
         itself: the first, without them, gives the diagnostics and the status; the second,
-        with them, only the program."""
+        with them, only the program. When the program that prints its values builds without
+        a word, it is the only compile: the code without the printer, which differs only
+        where the printer stands for a statement, would have said nothing either."""
         # C only (C++ has no _Generic).
         printed = last_value.program(code) if self.request.sourcefile.endswith(".c") else None
         if not last_statement.has_wrapper(code) and printed is None:
             return self.compile_quickly_or_plainly(
                 code, evaluated=gdb_choice.needs_gdb(code),
                 debug=gdb_choice.likely_under_gdb(code))
-        unwrapped = last_statement.unwrapped(code)
+        built = self.build_value_program(printed) if printed else None
+        if built is not None and not built.text:
+            self.value_program = printed
+            return built
+        # Kept aside while the compile for the diagnostics makes its own program.
+        program = self.cwd / self.request.execfile
+        aside = program.with_name(f"{program.name}.value")
+        if built is not None and not self.renamed(program, aside):
+            built = None
         # Its program is never run: it needs no debugging information.
-        first = self.compile_quickly_or_plainly(unwrapped, evaluated=False, debug=False)
+        first = self.compile_quickly_or_plainly(last_statement.unwrapped(code), evaluated=False,
+                                                debug=False)
         if first.status == 0 and first.killed is None:
-            self.value_program = printed if printed and self.built(printed) else None
-            if self.value_program is None:
+            if built is not None and self.renamed(aside, program):
+                self.value_program = printed
+            else:
                 self.build_for_gdb(code)
         return first
 
     def build_for_gdb(self, code: str) -> None:
         self.compile_quickly_or_plainly(code, evaluated=True, debug=True)
 
-    def built(self, program: last_value.Program) -> bool:
-        """Whether the program that prints its values itself built, with the language's own
-        command line (``quick_compile``)."""
+    def build_value_program(self, program: last_value.Program) -> _Ran | None:
+        """The program that prints its values itself, built with the language's own command
+        line (``quick_compile``); None when it did not build."""
         return self.quick_compile(program.source, evaluated=False, debug=False,
-                                  extra=last_value.OPTIONS) is not None
+                                  extra=last_value.OPTIONS)
+
+    @staticmethod
+    def renamed(source: Path, target: Path) -> bool:
+        """Whether a file the compiler made in the work directory could be renamed (no
+        process of the request runs now)."""
+        try:
+            os.rename(source, target)
+        except OSError:
+            return False
+        return True
 
     def compile_quickly_or_plainly(self, code: str, *, evaluated: bool, debug: bool) -> _Ran:
         return (self.quick_compile(code, evaluated=evaluated, debug=debug)

@@ -152,6 +152,9 @@ static int __pbotvm_real(char *to, unsigned long room, double value, int digits)
         return -1;
     return __pbotvm_snprintf(to, room, "%.*g", digits, value);
 }
+#ifdef __PBOTVM_POINTERS
+static int __pbotvm_pointer(char *, unsigned long, const char *, const void *, int);
+#endif
 static void __pbotvm_decline(void)
 {
     __pbotvm_write(@FD@, "declined\n", 9);
@@ -234,12 +237,10 @@ void __pbotvm_value(int site, int mode, const char *expanded, int kind, ...)
         __pbotvm_decline();
 }
 """.replace("@HALT@", str(HALT_STATUS)).replace("@FD@", str(VALUE_FD))
-# Put before PRINTER when a pointer is printed (a bigger printer is a slower compile): the line
+# After PRINTER, where a pointer is printed (a bigger printer is a slower compile): the line
 # of /proc/self/maps that holds it, and the bytes there, read through a pipe.
+POINTERS = "#define __PBOTVM_POINTERS 1\n"
 POINTER_PRINTER = r"""
-#define __PBOTVM_POINTERS 1
-extern long __pbotvm_write(int, const void *, unsigned long) __asm__("write");
-extern int __pbotvm_snprintf(char *, unsigned long, const char *, ...) __asm__("snprintf");
 extern int __pbotvm_open(const char *, int, ...) __asm__("open");
 extern long __pbotvm_read(int, void *, unsigned long) __asm__("read");
 extern int __pbotvm_close(int) __asm__("close");
@@ -513,7 +514,8 @@ def program(code: str) -> Program | None:
             call = f"do {{ {call} }} while (0)"
         source += [code[at:start], call]
         at = end
-    source += [code[at:], "\n", POINTER_PRINTER if pointers else "", PRINTER]
+    source += [code[at:], "\n"]
+    source += [POINTERS, PRINTER, POINTER_PRINTER] if pointers else [PRINTER]
     return Program("".join(source), tuple(kept))
 
 
@@ -638,21 +640,11 @@ def pointer_text(value: str, symbols: Callable[[], elf_symbols.Program | None]) 
         read = None if data in ("-", "!") else bytes.fromhex(data)
     except ValueError:
         return None
-    if address and line:
-        region = line.split(maxsplit=5)
-        if len(region) == 6 and region[5] in ("[stack]", "[heap]"):
-            pass
-        else:
-            program = symbols()
-            start = first.split(maxsplit=5)
-            if (program is None or len(region) != 6 or len(start) != 6 or start[2] != "0" * 8
-                    or region[5] != start[5]):
-                return None  # a library's or an anonymous mapping: gdb may name it
-            bias = int(start[0].split("-")[0], 16) - program.first_load
-            if program.may_name(address - bias):
-                return None
+    if address and line and _may_be_named(address, first, line, symbols):
+        return None
+    # gdb leaves out the type where it points at a char: the string says it.
     prefix = "" if type_name in ("char *", "const char *") else f"({type_name}) "
-    shown = f"{prefix}{address:#x}" if address else f"{prefix}0x0"
+    shown = f"{prefix}{address:#x}"
     if data == "-" or not address:
         return shown
     if read is None:
@@ -661,6 +653,21 @@ def pointer_text(value: str, symbols: Callable[[], elf_symbols.Program | None]) 
         return f"{shown} <error: Cannot access memory at address {address:#x}>"
     string = _string(read)
     return None if string is None else f"{shown} {string}"
+
+
+def _may_be_named(address: int, first: str, line: str,
+                  symbols: Callable[[], elf_symbols.Program | None]) -> bool:
+    """Whether gdb may print a symbol after this address: anywhere but the stack, the heap
+    and a place in the program that no symbol of it covers (``first``: the program's first
+    line of /proc/self/maps, ``line`` the one that holds the address)."""
+    region, start = line.split(maxsplit=5), first.split(maxsplit=5)
+    if len(region) == 6 and region[5] in ("[stack]", "[heap]"):
+        return False
+    program = symbols()
+    if (program is None or len(region) != 6 or len(start) != 6 or start[2] != "0" * 8
+            or region[5] != start[5]):
+        return True  # a library's or an anonymous mapping
+    return program.may_name(address - int(start[0].split("-")[0], 16) + program.first_load)
 
 
 def _string(read: bytes) -> str | None:

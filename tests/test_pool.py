@@ -137,6 +137,16 @@ def test_a_persist_key_always_goes_to_the_guest_it_names() -> None:
     assert len(asyncio.run(scenario())) == 1
 
 
+async def served(pool: Pool, who: str, wait: float, order: list[str]) -> None:
+    """One request of ``who``: a guest taken (within ``wait`` s), the nick noted in
+    ``order``, the guest given back."""
+    guest = await pool.take(who, wait)
+    assert guest is not None
+    order.append(who)
+    await asyncio.sleep(0)
+    pool.release(guest)
+
+
 def test_the_nick_served_longest_ago_goes_next() -> None:
     async def scenario() -> list[str]:
         pool = pool_of(Guest("a"))
@@ -144,14 +154,7 @@ def test_the_nick_served_longest_ago_goes_next() -> None:
         holder = await pool.take("A", 1)
         assert holder is not None
 
-        async def request(who: str) -> None:
-            state = await pool.take(who, 5)
-            assert state is not None
-            order.append(who)
-            await asyncio.sleep(0)
-            pool.release(state)
-
-        tasks = [asyncio.create_task(request(who)) for who in ("A", "A", "B")]
+        tasks = [asyncio.create_task(served(pool, who, 5, order)) for who in ("A", "A", "B")]
         await asyncio.sleep(0.05)
         pool.release(holder)
         await asyncio.gather(*tasks)
@@ -169,16 +172,9 @@ def test_a_turn_lost_with_its_guest_is_not_a_turn_served() -> None:
         pool.came_to_nothing("x")
         order: list[str] = []
 
-        async def request(who: str) -> None:
-            guest = await pool.take(who, 1)
-            assert guest is not None
-            order.append(who)
-            await asyncio.sleep(0)
-            pool.release(guest)
-
-        again = asyncio.create_task(request("x"))
+        again = asyncio.create_task(served(pool, "x", 1, order))
         await asyncio.sleep(0)
-        others = [asyncio.create_task(request(who)) for who in "yz"]
+        others = [asyncio.create_task(served(pool, who, 1, order)) for who in "yz"]
         await asyncio.sleep(0)
         pool.release(pool.guests[0])
         await asyncio.gather(again, *others)

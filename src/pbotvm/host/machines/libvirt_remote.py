@@ -256,7 +256,8 @@ def _remove(conn: libvirt.virConnect, dom: libvirt.virDomain, uri: str,
         image = Image(Path(marker.removesuffix(_UPLOADED)))
         if not left & set(image_volumes(image)):
             pool.storageVolLookupByName(marker).delete(0)
-    if "" in made and not pool.listVolumes() and not any(
+            left.discard(marker)
+    if "" in made and not left and not any(
             made_by_up(other) is not None for other in others):
         if pool.isActive():
             pool.destroy()

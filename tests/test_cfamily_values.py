@@ -93,6 +93,14 @@ def _request(code: str) -> Request:
     return make_request(language, lang, parsed, source, stdin="")
 
 
+def _answer_without_gdb(monkeypatch: pytest.MonkeyPatch, request: Request) -> str:
+    """The guest's answer with a gdb that fails at once: the program's own, where it prints
+    its values."""
+    with monkeypatch.context() as broken:
+        broken.setattr(gdb_ahead, "GDB_ARGV", ("false",))
+        return runner.run_request(request, runner.RunSettings()).text
+
+
 @pytest.fixture
 def pch_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The prelude built where the user reads it (pytest's directories only root may
@@ -113,9 +121,7 @@ def test_the_program_answers_as_gdb_would(pch_dir: None, monkeypatch: pytest.Mon
     """With a gdb that fails at once, the guest's answer is the one gdb gives when the
     program does not print the value (or gdb's failure, for the rows gdb answers)."""
     request = _request(code)
-    with monkeypatch.context() as broken:
-        broken.setattr(gdb_ahead, "GDB_ARGV", ("false",))
-        without_gdb = runner.run_request(request, runner.RunSettings()).text
+    without_gdb = _answer_without_gdb(monkeypatch, request)
     if name in BY_GDB:
         assert "[gdb failed: exit status 1]" in without_gdb
         return
@@ -136,8 +142,7 @@ def test_a_pointer_the_program_prints_is_where_it_points(
         pch_dir: None, monkeypatch: pytest.MonkeyPatch, code: str) -> None:
     """The address is the program's own (that program's: not the original's, nor that of
     the program gdb would have run), with a gdb that cannot run."""
-    monkeypatch.setattr(gdb_ahead, "GDB_ARGV", ("false",))
-    text = runner.run_request(_request(code), runner.RunSettings()).text
+    text = _answer_without_gdb(monkeypatch, _request(code))
     addresses = _ADDRESS.findall(text)
     assert len(addresses) == 2 and addresses[0] == addresses[1], text
 
@@ -154,7 +159,6 @@ def test_a_pointer_the_program_prints_is_where_it_points(
 def test_a_value_program_that_builds_without_a_word_is_the_only_compile(
         pch_dir: None, monkeypatch: pytest.MonkeyPatch, code: str, compiles: int,
         warning: str, value: str) -> None:
-    monkeypatch.setattr(gdb_ahead, "GDB_ARGV", ("false",))  # the program answers, not gdb
     argvs: list[list[str]] = []
     compile_once = run._Job.compile_once
 
@@ -163,6 +167,6 @@ def test_a_value_program_that_builds_without_a_word_is_the_only_compile(
         return compile_once(job, argv)
 
     monkeypatch.setattr(run._Job, "compile_once", counted)
-    text = _addressless(runner.run_request(_request(code), runner.RunSettings()).text)
+    text = _addressless(_answer_without_gdb(monkeypatch, _request(code)))
     assert text.strip("\n").endswith(value) and len(argvs) == compiles
     assert (warning in text) if warning else "warning" not in text
